@@ -1,0 +1,247 @@
+"""Shared geometry: VR180 equirectangular rays, rectification and crop maps, pinhole cameras.
+
+Conventions (used by every stage)
+---------------------------------
+* Camera frame: x right, y down, z forward (OpenCV). Baseline along +x: the
+  right eye sits at ``+baseline_m`` on the x axis of the left (reference) eye.
+* Equirectangular eye images are described by ``fov_bounds_deg`` =
+  ``(start_yaw, end_yaw, start_tilt, end_tilt)`` in degrees. Column ``u`` of a
+  ``W``-wide image has longitude ``start_yaw + u * (end_yaw - start_yaw) / (W - 1)``
+  (endpoints included, as ``np.linspace``), row ``v`` latitude likewise, and the
+  ray of (lon, lat) is ``(cos(lat) sin(lon), sin(lat), cos(lat) cos(lon))``.
+  The maps here are in the pixel-index convention of ``cv2.remap``.
+* Perspective images use continuous pixel coordinates: pixel ``(row i, col j)``
+  covers ``[j, j+1) x [i, i+1)`` and its centre is ``(j + 0.5, i + 0.5)``. A
+  pinhole camera has its principal point at the image centre ``(W/2, H/2)``.
+  2D tracks (``tracks_xy``) use the same continuous coordinates.
+* ``rectified2rig`` [3, 3] rotates rays of the rectified eye into the raw (rig) eye.
+* ``world_to_camera`` [..., 3, 4] is ``[R | t]`` with ``x_cam = R x_world + t``.
+
+Everything is vectorised numpy, float64 unless stated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "focal_length_px",
+    "equirect_pixel_rays",
+    "rays_to_equirect_pixels",
+    "rectification_map",
+    "perspective_pixel_rays",
+    "perspective_to_equirect_map",
+    "is_rotation",
+    "rotation_xyz_deg",
+    "invert_rigid",
+    "PinholeCamera",
+]
+
+#: Default rotation tolerance for ``is_rotation`` (max abs error of R^T R - I and |det - 1|).
+ROTATION_TOL = 1e-4
+
+
+def focal_length_px(hfov_deg: float, width_px: float) -> float:
+    """Focal length in pixels of a pinhole camera of horizontal FoV ``hfov_deg``."""
+    return 0.5 * float(width_px) / np.tan(0.5 * np.radians(hfov_deg))
+
+
+def _lon_lat_axes(hw: tuple[int, int], fov_bounds_deg) -> tuple[np.ndarray, np.ndarray]:
+    start_yaw, end_yaw, start_tilt, end_tilt = (float(v) for v in fov_bounds_deg)
+    lon = np.linspace(np.radians(start_yaw), np.radians(end_yaw), int(hw[1]))
+    lat = np.linspace(np.radians(start_tilt), np.radians(end_tilt), int(hw[0]))
+    return lon, lat
+
+
+def equirect_pixel_rays(hw: tuple[int, int], fov_bounds_deg) -> np.ndarray:
+    """Unit rays of every pixel of an equirectangular eye image.
+
+    Args:
+      hw: (height, width) of one eye in pixels.
+      fov_bounds_deg: [4] (start_yaw, end_yaw, start_tilt, end_tilt) degrees.
+
+    Returns:
+      rays: [H, W, 3] float64 unit vectors (x right, y down, z forward).
+    """
+    lon, lat = _lon_lat_axes(hw, fov_bounds_deg)
+    lon_g, lat_g = np.meshgrid(lon, lat)
+    cos_lat = np.cos(lat_g)
+    return np.stack([cos_lat * np.sin(lon_g), np.sin(lat_g), cos_lat * np.cos(lon_g)], axis=-1)
+
+
+def rays_to_equirect_pixels(
+    rays: np.ndarray, hw: tuple[int, int], fov_bounds_deg
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-index coordinates (u, v) in an equirectangular eye image of rays.
+
+    Args:
+      rays: [..., 3] rays (need not be unit length).
+      hw: (height, width) of the eye image.
+      fov_bounds_deg: [4] degrees.
+
+    Returns:
+      u, v: [...] float64 column and row (``cv2.remap`` convention).
+    """
+    start_yaw, end_yaw, start_tilt, end_tilt = (float(v) for v in fov_bounds_deg)
+    rays = np.asarray(rays, dtype=np.float64)
+    norm = np.linalg.norm(rays, axis=-1)
+    lon = np.arctan2(rays[..., 0], rays[..., 2])
+    lat = np.arcsin(np.clip(rays[..., 1] / np.maximum(norm, 1e-300), -1.0, 1.0))
+    u = (lon - np.radians(start_yaw)) / np.radians(end_yaw - start_yaw) * (hw[1] - 1)
+    v = (lat - np.radians(start_tilt)) / np.radians(end_tilt - start_tilt) * (hw[0] - 1)
+    return u, v
+
+
+def rectification_map(
+    hw: tuple[int, int], fov_bounds_deg, rectified2rig: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel of the rectified eye, where to sample the raw eye.
+
+    Args:
+      hw: (height, width) of one eye.
+      fov_bounds_deg: [4] degrees.
+      rectified2rig: [3, 3] rotation, rectified rays -> rig rays.
+
+    Returns:
+      map_x, map_y: [H, W] float32 for ``cv2.remap``.
+    """
+    rays = equirect_pixel_rays(hw, fov_bounds_deg)
+    rig_rays = rays @ np.asarray(rectified2rig, dtype=np.float64).T
+    u, v = rays_to_equirect_pixels(rig_rays, hw, fov_bounds_deg)
+    return u.astype(np.float32), v.astype(np.float32)
+
+
+def perspective_pixel_rays(height: int, width: int, hfov_deg: float) -> np.ndarray:
+    """Unit rays through the pixel centres of a centred pinhole camera.
+
+    Returns:
+      rays: [height, width, 3] float64 unit vectors in the camera frame.
+    """
+    f_px = focal_length_px(hfov_deg, width)
+    x = (np.arange(width) + 0.5 - 0.5 * width) / f_px
+    y = (np.arange(height) + 0.5 - 0.5 * height) / f_px
+    xg, yg = np.meshgrid(x, y)
+    rays = np.stack([xg, yg, np.ones_like(xg)], axis=-1)
+    return rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+
+
+def perspective_to_equirect_map(
+    equirect_hw: tuple[int, int],
+    fov_bounds_deg,
+    height: int,
+    width: int,
+    hfov_deg: float,
+    rectified2rig: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map of a perspective crop into an equirectangular eye image.
+
+    With ``rectified2rig`` the perspective camera is the *rectified* eye and the
+    map samples the *raw* eye directly: rectification and crop in one remap.
+
+    Returns:
+      map_x, map_y: [height, width] float32 for ``cv2.remap``.
+    """
+    rays = perspective_pixel_rays(height, width, hfov_deg)
+    if rectified2rig is not None:
+        rays = rays @ np.asarray(rectified2rig, dtype=np.float64).T
+    u, v = rays_to_equirect_pixels(rays, equirect_hw, fov_bounds_deg)
+    return u.astype(np.float32), v.astype(np.float32)
+
+
+def is_rotation(matrix: np.ndarray, tol: float = ROTATION_TOL) -> bool:
+    """True when ``matrix`` [..., 3, 3] is a proper rotation (orthonormal, det +1)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape[-2:] != (3, 3) or not np.all(np.isfinite(m)):
+        return False
+    eye = np.eye(3)
+    ortho = np.abs(np.swapaxes(m, -1, -2) @ m - eye).max()
+    return bool(ortho <= tol and np.abs(np.linalg.det(m) - 1.0).max() <= tol)
+
+
+def rotation_xyz_deg(rx_deg: float, ry_deg: float, rz_deg: float) -> np.ndarray:
+    """Rotation ``Rz @ Ry @ Rx`` from angles in degrees about the x, y and z axes. [3, 3]."""
+    ax, ay, az = np.radians([rx_deg, ry_deg, rz_deg])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def invert_rigid(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of rigid transforms ``[R | t]`` [..., 3, 4] (or [..., 4, 4]) -> [..., 3, 4]."""
+    m = np.asarray(matrix, dtype=np.float64)
+    rot = m[..., :3, :3]
+    trans = m[..., :3, 3:]
+    rot_inv = np.swapaxes(rot, -1, -2)
+    return np.concatenate([rot_inv, -rot_inv @ trans], axis=-1)
+
+
+@dataclass(frozen=True)
+class PinholeCamera:
+    """Pinhole cameras (one per frame when the arrays carry a leading T axis).
+
+    Attributes:
+      world_to_camera: [..., 3, 4] ``[R | t]``; ``x_cam = R x_world + t``.
+      fx, fy, cx, cy: normalised intrinsics (focal length and principal point
+        divided by image width / height), as the reference's ``intr_normalized``.
+    """
+
+    world_to_camera: np.ndarray
+    fx: float
+    fy: float
+    cx: float = 0.5
+    cy: float = 0.5
+
+    @classmethod
+    def from_hfov(cls, world_to_camera: np.ndarray, hfov_deg: float, aspect_hw: float = 1.0):
+        """Centred camera of horizontal FoV ``hfov_deg``; ``aspect_hw`` = height / width."""
+        fx = 0.5 / np.tan(0.5 * np.radians(hfov_deg))
+        return cls(np.asarray(world_to_camera, dtype=np.float64), fx, fx / aspect_hw)
+
+    @property
+    def camera_to_world(self) -> np.ndarray:
+        """[..., 3, 4] inverse extrinsics; ``[..., :, 3]`` is the camera centre."""
+        return invert_rigid(self.world_to_camera)
+
+    def intrinsic_matrix(self, imh: int, imw: int) -> np.ndarray:
+        """[3, 3] intrinsics in pixels for an ``imh`` x ``imw`` image."""
+        return np.array(
+            [[self.fx * imw, 0, self.cx * imw], [0, self.fy * imh, self.cy * imh], [0, 0, 1.0]]
+        )
+
+    def project(self, xyz_world: np.ndarray, imh: int, imw: int, min_depth_m: float = 0.01):
+        """World points -> pixels.
+
+        Args:
+          xyz_world: [..., 3] points; leading axes broadcast against the camera's.
+        Returns:
+          xy: [..., 2] continuous pixel coordinates; depth_m: [...] camera z;
+          in_view: [...] bool, inside ``[0.5, W-0.5) x [0.5, H-0.5)`` with depth > ``min_depth_m``
+          (the reference's test).
+        """
+        ext = self.world_to_camera
+        xyz_cam = np.einsum("...ij,...j->...i", ext[..., :3, :3], xyz_world) + ext[..., :3, 3]
+        depth = xyz_cam[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = self.fx * imw * xyz_cam[..., 0] / depth + self.cx * imw
+            y = self.fy * imh * xyz_cam[..., 1] / depth + self.cy * imh
+        in_view = (x >= 0.5) & (y >= 0.5) & (x < imw - 0.5) & (y < imh - 0.5) & (depth > min_depth_m)
+        return np.stack([x, y], axis=-1), depth, in_view
+
+    def unproject(self, xy: np.ndarray, depth_m: np.ndarray, imh: int, imw: int) -> np.ndarray:
+        """Pixels with z-depth -> world points.
+
+        Args:
+          xy: [..., 2] continuous pixel coordinates; depth_m: [...] camera z in metres.
+        Returns:
+          xyz_world: [..., 3].
+        """
+        xy = np.asarray(xy, dtype=np.float64)
+        x_cam = (xy[..., 0] / imw - self.cx) / self.fx
+        y_cam = (xy[..., 1] / imh - self.cy) / self.fy
+        xyz_cam = np.stack([x_cam, y_cam, np.ones_like(x_cam)], axis=-1) * np.asarray(depth_m)[..., None]
+        ext = self.world_to_camera
+        rot_t = np.swapaxes(ext[..., :3, :3], -1, -2)
+        return np.einsum("...ij,...j->...i", rot_t, xyz_cam - ext[..., :3, 3])

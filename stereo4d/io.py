@@ -1,0 +1,398 @@
+"""All file I/O: clip paths, the released dataset npz, safe pickles, JSON, video, atomic writes.
+
+No stage spells a file name itself: ``ClipPaths`` knows where everything lives.
+Every writer writes to a temporary name in the target folder and renames when
+complete, so an interrupted run never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = [
+    "InputError",
+    "ClipPaths",
+    "split_vid",
+    "atomic_path",
+    "save_pickle",
+    "load_pickle",
+    "save_json",
+    "load_json",
+    "DATASET_KEYS",
+    "load_dataset_npz",
+    "save_dataset_npz",
+    "pack_tracks",
+    "unpack_tracks",
+]
+
+
+class InputError(Exception):
+    """Bad user input (missing or malformed file or field). Scripts print it and exit non-zero."""
+
+
+# --------------------------------------------------------------------------------------
+# Paths
+# --------------------------------------------------------------------------------------
+
+
+def split_vid(vid: str) -> tuple[str, str]:
+    """``<video_id>_<timestamp>`` -> (video_id, timestamp). Video ids may contain '_'."""
+    video_id, sep, stamp = vid.rpartition("_")
+    if not sep or not video_id or not stamp.isdigit():
+        raise InputError(f"--vid must look like <video_id>_<timestamp>, got {vid!r}")
+    return video_id, stamp
+
+
+@dataclass(frozen=True)
+class ClipPaths:
+    """Every path the pipeline reads or writes for one clip.
+
+    Attributes:
+      vid: ``<video_id>_<timestamp>``.
+      npz_folder: released-format metadata (``<vid>.npz``).
+      raw_video_folder: side-by-side equirect videos (``<video_id>.mp4``).
+      output_folder: processed outputs; files go to ``<output_folder>/<vid>/``.
+      gt_folder: synthetic ground truth (``<vid>.npz``).
+    """
+
+    vid: str
+    npz_folder: Path = Path("stereo4d_dataset/npz")
+    raw_video_folder: Path = Path("stereo4d_dataset/raw")
+    output_folder: Path = Path("stereo4d_dataset/processed")
+    gt_folder: Path = Path("stereo4d_dataset/gt")
+
+    def __post_init__(self):
+        split_vid(self.vid)
+        for name in ("npz_folder", "raw_video_folder", "output_folder", "gt_folder"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
+    @property
+    def video_id(self) -> str:
+        return split_vid(self.vid)[0]
+
+    @property
+    def npz(self) -> Path:
+        return self.npz_folder / f"{self.vid}.npz"
+
+    @property
+    def raw_video(self) -> Path:
+        return self.raw_video_folder / f"{self.video_id}.mp4"
+
+    @property
+    def gt(self) -> Path:
+        return self.gt_folder / f"{self.vid}.npz"
+
+    @property
+    def clip_dir(self) -> Path:
+        return self.output_folder / self.vid
+
+    def out(self, suffix: str) -> Path:
+        """``<output_folder>/<vid>/<vid>-<suffix>``."""
+        return self.clip_dir / f"{self.vid}-{suffix}"
+
+    # Stage 1: rectify
+    @property
+    def raw_equirect_video(self) -> Path:
+        return self.out("raw_equirect.mp4")
+
+    @property
+    def rectified_equirect_video(self) -> Path:
+        return self.out("rectified_equirect.mp4")
+
+    @property
+    def left_video(self) -> Path:
+        return self.out("left_rectified.mp4")
+
+    @property
+    def right_video(self) -> Path:
+        return self.out("right_rectified.mp4")
+
+    # Stage 2: stereo
+    @property
+    def flows_stereo(self) -> Path:
+        return self.out("flows_stereo.pkl")
+
+    # Stage 3: tracking
+    @property
+    def tracks_2d(self) -> Path:
+        return self.out("tapir_2d.pkl")
+
+    @property
+    def tracks_2d_video(self) -> Path:
+        return self.out("tapir_2d.mp4")
+
+    # Stage 4: filtering
+    @property
+    def filtered_tracks(self) -> Path:
+        return self.out("tapir_remove_drift_tracks.pkl")
+
+    @property
+    def filtered_tracks_video(self) -> Path:
+        return self.out("tapir_3dtrack_filtered.mp4")
+
+    # Stage 5: optimisation
+    @property
+    def optimized_tracks(self) -> Path:
+        return self.out("optimized_tracks.pkl")
+
+    @property
+    def export_npz(self) -> Path:
+        """Optimised tracks in the released dataset format."""
+        return self.clip_dir / f"{self.vid}.npz"
+
+    def provenance(self, stage: str) -> Path:
+        """Small JSON beside a stage's output: backend, settings, timings."""
+        return self.out(f"{stage}.json")
+
+
+# --------------------------------------------------------------------------------------
+# Atomic writes
+# --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renames it onto ``path`` on success.
+
+    The temporary name keeps the extension (tools like ffmpeg pick the format from
+    it). On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = suffix if suffix is not None else path.suffix
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{ext}")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------
+# Pickles (the reference's intermediate format), read safely
+# --------------------------------------------------------------------------------------
+
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "complex"),
+    ("builtins", "slice"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits numpy arrays, dtypes and builtin containers and scalars only."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SAFE_GLOBALS or (
+            module == "numpy" and name.endswith("DType") or module == "numpy.dtypes"
+        ):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a pickle")
+
+
+def safe_pickle_loads(data: bytes) -> Any:
+    """``pickle.loads`` restricted to numpy arrays and builtin containers."""
+    return _RestrictedUnpickler(io.BytesIO(data)).load()
+
+
+def load_pickle(path: str | os.PathLike) -> Any:
+    """Reads a pickle written by this pipeline (or the reference) without running code.
+
+    Raises:
+      InputError: missing file, or a file that is not a safe pickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"missing file: {path}")
+    try:
+        return safe_pickle_loads(path.read_bytes())
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+
+
+def save_pickle(obj: Any, path: str | os.PathLike) -> Path:
+    """Writes ``obj`` atomically with the highest pickle protocol."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return Path(path)
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Writes ``obj`` (numpy values allowed) as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_to_jsonable(obj), indent=2, sort_keys=True) + "\n")
+    return Path(path)
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"missing file: {path}")
+    return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------------------
+# Released dataset npz
+# --------------------------------------------------------------------------------------
+
+#: Keys of the released Stereo4D npz format.
+DATASET_KEYS = (
+    "name",
+    "video_id",
+    "timestamps",
+    "camera2world",
+    "track_lengths",
+    "track_indices",
+    "track_coordinates",
+    "rectified2rig",
+    "fov_bounds",
+)
+
+
+def pack_tracks(track3d: np.ndarray, visible: np.ndarray | None = None):
+    """Dense tracks -> the released sparse layout.
+
+    Args:
+      track3d: [N, T, 3] world points (NaN where absent).
+      visible: [N, T] bool; default: where ``track3d`` is finite.
+    Returns:
+      track_lengths [N] int, track_indices [M] int (frame of each point, track-major),
+      track_coordinates [M, 3] float32.
+    """
+    track3d = np.asarray(track3d)
+    if visible is None:
+        visible = np.all(np.isfinite(track3d), axis=-1)
+    visible = np.asarray(visible, dtype=bool)
+    lengths = visible.sum(axis=1).astype(np.int32)
+    _, frame_idx = np.nonzero(visible)  # row-major: grouped by track, frames ascending
+    coords = track3d[visible].astype(np.float32)
+    return lengths, frame_idx.astype(np.int32), coords
+
+
+def unpack_tracks(lengths: np.ndarray, indices: np.ndarray, coords: np.ndarray, num_frames: int):
+    """The released sparse layout -> [N, T, 3] float64 (NaN where absent)."""
+    lengths = np.asarray(lengths).astype(np.int64)
+    tracks = np.full((len(lengths), num_frames, 3), np.nan)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    tracks[rows, np.asarray(indices).astype(np.int64)] = coords
+    return tracks
+
+
+def load_dataset_npz(path: str | os.PathLike, required: tuple[str, ...] = DATASET_KEYS) -> dict:
+    """Reads a released-format npz (reference semantics of ``utils.load_dataset_npz``).
+
+    Returns a dict with the file's keys except that ``fov_bounds`` becomes
+    ``meta_fov`` (dict of ``{start,end}_{yaw,tilt}_in_degrees``), ``camera2world``
+    [T, 3, 4] becomes ``extrs_rectified`` (its inverse, world -> camera), and
+    ``track_*`` become ``track3d`` [N, T, 3] (NaN where a track has no point). The
+    raw arrays are also kept as ``fov_bounds`` and ``camera2world`` for convenience.
+
+    Raises:
+      InputError: missing file, unreadable file or missing key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"missing npz: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile / format errors come in many types
+        raise InputError(f"cannot read npz {path}: {exc}") from exc
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise InputError(f"npz {path} is missing key(s): {', '.join(missing)}")
+    fov = np.asarray(data["fov_bounds"], dtype=np.float64)
+    data["meta_fov"] = {
+        "start_yaw_in_degrees": fov[0],
+        "end_yaw_in_degrees": fov[1],
+        "start_tilt_in_degrees": fov[2],
+        "end_tilt_in_degrees": fov[3],
+    }
+    c2w = np.asarray(data["camera2world"], dtype=np.float64)[..., :3, :4]
+    data["extrs_rectified"] = np.concatenate(
+        [np.swapaxes(c2w[..., :3], -1, -2), -np.swapaxes(c2w[..., :3], -1, -2) @ c2w[..., 3:]],
+        axis=-1,
+    )
+    if "track_lengths" in data:
+        data["track3d"] = unpack_tracks(
+            data.pop("track_lengths"),
+            data.pop("track_indices"),
+            data.pop("track_coordinates"),
+            len(data["timestamps"]),
+        )
+    return data
+
+
+def save_dataset_npz(
+    path: str | os.PathLike,
+    *,
+    name: str,
+    video_id: str,
+    timestamps_us: np.ndarray,
+    camera2world: np.ndarray,
+    track3d: np.ndarray,
+    rectified2rig: np.ndarray,
+    fov_bounds_deg: np.ndarray,
+    visible: np.ndarray | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Writes the released format (inverse of ``load_dataset_npz``), atomically.
+
+    Args:
+      timestamps_us: [T] int microseconds; camera2world: [T, 3, 4];
+      track3d: [N, T, 3] world metres; visible: [N, T] bool (default: finite points);
+      rectified2rig: [2, 3, 3]; fov_bounds_deg: [4].
+      extra: more arrays to store (not part of the released format).
+    """
+    lengths, indices, coords = pack_tracks(track3d, visible)
+    arrays = dict(
+        name=np.asarray(name),
+        video_id=np.asarray(video_id),
+        timestamps=np.asarray(timestamps_us, dtype=np.int64),
+        camera2world=np.asarray(camera2world)[..., :3, :4],
+        track_lengths=lengths,
+        track_indices=indices,
+        track_coordinates=coords,
+        rectified2rig=np.asarray(rectified2rig),
+        fov_bounds=np.asarray(fov_bounds_deg),
+    )
+    arrays.update(extra or {})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    return Path(path)
