@@ -1,0 +1,1 @@
+"""Neural networks (no file access): SEA-RAFT optical flow, TAPIR point tracking."""
