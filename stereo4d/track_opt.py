@@ -1,0 +1,339 @@
+"""Track optimisation (paper Eq. 5): slide each 3D track point along its camera ray.
+
+Every track gets one offset d[t] (metres) per frame along the ray from that frame's camera centre
+C[t] through its point P[t]: P'[t] = P[t] + d[t] * u[t], u[t] = (P[t] - C[t]) / |P[t] - C[t]|.
+The offsets start at 0 and are fitted with Adam to
+
+    loss = (1 - w) * static + w * dynamic + regulariser,            (per track)
+
+  w          = sigmoid(p90(scene motion over valid frames) - 20 px)
+  static     = w_static / (2 n^2) * sum_{i, j valid} |Q_i - Q_j|^2, Q = P' / mean_valid |P'|
+               (ordered pairs, i == j included, n valid frames; computed exactly in O(T) as
+               w_static / n * sum_i |Q_i - mean Q|^2)
+  dynamic    = w_dynamic * sum_{s in (1, 3, 5)} sum_t [valid_s(t) * u[t] . (P'[t+s] - 2 P'[t] + P'[t-s])]^2
+               (indices clamped at the sequence ends, valid_s(t) = frames t, t-s, t+s all valid)
+  regulariser= lambda_reg * sum_{t valid} (1 / (r[t] + d[t]) - 1 / r[t])^2, r = |P - C|
+
+"Valid" frames are the visible ones after erosion with a 5-frame window; other frames take no
+part in the loss and come out as NaN.
+
+Parity with the reference (stereo4d-code `track_optimization.optimize_tracks`): equal on valid
+frames up to float32 round-off (see tests/test_track_opt_parity.py). Differences, on purpose:
+- NaN input entries (invisible frames) are ignored; the reference leaks them into valid frames.
+- A valid point exactly at the world origin gets a zero (not NaN) gradient from the norm term.
+- Invalid frames are NaN in the output, as in the reference (there by accident of a NaN gradient,
+  here by design: "no estimate").
+
+Speed: the 100 Adam steps run inside one jitted `lax.fori_loop`; tracks are processed in batches
+of a fixed shape (the last one padded) so each (batch, frames) shape compiles once per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from stereo4d.motion import IntrNormalized, scene_motion_displacement_px
+
+RAY_EPS_M = 1e-8
+"""Added to ray lengths before dividing (the reference's guard), metres."""
+
+COUNT_EPS = 1e-8
+"""Added to the number of valid frames when averaging point norms (the reference's guard)."""
+
+NORM_EPS_M = 1e-5
+"""Added to the mean point norm before normalising the static term (the reference's guard)."""
+
+MIN_BATCH = 8
+"""Smallest padded batch: fewer tracks than this are padded up to it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackOptConfig:
+    """Hyperparameters of the track optimisation (defaults = the reference's)."""
+
+    w_static: float = 100.0
+    """Weight of the static term (pairwise spread of the normalised track points)."""
+    w_dynamic: float = 100.0
+    """Weight of the dynamic term (squared along-ray second differences)."""
+    lambda_reg: float = 0.1
+    """Weight of the inverse-depth regulariser keeping points near their measured depth."""
+    motion_threshold_px: float = 20.0
+    """Scene motion (px) at which a track is half static, half dynamic: w = sigmoid(p - this)."""
+    motion_percentile: float = 90.0
+    """Percentile (0-100, linear interpolation) of a track's per-frame scene motion over its
+    valid frames that decides the dynamic weight."""
+    erosion_window: int = 5
+    """A frame stays valid only if all frames in this window around it (clipped at the sequence
+    ends) are visible; centred for odd windows (t - w//2 .. t + (w-1) - w//2)."""
+    dynamic_strides: tuple[int, ...] = (1, 3, 5)
+    """Frame strides of the second differences in the dynamic term."""
+    num_steps: int = 100
+    """Adam steps (from d = 0)."""
+    learning_rate: float = 0.05
+    """Adam learning rate (metres per step, roughly)."""
+    adam_b1: float = 0.9
+    """Adam first-moment decay (optax default)."""
+    adam_b2: float = 0.999
+    """Adam second-moment decay (optax default)."""
+    adam_eps: float = 1e-8
+    """Adam denominator guard (optax default)."""
+    batch_size: int = 4096
+    """Tracks optimised together in one compiled call (memory ~ batch * frames * 200 bytes)."""
+    trace_frames: int = 16
+    """Past frames compared with the current one when measuring scene motion."""
+
+
+class TrackOptResult(NamedTuple):
+    """Output of `optimize_tracks`."""
+
+    track3d: np.ndarray
+    """[N, T, 3] float32 optimised world points (metres); NaN where `visible` is False."""
+    visible: np.ndarray
+    """[N, T] bool, input visibility eroded with `erosion_window` (the frames that were used)."""
+    motion_px: np.ndarray
+    """[N, T] float32 scene-motion displacement of the input tracks (input visibility)."""
+
+
+# ----------------------------------------------------------------------------- host-side helpers
+
+
+def erode_visibility(visible: np.ndarray, window: int) -> np.ndarray:
+    """[N, T] bool -> [N, T] bool: True where every frame of the window around t is visible.
+
+    The window covers t - window//2 .. t + window - 1 - window//2, clipped to the sequence (frames
+    beyond the ends count as visible, as in the reference's zero-padded max filter).
+    """
+    visible = np.asarray(visible, dtype=bool)
+    num_tracks, num_frames = visible.shape
+    before = window // 2
+    after = window - before - 1
+    hidden_cum = np.zeros((num_tracks, num_frames + 1), dtype=np.int32)
+    np.cumsum(~visible, axis=1, out=hidden_cum[:, 1:])
+    frames = np.arange(num_frames)
+    lo = np.clip(frames - before, 0, num_frames)
+    hi = np.clip(frames + after + 1, 0, num_frames)
+    return (hidden_cum[:, hi] - hidden_cum[:, lo]) == 0
+
+
+def masked_percentile(values: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:
+    """Per-row q-th percentile (linear interpolation) of `values` [N, T] over `mask` [N, T].
+
+    Returns [N] float64; NaN for rows with no masked-in entry.
+    """
+    filled = np.where(mask, np.asarray(values, dtype=np.float64), np.inf)
+    ordered = np.sort(filled, axis=1)
+    count = mask.sum(axis=1)
+    position = q / 100.0 * np.maximum(count - 1, 0)
+    lo = np.floor(position).astype(np.int64)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    frac = position - lo
+    rows = np.arange(len(ordered))
+    v_lo = ordered[rows, lo]
+    v_hi = ordered[rows, hi]
+    with np.errstate(invalid="ignore"):
+        out = v_lo + (v_hi - v_lo) * frac
+        out = np.where(frac == 0, v_lo, out)
+    return np.where(count > 0, out, np.nan)
+
+
+def camera_centres(world_to_camera: np.ndarray) -> np.ndarray:
+    """[T, 3, 4] world-to-camera [R | t] -> [T, 3] float64 camera centres -R^T t (metres)."""
+    extr = np.asarray(world_to_camera, dtype=np.float64)
+    return -np.einsum("tji,tj->ti", extr[:, :, :3], extr[:, :, 3])
+
+
+# ------------------------------------------------------------------------------- loss (jax)
+# Internal layout: component-major [3, B, T] for points and rays, [B, T] for per-frame values,
+# [B] per track. Masks are float32 0/1.
+
+
+def _shift_edge(x: jnp.ndarray, offset: int) -> jnp.ndarray:
+    """y[..., t] = x[..., clip(t + offset, 0, T - 1)] along the last axis."""
+    num_frames = x.shape[-1]
+    k = min(abs(offset), num_frames)
+    if k == 0:
+        return x
+    if offset > 0:
+        edge = jnp.repeat(x[..., -1:], k, axis=-1)
+        return jnp.concatenate([x[..., k:], edge], axis=-1)
+    edge = jnp.repeat(x[..., :1], k, axis=-1)
+    return jnp.concatenate([edge, x[..., : num_frames - k]], axis=-1)
+
+
+def _safe_norm(v_cbt: jnp.ndarray) -> jnp.ndarray:
+    """|v| over the leading component axis, with a zero (not NaN) gradient at v = 0."""
+    sq = jnp.sum(v_cbt * v_cbt, axis=0)
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def static_loss(points_cbt: jnp.ndarray, mask_bt: jnp.ndarray, w_static: float) -> jnp.ndarray:
+    """Static term per track, [3, B, T], [B, T] -> [B].
+
+    Equals w_static / (2 max(n^2, 1)) * sum over ordered valid pairs (i, j) of |Q_i - Q_j|^2
+    with Q = P / (mean valid |P| + 1e-5), computed as w_static / n * sum_valid |Q_i - mean Q|^2.
+    """
+    count = jnp.sum(mask_bt, axis=-1)
+    mean_norm = jnp.sum(_safe_norm(points_cbt) * mask_bt, axis=-1) / (count + COUNT_EPS)
+    q = points_cbt / (mean_norm + NORM_EPS_M)[None, :, None] * mask_bt
+    safe_count = jnp.maximum(count, 1.0)
+    q_mean = jnp.sum(q, axis=-1, keepdims=True) / safe_count[None, :, None]
+    spread = jnp.sum(jnp.sum((q - q_mean) ** 2, axis=0) * mask_bt, axis=-1)
+    return w_static / safe_count * spread
+
+
+def dynamic_loss(
+    points_cbt: jnp.ndarray,
+    mask_bt: jnp.ndarray,
+    ray_unit_cbt: jnp.ndarray,
+    w_dynamic: float,
+    strides: tuple[int, ...],
+) -> jnp.ndarray:
+    """Dynamic term per track: squared along-ray second differences, [B]."""
+    total = jnp.zeros(mask_bt.shape[:1], dtype=points_cbt.dtype)
+    for stride in strides:
+        ahead = _shift_edge(points_cbt, stride)
+        behind = _shift_edge(points_cbt, -stride)
+        valid = mask_bt * _shift_edge(mask_bt, stride) * _shift_edge(mask_bt, -stride)
+        accel = jnp.sum((ahead - 2.0 * points_cbt + behind) * ray_unit_cbt, axis=0)
+        total = total + jnp.sum((accel * valid) ** 2, axis=-1)
+    return w_dynamic * total
+
+
+def regularisation_loss(
+    offset_bt: jnp.ndarray, ray_dist_bt: jnp.ndarray, mask_bt: jnp.ndarray, lambda_reg: float
+) -> jnp.ndarray:
+    """Inverse-depth change penalty per track, [B]. `ray_dist_bt` must be > 0 everywhere."""
+    inv_change = 1.0 / (offset_bt + ray_dist_bt + RAY_EPS_M) - 1.0 / (ray_dist_bt + RAY_EPS_M)
+    return lambda_reg * jnp.sum(jnp.where(mask_bt > 0, inv_change**2, 0.0), axis=-1)
+
+
+class _Problem(NamedTuple):
+    points_cbt: jnp.ndarray  # [3, B, T] input points, 0 on invalid frames
+    ray_unit_cbt: jnp.ndarray  # [3, B, T] unit ray from the camera centre, 0 on invalid frames
+    ray_dist_bt: jnp.ndarray  # [B, T] |P - C| + eps, 1 on invalid frames
+    mask_bt: jnp.ndarray  # [B, T] float32 0/1 eroded visibility
+    dyn_weight_b: jnp.ndarray  # [B] w in [0, 1]
+
+
+def track_losses(offset_bt: jnp.ndarray, problem: _Problem, config: TrackOptConfig) -> jnp.ndarray:
+    """Eq. 5 per track for offsets d [B, T] (metres) -> [B]."""
+    adjusted = problem.points_cbt + problem.ray_unit_cbt * offset_bt[None]
+    static = static_loss(adjusted, problem.mask_bt, config.w_static)
+    dynamic = dynamic_loss(
+        adjusted, problem.mask_bt, problem.ray_unit_cbt, config.w_dynamic, config.dynamic_strides
+    )
+    reg = regularisation_loss(offset_bt, problem.ray_dist_bt, problem.mask_bt, config.lambda_reg)
+    w = problem.dyn_weight_b
+    return (1.0 - w) * static + w * dynamic + reg
+
+
+def _make_problem(points_cbt, centres_c1t, mask_bt, dyn_weight_b) -> _Problem:
+    valid = mask_bt > 0
+    ray = points_cbt - centres_c1t
+    ray_len = jnp.sqrt(jnp.sum(ray * ray, axis=0))
+    ray_unit = jnp.where(valid[None], ray / (ray_len + RAY_EPS_M), 0.0)
+    ray_dist = jnp.where(valid, ray_len + RAY_EPS_M, 1.0)
+    return _Problem(points_cbt, ray_unit, ray_dist, mask_bt, dyn_weight_b)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _optimize_batch(
+    points_cbt: jnp.ndarray,
+    centres_c1t: jnp.ndarray,
+    mask_bt: jnp.ndarray,
+    dyn_weight_b: jnp.ndarray,
+    config: TrackOptConfig,
+) -> jnp.ndarray:
+    """All Adam steps for one batch in one compiled call -> [3, B, T] points, NaN off-mask."""
+    problem = _make_problem(points_cbt, centres_c1t, mask_bt, dyn_weight_b)
+    optimizer = optax.adam(
+        config.learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
+    )
+    offset0 = jnp.zeros_like(mask_bt)
+    # Tracks are independent, so the gradient of the summed loss is each track's own gradient.
+    grad_fn = jax.grad(lambda d: jnp.sum(track_losses(d, problem, config)))
+
+    def step(_, carry):
+        offset, opt_state = carry
+        updates, opt_state = optimizer.update(grad_fn(offset), opt_state)
+        return optax.apply_updates(offset, updates), opt_state
+
+    offset, _ = jax.lax.fori_loop(0, config.num_steps, step, (offset0, optimizer.init(offset0)))
+    adjusted = problem.points_cbt + problem.ray_unit_cbt * offset[None]
+    return jnp.where(mask_bt[None] > 0, adjusted, jnp.nan)
+
+
+def _padded_batch_size(num_tracks: int, batch_size: int) -> int:
+    """Batch shape used for `num_tracks` tracks: batch_size, or the next power of two below it."""
+    if num_tracks >= batch_size:
+        return batch_size
+    return min(batch_size, max(MIN_BATCH, 1 << (num_tracks - 1).bit_length()))
+
+
+# ------------------------------------------------------------------------------------ driver
+
+
+def optimize_tracks(
+    track3d_world: np.ndarray,
+    visible: np.ndarray,
+    world_to_camera: np.ndarray,
+    intr_normalized: IntrNormalized,
+    imh: int,
+    imw: int,
+    config: TrackOptConfig = TrackOptConfig(),
+) -> TrackOptResult:
+    """Optimise 3D tracks along their camera rays (Eq. 5).
+
+    Args:
+      track3d_world: [N, T, 3] float world points in metres; entries on invisible frames are
+        ignored (may be NaN).
+      visible: [N, T] bool visibility.
+      world_to_camera: [T, 3, 4] float world-to-camera [R | t] per frame.
+      intr_normalized: (fx, fy, cx, cy), normalised intrinsics (for the scene-motion measure).
+      imh, imw: image size in pixels.
+      config: hyperparameters.
+
+    Returns:
+      TrackOptResult(track3d [N, T, 3] float32 with NaN off the eroded mask, visible [N, T] bool
+      eroded, motion_px [N, T] float32).
+    """
+    track3d_world = np.asarray(track3d_world)
+    visible = np.asarray(visible, dtype=bool)
+    num_tracks, num_frames = visible.shape
+    motion_px = scene_motion_displacement_px(
+        track3d_world, visible, world_to_camera, intr_normalized, imh, imw, config.trace_frames
+    )
+    mask = erode_visibility(visible, config.erosion_window)
+    out = np.full((num_tracks, num_frames, 3), np.nan, dtype=np.float32)
+    if num_tracks == 0 or not mask.any():
+        return TrackOptResult(out, mask, motion_px)
+
+    motion_level = masked_percentile(motion_px, mask, config.motion_percentile)
+    motion_level = np.nan_to_num(motion_level, nan=0.0)  # tracks without valid frames: unused
+    dyn_weight = (1.0 / (1.0 + np.exp(-(motion_level - config.motion_threshold_px)))).astype(
+        np.float32
+    )
+    centres_c1t = jnp.asarray(camera_centres(world_to_camera).astype(np.float32).T[:, None, :])
+    points = np.where(mask[..., None], track3d_world, 0.0).astype(np.float32)
+
+    batch = _padded_batch_size(num_tracks, config.batch_size)
+    pending = []
+    for start in range(0, num_tracks, batch):
+        stop = min(start + batch, num_tracks)
+        pad = batch - (stop - start)
+        points_cbt = np.pad(points[start:stop].transpose(2, 0, 1), ((0, 0), (0, pad), (0, 0)))
+        mask_bt = np.pad(mask[start:stop], ((0, pad), (0, 0))).astype(np.float32)
+        weight_b = np.pad(dyn_weight[start:stop], (0, pad))
+        result = _optimize_batch(points_cbt, centres_c1t, mask_bt, weight_b, config)
+        pending.append((start, stop, result))  # dispatch is asynchronous; collect afterwards
+    for start, stop, result in pending:
+        out[start:stop] = np.asarray(result)[:, : stop - start].transpose(1, 2, 0)
+    return TrackOptResult(out, mask, motion_px)
