@@ -8,7 +8,6 @@ reader and writer do not, and need no system ffmpeg. Writers go through
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from stereo4d.io import InputError, atomic_path
 
-__all__ = ["VideoInfo", "probe_video", "iter_video_frames", "read_video", "write_video",
+__all__ = ["VideoInfo", "VideoWriter", "probe_video", "iter_video_frames", "read_video", "write_video",
            "DEFAULT_FPS", "DEFAULT_CRF"]
 
 #: Frame rate used when writing pipeline videos (the reference's ``fps=30``).
@@ -60,13 +59,21 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     return VideoInfo(width, height, fps, int(round(duration * fps)))
 
 
-def iter_video_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Decodes ``path`` sequentially. Yields uint8 [H, W, 3] RGB frames."""
+def iter_video_frames(path: str | os.PathLike, start_frame: int = 0) -> Iterator[np.ndarray]:
+    """Decodes ``path`` sequentially from frame ``start_frame``. Yields uint8 [H, W, 3] RGB.
+
+    A non-zero ``start_frame`` uses ffmpeg's accurate input seek (to half a frame
+    before it), so the first frame yielded is frame ``start_frame`` of a
+    constant-frame-rate video without decoding the ones before its keyframe.
+    """
     path = Path(path)
     info = probe_video(path)
     frame_bytes = info.width * info.height * 3
+    input_params = []
+    if start_frame > 0 and info.fps > 0:
+        input_params = ["-ss", f"{(start_frame - 0.5) / info.fps:.6f}"]
     try:
-        gen = _ffmpeg().read_frames(str(path), pix_fmt="rgb24")
+        gen = _ffmpeg().read_frames(str(path), pix_fmt="rgb24", input_params=input_params)
         next(gen)
         for buf in gen:
             if len(buf) != frame_bytes:
@@ -86,6 +93,72 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     return np.stack(frames)
 
 
+class VideoWriter:
+    """Streams RGB frames to an H.264 mp4; the file appears only when ``close(commit=True)``.
+
+    Use as a context manager: leaving the block normally commits (renames the
+    temporary file onto ``path``), an exception discards it.
+
+    Args:
+      path: output ``.mp4``.
+      fps: frame rate; crf: x264 quality (lower is better);
+      chroma_444: keep full colour resolution (yuv444p) instead of yuv420p.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = DEFAULT_FPS, crf: int = DEFAULT_CRF,
+                 chroma_444: bool = False):
+        self.path = Path(path)
+        self.fps, self.crf, self.chroma_444 = fps, crf, chroma_444
+        self._ctx = None
+        self._tmp: Path | None = None
+        self._writer = None
+        self.num_frames = 0
+
+    def _open(self, height: int, width: int):
+        self._ctx = atomic_path(self.path)
+        self._tmp = self._ctx.__enter__()
+        odd = width % 2 or height % 2
+        self._writer = _ffmpeg().write_frames(
+            str(self._tmp),
+            (width, height),
+            fps=self.fps,
+            codec="libx264",
+            pix_fmt_in="rgb24",
+            pix_fmt_out="yuv444p" if (self.chroma_444 or odd) else "yuv420p",
+            output_params=["-crf", str(self.crf), "-preset", "veryfast"],
+            macro_block_size=1,
+            quality=None,
+            ffmpeg_log_level="error",
+        )
+        self._writer.send(None)
+
+    def append(self, frame: np.ndarray) -> None:
+        """Adds one uint8 [H, W, 3] RGB frame (all frames must share one size)."""
+        if self._writer is None:
+            self._open(*frame.shape[:2])
+        self._writer.send(np.ascontiguousarray(frame, dtype=np.uint8))
+        self.num_frames += 1
+
+    def close(self, commit: bool = True) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._ctx is not None:
+            ctx, self._ctx = self._ctx, None
+            if commit and self.num_frames:
+                ctx.__exit__(None, None, None)
+            else:
+                ctx.__exit__(RuntimeError, RuntimeError("discarded"), None)
+        if commit and not self.num_frames:
+            raise ValueError(f"no frames were written to {self.path}")
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(commit=exc_type is None)
+
+
 def write_video(
     path: str | os.PathLike,
     frames: Iterable[np.ndarray],
@@ -93,33 +166,12 @@ def write_video(
     crf: int = DEFAULT_CRF,
     chroma_444: bool = False,
 ) -> Path:
-    """Writes RGB frames (uint8 [H, W, 3] each, even sizes preferred) as H.264 mp4, atomically.
+    """Writes RGB frames (uint8 [H, W, 3] each) as H.264 mp4, atomically.
 
-    ``frames`` may be a generator: frames are streamed to ffmpeg. ``chroma_444`` keeps
-    full colour resolution (used for the synthetic raw clip).
+    ``frames`` may be a generator: frames are streamed to ffmpeg. ``chroma_444``
+    keeps full colour resolution (used for the synthetic raw clip).
     """
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        raise ValueError(f"no frames to write to {path}")
-    height, width = first.shape[:2]
-    with atomic_path(path) as tmp:
-        writer = _ffmpeg().write_frames(
-            str(tmp),
-            (width, height),
-            fps=fps,
-            codec="libx264",
-            pix_fmt_in="rgb24",
-            pix_fmt_out="yuv444p" if (chroma_444 or width % 2 or height % 2) else "yuv420p",
-            output_params=["-crf", str(crf), "-preset", "veryfast"],
-            macro_block_size=1,
-            quality=None,
-            ffmpeg_log_level="error",
-        )
-        writer.send(None)
-        try:
-            for frame in itertools.chain([first], frames):
-                writer.send(np.ascontiguousarray(frame, dtype=np.uint8))
-        finally:
-            writer.close()
+    with VideoWriter(path, fps=fps, crf=crf, chroma_444=chroma_444) as writer:
+        for frame in frames:
+            writer.append(frame)
     return Path(path)

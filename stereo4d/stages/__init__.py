@@ -1,0 +1,1 @@
+"""Pipeline stages: each module holds a config dataclass and a ``run(config)``."""

@@ -1,0 +1,80 @@
+"""Helpers every stage shares: provenance records, timing, output freshness."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import stereo4d
+from stereo4d.io import load_json, save_json
+
+__all__ = ["write_provenance", "read_provenance", "Timer", "outputs_fresh", "resolve_device"]
+
+
+def write_provenance(path: Path, *, stage: str, backend: str, settings: Any = None,
+                     timings_s: dict | None = None, **extra: Any) -> Path:
+    """Writes the small JSON that says which backend and settings produced a stage's output."""
+    if is_dataclass(settings):
+        settings = asdict(settings)
+    record = {
+        "stage": stage,
+        "backend": backend,
+        "settings": settings or {},
+        "timings_s": timings_s or {},
+        "stereo4d_version": stereo4d.__version__,
+        "python": platform.python_version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+    return save_json(record, path)
+
+
+def read_provenance(path: Path) -> dict:
+    return load_json(path)
+
+
+class Timer:
+    """Named wall-clock sections: ``with timer('decode'): ...``; ``timer.seconds`` holds totals."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+    @property
+    def total_s(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+def outputs_fresh(outputs: Iterable[os.PathLike], inputs: Iterable[os.PathLike]) -> bool:
+    """True when every output exists and is newer than every existing input."""
+    outputs = [Path(p) for p in outputs]
+    if not outputs or not all(p.is_file() for p in outputs):
+        return False
+    newest_input = max((Path(p).stat().st_mtime for p in inputs if Path(p).exists()), default=0.0)
+    return min(p.stat().st_mtime for p in outputs) >= newest_input
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
