@@ -1,0 +1,1 @@
+"""Visualisations drawn with OpenCV/numpy (no per-frame matplotlib figures)."""

@@ -1,0 +1,21 @@
+"""Shared test fixtures: paths to the parity kit and the repository root."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARITY_DIR = Path(os.environ.get("STEREO4D_PARITY_DIR", REPO_ROOT / "tests" / "parity"))
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    assert PARITY_DIR.is_dir(), f"parity kit missing at {PARITY_DIR}"
+    return PARITY_DIR

@@ -1,0 +1,109 @@
+"""Dataset npz round trip, safe pickles, atomic writes, paths, video I/O."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from stereo4d import io as sio
+from stereo4d import videoio
+
+
+def _clip_arrays(rng, n=7, t=5):
+    track3d = rng.normal(size=(n, t, 3)).astype(np.float32).astype(np.float64)
+    visible = rng.random((n, t)) > 0.3
+    track3d[~visible] = np.nan
+    c2w = np.tile(np.hstack([np.eye(3), [[0.0], [0.0], [0.0]]]), (t, 1, 1))
+    c2w[:, 2, 3] = np.arange(t) * 0.1
+    return track3d, visible, c2w
+
+
+def test_dataset_npz_round_trip_is_exact(tmp_path):
+    rng = np.random.default_rng(1)
+    track3d, visible, c2w = _clip_arrays(rng)
+    path = tmp_path / "abc_123.npz"
+    kwargs = dict(name="abc_123", video_id="abc", timestamps_us=np.arange(5) * 33333 + 123,
+                  camera2world=c2w, rectified2rig=np.stack([np.eye(3)] * 2),
+                  fov_bounds_deg=np.array([-90.0, 90.0, -90.0, 90.0]))
+    sio.save_dataset_npz(path, track3d=track3d, **kwargs)
+    with np.load(path) as z:
+        assert sorted(z.files) == sorted(sio.DATASET_KEYS)
+        assert z["track_coordinates"].shape == (visible.sum(), 3)
+    data = sio.load_dataset_npz(path)
+    np.testing.assert_array_equal(np.isnan(data["track3d"][..., 0]), ~visible)
+    np.testing.assert_array_equal(data["track3d"][visible], track3d[visible])
+    assert data["meta_fov"]["end_yaw_in_degrees"] == 90.0
+    # extrs_rectified is the inverse of camera2world.
+    w2c = data["extrs_rectified"]
+    assert np.allclose(w2c[:, 2, 3], -np.arange(5) * 0.1)
+    # Save what we loaded: byte-identical arrays.
+    path2 = tmp_path / "again.npz"
+    sio.save_dataset_npz(path2, track3d=data["track3d"], **kwargs)
+    with np.load(path) as a, np.load(path2) as b:
+        for k in sio.DATASET_KEYS:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_load_dataset_npz_errors(tmp_path):
+    with pytest.raises(sio.InputError, match="missing npz"):
+        sio.load_dataset_npz(tmp_path / "nope.npz")
+    np.savez(tmp_path / "partial.npz", name="x", timestamps=np.arange(3))
+    with pytest.raises(sio.InputError, match="camera2world"):
+        sio.load_dataset_npz(tmp_path / "partial.npz")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip")
+    with pytest.raises(sio.InputError, match="cannot read"):
+        sio.load_dataset_npz(tmp_path / "garbage.npz")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_restricted_pickle_refuses_code_and_reads_arrays(tmp_path):
+    obj = [{"fwd": np.ones((2, 3, 2), np.float32), "bwd": np.zeros((2, 3, 2))}, {"k": (1, 2.5, "s")}]
+    sio.save_pickle(obj, tmp_path / "ok.pkl")
+    back = sio.load_pickle(tmp_path / "ok.pkl")
+    np.testing.assert_array_equal(back[0]["fwd"], obj[0]["fwd"])
+    assert back[1]["k"] == (1, 2.5, "s")
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(sio.InputError, match="refusing"):
+        sio.load_pickle(tmp_path / "evil.pkl")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.pkl"
+    with pytest.raises(RuntimeError):
+        with sio.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clip_paths_and_vid_parsing():
+    paths = sio.ClipPaths("my_video_id_66957")
+    assert paths.video_id == "my_video_id"
+    assert str(paths.raw_video) == "stereo4d_dataset/raw/my_video_id.mp4"
+    assert str(paths.left_video) == (
+        "stereo4d_dataset/processed/my_video_id_66957/my_video_id_66957-left_rectified.mp4")
+    with pytest.raises(sio.InputError):
+        sio.ClipPaths("no-timestamp")
+
+
+def test_video_round_trip_and_seek(tmp_path):
+    frames = np.zeros((12, 48, 64, 3), np.uint8)
+    frames[:] = (np.arange(12) * 20)[:, None, None, None]
+    path = tmp_path / "v.mp4"
+    videoio.write_video(path, frames)
+    info = videoio.probe_video(path)
+    assert (info.width, info.height, info.num_frames) == (64, 48, 12)
+    back = videoio.read_video(path)
+    assert back.shape == frames.shape and np.abs(back.astype(int) - frames).max() <= 3
+    first = next(videoio.iter_video_frames(path, start_frame=7))
+    assert abs(float(first.mean()) - 140) <= 3
+    with pytest.raises(sio.InputError):
+        videoio.probe_video(tmp_path / "missing.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(sio.InputError):
+        videoio.read_video(tmp_path / "bad.mp4")
