@@ -1,0 +1,128 @@
+"""Track containers (2D and 3D) and lifting 2D tracks to 3D with depth maps.
+
+The pickled dict layouts are the reference's, so files interoperate:
+``tapir_2d.pkl`` / ``tapir_remove_drift_tracks.pkl`` hold
+``{'tracks': [N, T, 2] float32 (x, y) px, 'visibles': [N, T] bool,
+'query_points': [N, 3] int (t, y, x)}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stereo4d.geometry import PinholeCamera
+from stereo4d.io import InputError
+
+__all__ = ["Tracks2D", "lift_tracks_to_3d", "sample_colors", "VALID_DEPTH_MIN_M", "VALID_DEPTH_MAX_M"]
+
+#: Depth range in which a lifted point counts as valid (the reference's 0 and 20).
+VALID_DEPTH_MIN_M = 0.0
+VALID_DEPTH_MAX_M = 20.0
+
+
+@dataclass
+class Tracks2D:
+    """Dense 2D tracks of one clip.
+
+    Attributes:
+      tracks_xy: [N, T, 2] float32 continuous pixel coordinates (x, y).
+      visibles: [N, T] bool.
+      query_points_tyx: [N, 3] (t, y, x); t integer.
+    """
+
+    tracks_xy: np.ndarray
+    visibles: np.ndarray
+    query_points_tyx: np.ndarray
+
+    def __post_init__(self):
+        self.tracks_xy = np.asarray(self.tracks_xy, dtype=np.float32).reshape(-1, *np.shape(self.tracks_xy)[1:])
+        self.visibles = np.asarray(self.visibles, dtype=bool)
+        self.query_points_tyx = np.asarray(self.query_points_tyx)
+        n = len(self.tracks_xy)
+        if self.tracks_xy.ndim != 3 or self.tracks_xy.shape[-1] != 2:
+            raise InputError(f"tracks must be [N, T, 2], got {list(self.tracks_xy.shape)}")
+        if self.visibles.shape != self.tracks_xy.shape[:2]:
+            raise InputError(f"visibles {list(self.visibles.shape)} do not match tracks "
+                             f"{list(self.tracks_xy.shape[:2])}")
+        if self.query_points_tyx.shape != (n, 3):
+            raise InputError(f"query_points must be [{n}, 3], got {list(self.query_points_tyx.shape)}")
+
+    @property
+    def num_tracks(self) -> int:
+        return self.tracks_xy.shape[0]
+
+    @property
+    def num_frames(self) -> int:
+        return self.tracks_xy.shape[1]
+
+    def subset(self, keep: np.ndarray) -> "Tracks2D":
+        """Tracks selected by a [N] bool mask or index array."""
+        return Tracks2D(self.tracks_xy[keep], self.visibles[keep], self.query_points_tyx[keep])
+
+    def to_dict(self) -> dict:
+        """The reference's pickle layout."""
+        return {
+            "tracks": self.tracks_xy.astype(np.float32),
+            "visibles": self.visibles.astype(bool),
+            "query_points": self.query_points_tyx,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "tracks") -> "Tracks2D":
+        missing = [k for k in ("tracks", "visibles", "query_points") if k not in data]
+        if missing:
+            raise InputError(f"{source}: missing key(s) {', '.join(missing)}")
+        num_frames = np.shape(data["tracks"])[1] if np.ndim(data["tracks"]) == 3 else 0
+        tracks = np.asarray(data["tracks"], dtype=np.float32).reshape(-1, num_frames, 2)
+        return cls(tracks, np.asarray(data["visibles"]).reshape(-1, num_frames),
+                   np.asarray(data["query_points"]).reshape(-1, 3))
+
+
+def _pixel_index(coord: np.ndarray, size: int) -> np.ndarray:
+    """Continuous coordinate -> index of the pixel containing it, clipped to the image."""
+    return np.clip(np.floor(coord).astype(np.int64), 0, size - 1)
+
+
+def lift_tracks_to_3d(
+    tracks: Tracks2D,
+    depth_m: np.ndarray,
+    cameras: PinholeCamera,
+    min_depth_m: float = VALID_DEPTH_MIN_M,
+    max_depth_m: float = VALID_DEPTH_MAX_M,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unprojects every track point with the depth map of its frame.
+
+    Args:
+      tracks: N tracks over T frames.
+      depth_m: [T, H, W] z-depth per frame (0 or non-finite where unknown).
+      cameras: world-to-camera extrinsics [T, 3, 4] with normalised intrinsics.
+      min_depth_m, max_depth_m: a point is valid when min < depth < max (exclusive).
+
+    Returns:
+      track3d_world: [N, T, 3] float64 (finite everywhere: invalid points are
+        unprojected with whatever depth is there, as the reference does).
+      valid: [N, T] bool = visible & inside the image & depth in range.
+    """
+    num_frames, imh, imw = depth_m.shape
+    if tracks.num_frames != num_frames:
+        raise InputError(f"tracks have {tracks.num_frames} frames, depth has {num_frames}")
+    xy = tracks.tracks_xy.astype(np.float64)
+    inside = (xy[..., 0] >= 0) & (xy[..., 1] >= 0) & (xy[..., 0] < imw) & (xy[..., 1] < imh)
+    frame = np.broadcast_to(np.arange(num_frames), xy.shape[:2])
+    depth = depth_m[frame, _pixel_index(xy[..., 1], imh), _pixel_index(xy[..., 0], imw)]
+    depth = np.where(np.isfinite(depth), depth, 0.0)
+    valid = tracks.visibles & inside & (depth > min_depth_m) & (depth < max_depth_m)
+    per_frame = PinholeCamera(np.asarray(cameras.world_to_camera)[:, None], cameras.fx, cameras.fy,
+                              cameras.cx, cameras.cy)  # [T, 1, 3, 4] broadcasts over tracks
+    world = per_frame.unproject(xy.transpose(1, 0, 2), depth.T, imh, imw)  # [T, N, 3]
+    return world.transpose(1, 0, 2), valid
+
+
+def sample_colors(video: np.ndarray, query_points_tyx: np.ndarray) -> np.ndarray:
+    """Colour of each track at its query pixel. video: [T, H, W, 3] uint8 -> [N, 3] uint8."""
+    t = np.asarray(query_points_tyx[:, 0]).astype(np.int64)
+    y = _pixel_index(np.asarray(query_points_tyx[:, 1], dtype=np.float64), video.shape[1])
+    x = _pixel_index(np.asarray(query_points_tyx[:, 2], dtype=np.float64), video.shape[2])
+    return video[t, y, x]
