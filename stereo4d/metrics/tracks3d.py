@@ -1,0 +1,74 @@
+"""3D track accuracy: APD3D (TAPVid-3D), mean 3D error and temporal jitter."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["APD_THRESHOLDS_PX", "EVAL_RESOLUTION_PX", "apd3d", "mean_error_m", "jitter_m",
+           "score_tracks3d"]
+
+#: TAPVid-3D pixel thresholds.
+APD_THRESHOLDS_PX = (1, 2, 4, 8, 16)
+#: Resolution at which the pixel thresholds are measured (the focal length is scaled to it).
+EVAL_RESOLUTION_PX = 256
+
+
+def apd3d(pred_world: np.ndarray, gt_world: np.ndarray, gt_visible: np.ndarray,
+          gt_depth_m: np.ndarray, focal_px: float, thresholds_px=APD_THRESHOLDS_PX) -> dict:
+    """Average percent of points within a depth-scaled 3D distance of the truth.
+
+    A point counts as correct for threshold ``d`` px when its 3D error is below
+    ``d * z / f`` (``z`` the true depth, ``f`` the focal length in pixels at the
+    evaluation resolution). Missing predictions (NaN) count as wrong. No scale
+    alignment: our depth is metric.
+
+    Args:
+      pred_world, gt_world: [N, T, 3] metres; gt_visible: [N, T] bool;
+      gt_depth_m: [N, T] true camera z-depth; focal_px: focal length in px at 256x256.
+    Returns:
+      {'apd3d': mean over thresholds, 'pct_within_<d>': per threshold}.
+    """
+    mask = np.asarray(gt_visible, bool)
+    if not mask.any():
+        return {"apd3d": float("nan")}
+    err = np.linalg.norm(pred_world - gt_world, axis=-1)[mask]
+    err = np.where(np.isfinite(err), err, np.inf)
+    scale = np.asarray(gt_depth_m)[mask] / focal_px
+    out = {f"pct_within_{d}": float(np.mean(err < d * scale)) for d in thresholds_px}
+    out["apd3d"] = float(np.mean([out[f"pct_within_{d}"] for d in thresholds_px]))
+    return out
+
+
+def mean_error_m(pred_world: np.ndarray, gt_world: np.ndarray, gt_visible: np.ndarray) -> float:
+    """Mean Euclidean error over true-visible points that have a prediction."""
+    err = np.linalg.norm(pred_world - gt_world, axis=-1)[np.asarray(gt_visible, bool)]
+    err = err[np.isfinite(err)]
+    return float(err.mean()) if err.size else float("nan")
+
+
+def jitter_m(track_world: np.ndarray, visible: np.ndarray) -> float:
+    """Mean norm of the second difference over runs of three visible consecutive frames.
+
+    Args:
+      track_world: [N, T, 3]; visible: [N, T] bool.
+    """
+    v = np.asarray(visible, bool) & np.all(np.isfinite(track_world), axis=-1)
+    if track_world.shape[1] < 3:
+        return float("nan")
+    second = track_world[:, 2:] - 2 * track_world[:, 1:-1] + track_world[:, :-2]
+    ok = v[:, 2:] & v[:, 1:-1] & v[:, :-2]
+    norms = np.linalg.norm(second, axis=-1)[ok]
+    return float(norms.mean()) if norms.size else float("nan")
+
+
+def score_tracks3d(pred_world, pred_visible, gt_world, gt_visible, gt_depth_m, focal_px) -> dict:
+    """APD3D, mean error and jitter in one dict (``apd3d``, ``mean_error_m``, ``jitter_m``).
+
+    Predictions are used only where ``pred_visible``; elsewhere they count as missing.
+    """
+    pred = np.where(np.asarray(pred_visible, bool)[..., None], pred_world, np.nan)
+    scores = apd3d(pred, gt_world, gt_visible, gt_depth_m, focal_px)
+    scores["mean_error_m"] = mean_error_m(pred, gt_world, gt_visible)
+    scores["jitter_m"] = jitter_m(pred_world, pred_visible)
+    scores["gt_jitter_m"] = jitter_m(gt_world, gt_visible)
+    return scores
