@@ -84,8 +84,10 @@ class TrackOptConfig:
     """Adam second-moment decay (optax default)."""
     adam_eps: float = 1e-8
     """Adam denominator guard (optax default)."""
-    batch_size: int = 4096
-    """Tracks optimised together in one compiled call (memory ~ batch * frames * 200 bytes)."""
+    batch_size: int = 128
+    """Tracks optimised together in one compiled call. Small batches keep the Adam loop's working
+    set (~ batch * frames * 150 bytes) in the CPU cache: 128 is fastest at 64 frames on CPU
+    (see benchmarks/bench_track_opt.py); use fewer for much longer clips."""
     trace_frames: int = 16
     """Past frames compared with the current one when measuring scene motion."""
 

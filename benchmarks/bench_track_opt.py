@@ -1,0 +1,120 @@
+"""Benchmark of the track optimisation (stereo4d.track_opt.optimize_tracks).
+
+Prints tracks per second for a large synthetic clip (default 20,000 tracks x 64 frames) and the
+time of the reference-sized call (300 tracks x 48 frames), to compare with the reference's
+6.35 s (second call; 7.84 s first call) on 2 CPU cores, i.e. ~47 tracks/s.
+
+Synthetic input resembles tests/parity/track_opt_golden.npz: half static points, half moving
+with a velocity plus a sinusoid, a camera walking forward with small rotations (60 deg hfov,
+512 x 512), depth noise along each ray (sigma 0.004 * dist^2), occlusion spans and dropouts.
+
+Usage: .venv/bin/python benchmarks/bench_track_opt.py [--tracks 20000] [--frames 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+
+from stereo4d.motion import project_to_pixels
+from stereo4d.track_opt import TrackOptConfig, camera_centres, optimize_tracks
+
+REFERENCE_SECONDS_300x48 = 6.35
+"""Reference optimize_tracks on 300 x 48, second call, 2 cores (tests/parity/track_opt_notes.json)."""
+REFERENCE_SECONDS_300x48_FIRST = 7.84
+"""Same, first call in the process."""
+HFOV_DEG = 60.0
+IMAGE_SIZE_PX = 512
+DEPTH_NOISE_PER_M2 = 0.004
+"""Depth noise sigma along the ray = this * distance^2 (metres)."""
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    cy, sy, cp, sp, cr, sr = (f(a) for a in (yaw, pitch, roll) for f in (np.cos, np.sin))
+    r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return r_yaw @ r_pitch @ r_roll
+
+
+def synthetic_clip(num_tracks: int, num_frames: int, seed: int = 0):
+    """Returns track3d [N, T, 3], visible [N, T], world_to_camera [T, 3, 4], intr, imh, imw."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_frames)
+    cam_to_world_rot = np.stack(
+        [_rotation(0.05 * np.sin(0.2 * k), 0.03 * np.sin(0.3 * k), 0.02 * np.sin(0.25 * k)) for k in t]
+    )
+    centres = np.stack([0.02 * np.sin(0.1 * t), 0.01 * np.sin(0.15 * t), 0.03 * t], axis=-1)
+    rot_w2c = np.swapaxes(cam_to_world_rot, 1, 2)
+    world_to_camera = np.concatenate([rot_w2c, -(rot_w2c @ centres[:, :, None])], axis=2)
+
+    start = np.stack(
+        [rng.uniform(-3, 3, num_tracks), rng.uniform(-2, 2, num_tracks), rng.uniform(3, 8, num_tracks)],
+        axis=-1,
+    )
+    moving = np.arange(num_tracks) % 2 == 1
+    velocity = rng.normal(0, 0.03, (num_tracks, 3)) * moving[:, None]
+    wobble = rng.normal(0, 0.1, (num_tracks, 3)) * moving[:, None]
+    gt = start[:, None] + velocity[:, None] * t[None, :, None] + wobble[:, None] * np.sin(0.3 * t)[None, :, None]
+
+    ray = gt - centres[None]
+    dist = np.linalg.norm(ray, axis=-1, keepdims=True)
+    noise = rng.normal(0, 1, dist.shape) * DEPTH_NOISE_PER_M2 * dist**2
+    track3d = gt + ray / dist * noise
+
+    fx = 0.5 / math.tan(math.radians(HFOV_DEG / 2))
+    intr = (fx, fx, 0.5, 0.5)
+    _, in_view, _ = project_to_pixels(gt, world_to_camera, intr, IMAGE_SIZE_PX, IMAGE_SIZE_PX)
+    visible = in_view.copy()
+    span_start = rng.integers(0, num_frames, num_tracks)
+    span_len = rng.integers(0, num_frames // 4, num_tracks)
+    visible &= ~((t[None] >= span_start[:, None]) & (t[None] < (span_start + span_len)[:, None]))
+    visible &= rng.uniform(size=visible.shape) > 0.03  # 1-frame dropouts
+    # Invisible entries sit on an occluder, 60 % of the way along the ray (finite, as in the pipeline).
+    occluded = centres[None] + 0.6 * (track3d - centres[None])
+    track3d = np.where(visible[..., None], track3d, occluded)
+    assert np.allclose(camera_centres(world_to_camera), centres)
+    return track3d, visible, world_to_camera, intr, IMAGE_SIZE_PX, IMAGE_SIZE_PX
+
+
+def _timed(fn, *args, **kwargs):
+    tic = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - tic
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", type=int, default=20000)
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=TrackOptConfig().batch_size)
+    args = parser.parse_args()
+    config = TrackOptConfig(batch_size=args.batch_size)
+
+    print("== reference-sized call: 300 tracks x 48 frames ==")
+    clip = synthetic_clip(300, 48, seed=1)
+    _, first = _timed(optimize_tracks, *clip, config=config)
+    _, second = _timed(optimize_tracks, *clip, config=config)
+    print(f"first call {first:.3f} s (reference {REFERENCE_SECONDS_300x48_FIRST} s), "
+          f"second call {second:.3f} s (reference {REFERENCE_SECONDS_300x48} s): "
+          f"speed-up {REFERENCE_SECONDS_300x48_FIRST / first:.1f}x / "
+          f"{REFERENCE_SECONDS_300x48 / second:.1f}x")
+
+    print(f"== {args.tracks} tracks x {args.frames} frames, batch {config.batch_size} ==")
+    clip = synthetic_clip(args.tracks, args.frames, seed=2)
+    result, first = _timed(optimize_tracks, *clip, config=config)
+    _, second = _timed(optimize_tracks, *clip, config=config)
+    reference_rate = 300 / REFERENCE_SECONDS_300x48
+    rate = args.tracks / second
+    print(f"first call (with compile) {first:.2f} s, second call {second:.2f} s")
+    print(f"throughput {rate:.0f} tracks/s ({rate / reference_rate:.1f}x the reference's "
+          f"{reference_rate:.0f} tracks/s at 300 x 48; ours at {args.frames} frames)")
+    valid = result.visible
+    print(f"valid entries {valid.mean():.1%}, NaN on valid {np.isnan(result.track3d[valid]).sum()}")
+
+
+if __name__ == "__main__":
+    main()
