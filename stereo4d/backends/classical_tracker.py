@@ -1,0 +1,255 @@
+"""A dense point tracker from classical parts: chained optical flow with occlusion reasoning.
+
+No weights: the offline default of the tracking stage. Same call as the neural
+backend: ``track(frames [T, H, W, 3] uint8, query_points_tyx [N, 3]) ->
+(tracks_xy [N, T, 2] float32, visibles [N, T] bool)``.
+
+How it works
+------------
+1. Dense optical flow (OpenCV DIS, or Farneback) is computed once per frame
+   pair, forward ``t -> t+1`` and backward ``t+1 -> t``: ``2 (T - 1)`` flow
+   fields whatever the number of queries.
+2. Every point is chained from its query frame forward and backward in time:
+   its position moves by the flow sampled bilinearly at its current position
+   (``cv2.remap`` over all active points at once), so a sweep costs O(N) per
+   frame and O(N T) in total.
+3. Occlusion by forward-backward consistency: a step ``p -> p + f(p)`` is
+   trusted when the flow of the other direction at ``p + f(p)`` brings it back,
+   ``|f + b|^2 < fb_rel_tol (|f|^2 + |b|^2) + fb_abs_tol_px^2`` (Sundaram et
+   al. 2010). A point that fails becomes occluded at the next frame.
+4. Through an occlusion the position keeps moving with the last trusted
+   velocity (the flow at the point now describes the occluder). It is
+   re-admitted when, at its predicted position, the flow of the reverse
+   direction is self-consistent and agrees with that velocity within
+   ``readmit_tol_px`` (+ ``readmit_rel_tol`` of the speed).
+5. Points outside the frame are invisible (and keep moving with their velocity,
+   so they can come back).
+
+Coordinates: continuous pixels (``stereo4d.geometry``); the flow value of
+array element ``[i, j]`` is the motion of the pixel centre ``(j + 0.5, i + 0.5)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+__all__ = ["ClassicalTrackerConfig", "ClassicalTracker", "compute_flow", "sample_field",
+           "build_classical_tracker", "FLOW_METHODS"]
+
+#: Supported dense flow methods.
+FLOW_METHODS = ("dis", "farneback")
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+#: Pixel-centre offset between continuous coordinates and array indices.
+PIXEL_CENTRE = 0.5
+#: cv2.remap handles maps up to SHRT_MAX wide; points are sampled in rows of this many.
+_REMAP_ROW = 4096
+
+
+@dataclass(frozen=True)
+class ClassicalTrackerConfig:
+    """Settings of the classical tracker.
+
+    Attributes:
+      flow_method: ``dis`` (OpenCV DIS optical flow) or ``farneback``.
+      dis_preset: DIS preset, ``ultrafast`` / ``fast`` / ``medium``.
+      dis_finest_scale: finest pyramid level DIS refines (0 = full resolution;
+        the presets stop at 1 or 2, which blurs small motions).
+      dis_patch_size, dis_patch_stride: DIS patch size and spacing (px).
+      dis_refinement_iters: variational refinement iterations of DIS.
+      fb_rel_tol, fb_abs_tol_px: forward-backward consistency test (see module doc).
+      readmit_tol_px, readmit_rel_tol: how close the flow at an occluded point's
+        predicted position must be to its last trusted velocity to re-admit it.
+      progress: show a tqdm bar over frames.
+    """
+
+    flow_method: str = "dis"
+    dis_preset: str = "medium"
+    dis_finest_scale: int = 0
+    dis_patch_size: int = 8
+    dis_patch_stride: int = 4
+    dis_refinement_iters: int = 5
+    fb_rel_tol: float = 0.01
+    fb_abs_tol_px: float = 0.75
+    readmit_tol_px: float = 1.0
+    readmit_rel_tol: float = 0.25
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.flow_method not in FLOW_METHODS:
+            raise ValueError(f"flow_method must be one of {FLOW_METHODS}, got {self.flow_method!r}")
+        if self.dis_preset not in _DIS_PRESETS:
+            raise ValueError(f"dis_preset must be one of {tuple(_DIS_PRESETS)}, got {self.dis_preset!r}")
+
+
+def _gray(frame_rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(frame_rgb), cv2.COLOR_RGB2GRAY)
+
+
+class _FlowEngine:
+    """Computes dense flow between two grey uint8 images [H, W] -> [H, W, 2] float32 (dx, dy) px."""
+
+    def __init__(self, config: ClassicalTrackerConfig):
+        self.config = config
+        if config.flow_method == "dis":
+            dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[config.dis_preset])
+            dis.setFinestScale(config.dis_finest_scale)
+            dis.setPatchSize(config.dis_patch_size)
+            dis.setPatchStride(config.dis_patch_stride)
+            dis.setVariationalRefinementIterations(config.dis_refinement_iters)
+            dis.setUseSpatialPropagation(True)
+            self._dis = dis
+
+    def __call__(self, gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:
+        if self.config.flow_method == "dis":
+            return self._dis.calc(gray0, gray1, None)
+        return cv2.calcOpticalFlowFarneback(gray0, gray1, None, pyr_scale=0.5, levels=5, winsize=15,
+                                            iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+
+
+def compute_flow(frames_rgb: np.ndarray, config: ClassicalTrackerConfig = ClassicalTrackerConfig()
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward flow of consecutive frames.
+
+    Args:
+      frames_rgb: [T, H, W, 3] uint8.
+    Returns:
+      forward [T-1, H, W, 2] float32 (frame t -> t+1), backward [T-1, H, W, 2] (t+1 -> t).
+    """
+    engine = _FlowEngine(config)
+    gray = [_gray(f) for f in frames_rgb]
+    num_pairs = len(gray) - 1
+    shape = (max(num_pairs, 0), *gray[0].shape, 2)
+    forward, backward = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    for t in tqdm(range(num_pairs), desc="optical flow", disable=not config.progress):
+        forward[t] = engine(gray[t], gray[t + 1])
+        backward[t] = engine(gray[t + 1], gray[t])
+    return forward, backward
+
+
+def sample_field(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a [H, W, C] float32 field at continuous (x, y) [M, 2] -> [M, C].
+
+    Border values are replicated outside the image.
+    """
+    count = len(xy)
+    if count == 0:
+        return np.zeros((0, field.shape[-1]), np.float32)
+    rows = -(-count // _REMAP_ROW)
+    padded = np.zeros((rows * _REMAP_ROW, 2), np.float32)
+    padded[:count] = xy - PIXEL_CENTRE
+    maps = padded.reshape(rows, _REMAP_ROW, 2)
+    out = cv2.remap(field, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(rows * _REMAP_ROW, -1)[:count]
+
+
+def _consistent(f: np.ndarray, b: np.ndarray, config: ClassicalTrackerConfig) -> np.ndarray:
+    """Forward-backward test for flow pairs f, b [M, 2] -> [M] bool."""
+    err2 = np.sum((f + b) ** 2, axis=-1)
+    scale2 = np.sum(f**2, axis=-1) + np.sum(b**2, axis=-1)
+    return err2 < config.fb_rel_tol * scale2 + config.fb_abs_tol_px**2
+
+
+def _inside(xy: np.ndarray, height: int, width: int) -> np.ndarray:
+    return (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
+
+
+def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, check_flows: np.ndarray,
+           forward: bool, config: ClassicalTrackerConfig, tracks_xy: np.ndarray, visibles: np.ndarray
+           ) -> None:
+    """Chains all points away from their query frames in one time direction, in place.
+
+    ``step_flows[k]`` / ``check_flows[k]`` move between frames k and k+1 in the
+    direction of the sweep (forward: fwd/bwd; backward: bwd/fwd of pair k).
+    """
+    num_frames, height, width = tracks_xy.shape[1], *step_flows.shape[1:3]
+    frames = range(num_frames - 1) if forward else range(num_frames - 1, 0, -1)
+    position = query_xy.astype(np.float32).copy()
+    velocity = np.zeros_like(position)
+    tracked = np.ones(len(query_t), dtype=bool)  # visible at the current frame
+    for t in frames:
+        nxt = t + 1 if forward else t - 1
+        pair = t if forward else t - 1
+        active = np.flatnonzero(query_t <= t) if forward else np.flatnonzero(query_t >= t)
+        if active.size == 0:
+            continue
+        p, v, seen = position[active], velocity[active], tracked[active]
+        f = sample_field(step_flows[pair], p)
+        b = sample_field(check_flows[pair], p + f)
+        ok = _consistent(f, b, config) & seen
+        # Visible points move with the flow; occluded ones with their last trusted velocity.
+        moved = np.where(seen[:, None], p + f, p + v)
+        v = np.where(seen[:, None], f, v)
+        # Re-admission: at the predicted position the reverse flow must be consistent and
+        # bring the point back along its own velocity.
+        lost = np.flatnonzero(~seen)
+        if lost.size:
+            q = moved[lost]
+            back = sample_field(check_flows[pair], q)
+            again = sample_field(step_flows[pair], q + back)
+            speed = np.linalg.norm(v[lost], axis=-1)
+            agree = np.linalg.norm(back + v[lost], axis=-1) < config.readmit_tol_px + config.readmit_rel_tol * speed
+            readmit = agree & _consistent(back, again, config)
+            ok[lost[readmit]] = True
+            v[lost[readmit]] = -back[readmit]
+        ok &= _inside(moved, height, width)
+        position[active], velocity[active], tracked[active] = moved, v, ok
+        tracks_xy[active, nxt] = moved
+        visibles[active, nxt] = ok
+
+
+class ClassicalTracker:
+    """Dense point tracking by chained optical flow (see the module docstring)."""
+
+    name = "dis-flow"
+
+    def __init__(self, config: ClassicalTrackerConfig = ClassicalTrackerConfig()):
+        self.config = config
+
+    def settings(self) -> dict:
+        return {"name": self.name, **self.config.__dict__}
+
+    def track(self, frames_uint8: np.ndarray, query_points_tyx: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Tracks queries through a video.
+
+        Args:
+          frames_uint8: [T, H, W, 3] uint8 RGB.
+          query_points_tyx: [N, 3] (t, y, x), continuous pixel coordinates, integer t.
+        Returns:
+          tracks_xy [N, T, 2] float32 (x, y) px, visibles [N, T] bool.
+        """
+        frames = np.asarray(frames_uint8)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+        queries = np.asarray(query_points_tyx, dtype=np.float64).reshape(-1, 3)
+        num_frames = frames.shape[0]
+        query_t = np.round(queries[:, 0]).astype(np.int64)
+        if queries.size and (query_t.min() < 0 or query_t.max() >= num_frames):
+            raise ValueError(f"query frame indices must lie in [0, {num_frames - 1}]")
+        query_xy = queries[:, [2, 1]].astype(np.float32)
+        tracks_xy = np.zeros((len(queries), num_frames, 2), np.float32)
+        visibles = np.zeros((len(queries), num_frames), bool)
+        rows = np.arange(len(queries))
+        tracks_xy[rows, query_t] = query_xy
+        visibles[rows, query_t] = True
+        if num_frames < 2 or len(queries) == 0:
+            return tracks_xy, visibles
+        forward, backward = compute_flow(frames, self.config)
+        _sweep(query_t, query_xy, forward, backward, True, self.config, tracks_xy, visibles)
+        _sweep(query_t, query_xy, backward, forward, False, self.config, tracks_xy, visibles)
+        return tracks_xy, visibles
+
+
+def build_classical_tracker(progress: bool = True, **options) -> ClassicalTracker:
+    """Factory for the tracking registry (ignores neural-only options such as ``path``)."""
+    fields = ClassicalTrackerConfig.__dataclass_fields__
+    settings = {k: v for k, v in options.items() if k in fields and v is not None}
+    return ClassicalTracker(ClassicalTrackerConfig(progress=progress, **settings))

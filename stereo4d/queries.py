@@ -1,0 +1,120 @@
+"""Query points for dense 2D tracking: jittered grids every few frames, and pruning.
+
+Conventions: query points are ``(t, y, x)`` (frame index, row, column) in the
+continuous pixel coordinates of ``stereo4d.geometry`` (pixel ``(i, j)`` spans
+``[j, j+1) x [i, i+1)``); they are stored as integers, as the reference does
+(its jittered grid is cast to int32). Tracks are ``(x, y)`` in the same units.
+
+Reference behaviour (``tracking.py``): for every 10th frame a grid with a 4 px
+stride starting at ``stride // 2`` (128 x 128 points on 512 x 512 frames),
+each point moved by uniform jitter in ``[-stride/2, stride/2)``, clipped to
+``[0, size - 1]`` and truncated to int. After tracking, for each query frame in
+increasing order, a new query is dropped when it lies within ``prune_radius_px``
+(not strictly farther) of a kept track that is visible in that frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ["QueryConfig", "sample_grid_queries", "sample_video_queries", "prune_redundant_queries"]
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """How queries are sampled and pruned.
+
+    Attributes:
+      query_stride_frames: a grid of queries on every ``query_stride_frames``-th frame
+        (0, stride, 2 * stride, ...).
+      grid_stride_px: grid spacing in pixels of the video (4 -> 128 x 128 on 512 x 512).
+      jitter: add uniform jitter of up to half the grid stride to every point.
+      prune_radius_px: a new query within this distance of an already kept, visible
+        track in its query frame is redundant.
+      seed: random seed of the jitter (and of nothing else).
+    """
+
+    query_stride_frames: int = 10
+    grid_stride_px: int = 4
+    jitter: bool = True
+    prune_radius_px: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.query_stride_frames < 1 or self.grid_stride_px < 1:
+            raise ValueError("query_stride_frames and grid_stride_px must be >= 1")
+
+
+def sample_grid_queries(
+    frame_index: int, height: int, width: int, stride_px: int, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """A (jittered) grid of queries on one frame.
+
+    Args:
+      frame_index: the query frame t.
+      height, width: frame size in pixels.
+      stride_px: grid spacing; the first row/column sits at ``stride_px // 2``.
+      rng: if given, each coordinate moves by uniform jitter in
+        ``[-(stride_px // 2), stride_px // 2)`` and is clipped to ``[0, size - 1]``.
+
+    Returns:
+      [ceil(H'/s) * ceil(W'/s), 3] int32 (t, y, x), rows in raster order.
+    """
+    ys = np.arange(stride_px // 2, height, stride_px, dtype=np.float64)
+    xs = np.arange(stride_px // 2, width, stride_px, dtype=np.float64)
+    grid_yx = np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1).reshape(-1, 2)
+    if rng is not None and stride_px > 1:
+        half = stride_px // 2
+        grid_yx = grid_yx + rng.uniform(-half, half, size=grid_yx.shape)
+        grid_yx = np.clip(grid_yx, 0, np.array([height - 1, width - 1], dtype=np.float64))
+    t = np.full((len(grid_yx), 1), frame_index, dtype=np.float64)
+    # Truncation toward zero (all values are >= 0): the reference's int32 cast.
+    return np.concatenate([t, grid_yx], axis=1).astype(np.int32)
+
+
+def sample_video_queries(num_frames: int, height: int, width: int, config: QueryConfig = QueryConfig()
+                         ) -> np.ndarray:
+    """Grids on frames 0, s, 2s, ... < num_frames. Returns [N, 3] int32 (t, y, x)."""
+    rng = np.random.default_rng(config.seed) if config.jitter else None
+    grids = [
+        sample_grid_queries(t, height, width, config.grid_stride_px, rng)
+        for t in range(0, num_frames, config.query_stride_frames)
+    ]
+    return np.concatenate(grids, axis=0) if grids else np.zeros((0, 3), np.int32)
+
+
+def prune_redundant_queries(
+    tracks_xy: np.ndarray, visibles: np.ndarray, query_points_tyx: np.ndarray, radius_px: float = 1.0
+) -> np.ndarray:
+    """Which tracks to keep: drops queries that re-sample an existing track.
+
+    Query frames are visited in increasing order. All queries of the first frame
+    are kept. A query on a later frame t is kept only when its (x, y) is farther
+    than ``radius_px`` from every already kept track that is visible at t
+    (queries of the same frame do not prune each other).
+
+    Args:
+      tracks_xy: [N, T, 2] (x, y) px.
+      visibles: [N, T] bool.
+      query_points_tyx: [N, 3] (t, y, x).
+      radius_px: pruning distance in pixels.
+
+    Returns:
+      keep: [N] bool.
+    """
+    query_t = np.round(query_points_tyx[:, 0]).astype(np.int64)
+    query_xy = np.asarray(query_points_tyx[:, [2, 1]], dtype=np.float64)
+    keep = np.zeros(len(query_t), dtype=bool)
+    for t in np.unique(query_t):
+        new = np.flatnonzero(query_t == t)
+        kept_visible = keep & visibles[:, t]
+        if not kept_visible.any():
+            keep[new] = True
+            continue
+        tree = cKDTree(np.asarray(tracks_xy[kept_visible, t], dtype=np.float64))
+        distance, _ = tree.query(query_xy[new], k=1)
+        keep[new[distance > radius_px]] = True
+    return keep
