@@ -57,8 +57,13 @@ def model() -> SeaRaft:
     return net.eval()
 
 
-def _assert_close(name: str, actual: np.ndarray, expected: np.ndarray, max_err: float,
-                  p99_err: float | None = None) -> None:
+def _assert_close(
+    name: str,
+    actual: np.ndarray,
+    expected: np.ndarray,
+    max_err: float,
+    p99_err: float | None = None,
+) -> None:
     assert actual.shape == expected.shape, name
     err = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
     bound = min(max_err, RELATIVE_TO_ABSMAX * np.abs(expected).max())
@@ -83,30 +88,40 @@ def test_state_dict_matches_spec_with_shared_batchnorms():
 
 def test_model_matches_golden_every_iteration(model, golden):
     with torch.no_grad():
-        out = model(torch.from_numpy(golden["image1"]), torch.from_numpy(golden["image2"]),
-                    iters=int(golden["iters"]))
+        out = model(
+            torch.from_numpy(golden["image1"]),
+            torch.from_numpy(golden["image2"]),
+            iters=int(golden["iters"]),
+        )
     assert len(out.flow_px_per_iter) == golden["flow_all_iters"].shape[0]
     _assert_close("flow", out.flow_px.numpy(), golden["flow"], FLOW_MAX_PX, FLOW_P99_PX)
     _assert_close("info", out.info.numpy(), golden["info"], INFO_MAX)
     for i, (flow, info) in enumerate(zip(out.flow_px_per_iter, out.info_per_iter)):
-        _assert_close(f"flow[{i}]", flow.numpy(), golden["flow_all_iters"][i], FLOW_MAX_PX,
-                      FLOW_P99_PX)
+        _assert_close(
+            f"flow[{i}]", flow.numpy(), golden["flow_all_iters"][i], FLOW_MAX_PX, FLOW_P99_PX
+        )
         _assert_close(f"info[{i}]", info.numpy(), golden["info_all_iters"][i], INFO_MAX)
 
 
 def test_model_float64_matches_float64_golden(model, golden):
     model64 = copy.deepcopy(model).double()
     with torch.no_grad():
-        out = model64(torch.from_numpy(golden["image1"]).double(),
-                      torch.from_numpy(golden["image2"]).double(), iters=int(golden["iters"]))
+        out = model64(
+            torch.from_numpy(golden["image1"]).double(),
+            torch.from_numpy(golden["image2"]).double(),
+            iters=int(golden["iters"]),
+        )
     assert np.abs(out.flow_px.numpy() - golden["flow_float64"]).max() <= FLOAT64_MAX
     assert np.abs(out.info.numpy() - golden["info_float64"]).max() <= FLOAT64_MAX
 
 
 def test_pipeline_flow_and_info_match_golden(model, golden):
     flow, info = sea_raft_flow_and_info(
-        model, torch.from_numpy(golden["pipeline_left"]), torch.from_numpy(golden["pipeline_right"]),
-        scale=int(golden["pipeline_scale"]))
+        model,
+        torch.from_numpy(golden["pipeline_left"]),
+        torch.from_numpy(golden["pipeline_right"]),
+        scale=int(golden["pipeline_scale"]),
+    )
     _assert_close("pipeline_flow", flow.numpy(), golden["pipeline_flow"], FLOW_MAX_PX, FLOW_P99_PX)
     _assert_close("pipeline_info", info.numpy(), golden["pipeline_info"], INFO_MAX)
 
@@ -129,11 +144,16 @@ def test_batched_stereo_flows_keep_frame_order(model, golden):
     left, right = _frames_uint8(golden, "pipeline_left"), _frames_uint8(golden, "pipeline_right")
     # Frame 1 is the swapped pair, so its fwd is the golden bwd; 3 frames in calls of 2.
     fwd, bwd = sea_raft_stereo_flows_batched(
-        model, np.stack([left, right, left]), np.stack([right, left, right]), frames_per_call=2)
+        model, np.stack([left, right, left]), np.stack([right, left, right]), frames_per_call=2
+    )
     assert fwd.shape == (3, *golden["pipeline_fwd"].shape)
-    for t, (exp_fwd, exp_bwd) in enumerate([("pipeline_fwd", "pipeline_bwd"),
-                                             ("pipeline_bwd", "pipeline_fwd"),
-                                             ("pipeline_fwd", "pipeline_bwd")]):
+    for t, (exp_fwd, exp_bwd) in enumerate(
+        [
+            ("pipeline_fwd", "pipeline_bwd"),
+            ("pipeline_bwd", "pipeline_fwd"),
+            ("pipeline_fwd", "pipeline_bwd"),
+        ]
+    ):
         _assert_close(f"fwd[{t}]", fwd[t], golden[exp_fwd], FLOW_MAX_PX, FLOW_P99_PX)
         _assert_close(f"bwd[{t}]", bwd[t], golden[exp_bwd], FLOW_MAX_PX, FLOW_P99_PX)
 
@@ -162,6 +182,9 @@ def test_cuda_matches_golden(model, golden, monkeypatch):
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     model_cuda = copy.deepcopy(model).cuda()
     with torch.no_grad():
-        out = model_cuda(torch.from_numpy(golden["image1"]).cuda(),
-                         torch.from_numpy(golden["image2"]).cuda(), iters=int(golden["iters"]))
+        out = model_cuda(
+            torch.from_numpy(golden["image1"]).cuda(),
+            torch.from_numpy(golden["image2"]).cuda(),
+            iters=int(golden["iters"]),
+        )
     _assert_close("flow_cuda", out.flow_px.cpu().numpy(), golden["flow"], FLOW_MAX_PX)

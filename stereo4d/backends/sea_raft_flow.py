@@ -88,7 +88,9 @@ def _frames_to_tensor(frames_uint8: np.ndarray, device: torch.device) -> torch.T
     """[..., H, W, 3] uint8 -> [N, 3, H, W] float32 in [0, 255] on ``device``."""
     frames = np.asarray(frames_uint8)
     if frames.dtype != np.uint8 or frames.shape[-1] != 3:
-        raise ValueError(f"expected uint8 RGB frames [..., H, W, 3], got {frames.dtype} {frames.shape}")
+        raise ValueError(
+            f"expected uint8 RGB frames [..., H, W, 3], got {frames.dtype} {frames.shape}"
+        )
     tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device=device, dtype=torch.float32)
     return tensor.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2)
 
@@ -150,9 +152,7 @@ def sea_raft_stereo_flows_batched(
         left = _frames_to_tensor(left_frames_uint8[start:stop], device)
         right = _frames_to_tensor(right_frames_uint8[start:stop], device)
         # One call for both directions: pairs (left, right) then (right, left).
-        flow, _ = sea_raft_flow_and_info(
-            model, torch.cat([left, right]), torch.cat([right, left])
-        )
+        flow, _ = sea_raft_flow_and_info(model, torch.cat([left, right]), torch.cat([right, left]))
         count = stop - start
         fwd[start:stop] = flow[:count].permute(0, 2, 3, 1).cpu().numpy()
         bwd[start:stop] = flow[count:].permute(0, 2, 3, 1).cpu().numpy()

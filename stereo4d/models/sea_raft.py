@@ -27,7 +27,7 @@ from stereo4d.models.sea_raft_layers import (
     pixel_grid_xy,
 )
 
-__all__ = ["SeaRaftConfig", "SeaRaft", "SeaRaftPrediction", "MIN_PADDED_SIZE_PX"]
+__all__ = ["MIN_PADDED_SIZE_PX", "SeaRaft", "SeaRaftConfig", "SeaRaftPrediction"]
 
 FEATURE_STRIDE = 8
 """The encoders work at 1/8 of the (padded) input resolution."""
@@ -151,15 +151,16 @@ class SeaRaft(nn.Module):
     20 are the downsampling BatchNorms listed twice (``bn3`` and ``downsample.1``).
     """
 
-    def __init__(self, config: SeaRaftConfig = SeaRaftConfig()) -> None:
+    def __init__(self, config: SeaRaftConfig | None = None) -> None:
         super().__init__()
+        config = SeaRaftConfig() if config is None else config
         self.config = config
         dim = config.dim
-        encoder_kwargs = dict(
-            initial_dim=config.initial_dim,
-            block_dims=tuple(config.block_dims),
-            blocks_per_stage=config.blocks_per_stage,
-        )
+        encoder_kwargs = {
+            "initial_dim": config.initial_dim,
+            "block_dims": tuple(config.block_dims),
+            "blocks_per_stage": config.blocks_per_stage,
+        }
         # Context encoder sees both images stacked along channels.
         self.cnet = ResNetEncoder(input_dim=6, output_dim=2 * dim, **encoder_kwargs)
         self.init_conv = conv3x3(2 * dim, 2 * dim)
@@ -176,9 +177,7 @@ class SeaRaft(nn.Module):
         self.fnet = ResNetEncoder(input_dim=3, output_dim=2 * dim, **encoder_kwargs)
         self.update_block = UpdateBlock(config.corr_channels, dim, config.num_blocks)
 
-    def _heads(
-        self, net: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _heads(self, net: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Hidden state -> (flow update [B,2,h,w], info [B,4,h,w], upsampling logits)."""
         out = self.flow_head(net)
         logits = UPSAMPLE_WEIGHT_SCALE * self.upsample_weight(net)
