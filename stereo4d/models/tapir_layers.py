@@ -211,9 +211,9 @@ class PipsMixer(nn.Module):
     ):
         super().__init__()
         self.linear = nn.Linear(input_channels, hidden_dim)
-        self.blocks = nn.ModuleList(MixerBlock(hidden_dim, kernel_size) for _ in range(num_blocks))
         self.layer_norm = nn.LayerNorm(hidden_dim, eps=NORM_EPS, bias=False)
         self.linear_1 = nn.Linear(hidden_dim, output_channels)
+        self.blocks = nn.ModuleList(MixerBlock(hidden_dim, kernel_size) for _ in range(num_blocks))
 
     def forward(self, x_mtc: torch.Tensor) -> torch.Tensor:
         x_mtc = self.linear(x_mtc)
