@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -90,6 +91,9 @@ class TrackOptConfig:
     (see benchmarks/bench_track_opt.py); use fewer for much longer clips."""
     trace_frames: int = 16
     """Past frames compared with the current one when measuring scene motion."""
+    num_workers: int = 2
+    """Host threads dispatching batches concurrently (XLA runs each batch's loop on one core, so
+    this is the number of cores used). Results do not depend on it."""
 
 
 class TrackOptResult(NamedTuple):
@@ -273,6 +277,23 @@ def _optimize_batch(
     return jnp.where(mask_bt[None] > 0, adjusted, jnp.nan)
 
 
+_HOST_ONLY_FIELDS = (
+    "motion_threshold_px",
+    "motion_percentile",
+    "erosion_window",
+    "batch_size",
+    "trace_frames",
+    "num_workers",
+)
+"""Config fields the compiled loop does not read: reset to defaults in its cache key."""
+
+
+def _loop_config(config: TrackOptConfig) -> TrackOptConfig:
+    """`config` with host-only fields at their defaults, so they do not trigger recompiles."""
+    defaults = TrackOptConfig()
+    return dataclasses.replace(config, **{f: getattr(defaults, f) for f in _HOST_ONLY_FIELDS})
+
+
 def _padded_batch_size(num_tracks: int, batch_size: int) -> int:
     """Batch shape used for `num_tracks` tracks: batch_size, or the next power of two below it."""
     if num_tracks >= batch_size:
@@ -327,15 +348,20 @@ def optimize_tracks(
     points = np.where(mask[..., None], track3d_world, 0.0).astype(np.float32)
 
     batch = _padded_batch_size(num_tracks, config.batch_size)
-    pending = []
-    for start in range(0, num_tracks, batch):
+    loop_config = _loop_config(config)
+
+    def run_batch(start: int) -> None:
         stop = min(start + batch, num_tracks)
         pad = batch - (stop - start)
         points_cbt = np.pad(points[start:stop].transpose(2, 0, 1), ((0, 0), (0, pad), (0, 0)))
         mask_bt = np.pad(mask[start:stop], ((0, pad), (0, 0))).astype(np.float32)
         weight_b = np.pad(dyn_weight[start:stop], (0, pad))
-        result = _optimize_batch(points_cbt, centres_c1t, mask_bt, weight_b, config)
-        pending.append((start, stop, result))  # dispatch is asynchronous; collect afterwards
-    for start, stop, result in pending:
+        result = _optimize_batch(points_cbt, centres_c1t, mask_bt, weight_b, loop_config)
         out[start:stop] = np.asarray(result)[:, : stop - start].transpose(1, 2, 0)
+
+    starts = list(range(0, num_tracks, batch))
+    run_batch(starts[0])  # compiles (once per shape and config) before the threads start
+    if len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=max(1, config.num_workers)) as pool:
+            list(pool.map(run_batch, starts[1:]))
     return TrackOptResult(out, mask, motion_px)
