@@ -124,6 +124,10 @@ def test_pipeline_flow_and_info_match_golden(model, golden):
     )
     _assert_close("pipeline_flow", flow.numpy(), golden["pipeline_flow"], FLOW_MAX_PX, FLOW_P99_PX)
     _assert_close("pipeline_info", info.numpy(), golden["pipeline_info"], INFO_MAX)
+    _, info_bwd = sea_raft_flow_and_info(
+        model, torch.from_numpy(golden["pipeline_right"]), torch.from_numpy(golden["pipeline_left"])
+    )
+    _assert_close("pipeline_info_bwd", info_bwd.numpy(), golden["pipeline_info_bwd"], INFO_MAX)
 
 
 def _frames_uint8(golden: dict[str, np.ndarray], key: str) -> np.ndarray:
