@@ -67,6 +67,13 @@ class ClassicalTrackerConfig:
       fb_rel_tol, fb_abs_tol_px: forward-backward consistency test (see module doc).
       readmit_tol_px, readmit_rel_tol: how close the flow at an occluded point's
         predicted position must be to its last trusted velocity to re-admit it.
+      accel_tol_px, accel_rel_tol: a visible point whose flow changes from its last
+        velocity by more than ``accel_tol_px + accel_rel_tol |v|`` in one frame is
+        taken as caught by an occluder (dragged along) and marked occluded.
+      color_tol: a step is trusted only when the (blurred) RGB colour at the new
+        position differs from the one at the old position by less than this (L2,
+        0-255 levels).
+      color_blur_px: Gaussian sigma of the blur applied before the colour test.
       progress: show a tqdm bar over frames.
     """
 
@@ -80,6 +87,10 @@ class ClassicalTrackerConfig:
     fb_abs_tol_px: float = 0.75
     readmit_tol_px: float = 1.0
     readmit_rel_tol: float = 0.25
+    accel_tol_px: float = 2.0
+    accel_rel_tol: float = 0.5
+    color_tol: float = 30.0
+    color_blur_px: float = 1.0
     progress: bool = True
 
     def __post_init__(self):
@@ -147,7 +158,7 @@ def sample_field(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
     padded[:count] = xy - PIXEL_CENTRE
     maps = padded.reshape(rows, _REMAP_ROW, 2)
     out = cv2.remap(field, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(rows * _REMAP_ROW, -1)[:count]
+    return out.reshape(rows * _REMAP_ROW, -1)[:count].astype(np.float32, copy=False)
 
 
 def _consistent(f: np.ndarray, b: np.ndarray, config: ClassicalTrackerConfig) -> np.ndarray:
@@ -162,17 +173,19 @@ def _inside(xy: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, check_flows: np.ndarray,
-           forward: bool, config: ClassicalTrackerConfig, tracks_xy: np.ndarray, visibles: np.ndarray
-           ) -> None:
+           images: np.ndarray, forward: bool, config: ClassicalTrackerConfig, tracks_xy: np.ndarray,
+           visibles: np.ndarray) -> None:
     """Chains all points away from their query frames in one time direction, in place.
 
     ``step_flows[k]`` / ``check_flows[k]`` move between frames k and k+1 in the
     direction of the sweep (forward: fwd/bwd; backward: bwd/fwd of pair k).
+    ``images`` [T, H, W, 3] uint8 are the blurred frames of the colour test.
     """
     num_frames, height, width = tracks_xy.shape[1], *step_flows.shape[1:3]
     frames = range(num_frames - 1) if forward else range(num_frames - 1, 0, -1)
     position = query_xy.astype(np.float32).copy()
     velocity = np.zeros_like(position)
+    color = np.zeros((len(query_t), 3), np.float32)  # colour when last seen
     tracked = np.ones(len(query_t), dtype=bool)  # visible at the current frame
     for t in frames:
         nxt = t + 1 if forward else t - 1
@@ -180,27 +193,35 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
         active = np.flatnonzero(query_t <= t) if forward else np.flatnonzero(query_t >= t)
         if active.size == 0:
             continue
-        p, v, seen = position[active], velocity[active], tracked[active]
+        fresh = query_t[active] == t
+        p, v, seen, c = position[active], velocity[active], tracked[active], color[active]
+        c[fresh] = sample_field(images[t], p[fresh])
         f = sample_field(step_flows[pair], p)
         b = sample_field(check_flows[pair], p + f)
-        ok = _consistent(f, b, config) & seen
-        # Visible points move with the flow; occluded ones with their last trusted velocity.
-        moved = np.where(seen[:, None], p + f, p + v)
-        v = np.where(seen[:, None], f, v)
-        # Re-admission: at the predicted position the reverse flow must be consistent and
-        # bring the point back along its own velocity.
+        # A sudden change of velocity means the flow at p belongs to something else.
+        speed = np.linalg.norm(v, axis=-1)
+        steady = fresh | (np.linalg.norm(f - v, axis=-1) < config.accel_tol_px + config.accel_rel_tol * speed)
+        follow = seen & steady
+        moved = np.where(follow[:, None], p + f, p + v)
+        v = np.where(follow[:, None], f, v)
+        new_color = sample_field(images[nxt], moved)
+        same_color = np.linalg.norm(new_color - c, axis=-1) < config.color_tol
+        ok = follow & _consistent(f, b, config) & same_color
+        # Re-admission of occluded points: at the predicted position the reverse flow must be
+        # consistent and bring the point back along its own velocity, and the colour match.
         lost = np.flatnonzero(~seen)
         if lost.size:
             q = moved[lost]
             back = sample_field(check_flows[pair], q)
             again = sample_field(step_flows[pair], q + back)
-            speed = np.linalg.norm(v[lost], axis=-1)
-            agree = np.linalg.norm(back + v[lost], axis=-1) < config.readmit_tol_px + config.readmit_rel_tol * speed
-            readmit = agree & _consistent(back, again, config)
+            agree = np.linalg.norm(back + v[lost], axis=-1) < (
+                config.readmit_tol_px + config.readmit_rel_tol * speed[lost])
+            readmit = agree & _consistent(back, again, config) & same_color[lost]
             ok[lost[readmit]] = True
             v[lost[readmit]] = -back[readmit]
         ok &= _inside(moved, height, width)
-        position[active], velocity[active], tracked[active] = moved, v, ok
+        c = np.where(ok[:, None], new_color, c)
+        position[active], velocity[active], tracked[active], color[active] = moved, v, ok, c
         tracks_xy[active, nxt] = moved
         visibles[active, nxt] = ok
 
@@ -243,8 +264,10 @@ class ClassicalTracker:
         if num_frames < 2 or len(queries) == 0:
             return tracks_xy, visibles
         forward, backward = compute_flow(frames, self.config)
-        _sweep(query_t, query_xy, forward, backward, True, self.config, tracks_xy, visibles)
-        _sweep(query_t, query_xy, backward, forward, False, self.config, tracks_xy, visibles)
+        sigma = self.config.color_blur_px
+        images = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) if sigma > 0 else f for f in frames])
+        _sweep(query_t, query_xy, forward, backward, images, True, self.config, tracks_xy, visibles)
+        _sweep(query_t, query_xy, backward, forward, images, False, self.config, tracks_xy, visibles)
         return tracks_xy, visibles
 
 
