@@ -1,0 +1,126 @@
+"""Stage 2 (README step 3/6): stereo flows of the rectified views.
+
+Reads ``<vid>-left_rectified.mp4`` and ``<vid>-right_rectified.mp4``; writes
+``<vid>-flows_stereo.pkl`` (a list with one ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}``
+float32 dict per frame: flow left->right and right->left in pixels; for rectified
+views ``fwd_x`` is minus the left disparity) and ``<vid>-stereo.json`` (backend,
+settings, timings, fraction of pixels with valid depth).
+
+The pickle is written atomically after every frame is done: a failed run leaves
+none. Depth is derived from the flows later, by ``stereo4d.depth``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stereo4d.backends.classical_stereo import SgbmSettings
+from stereo4d.backends.stereo import STEREO_BACKENDS
+from stereo4d.depth import depth_maps_from_flows
+from stereo4d.io import ClipPaths, InputError, save_pickle
+from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.videoio import read_video
+
+__all__ = ["StereoConfig", "run", "read_stereo_pair", "validate_flows", "PROVENANCE_STAGE"]
+
+PROVENANCE_STAGE = "stereo"
+"""Name of the provenance JSON: ``<vid>-stereo.json``."""
+
+
+@dataclass(frozen=True)
+class StereoConfig:
+    """Settings of ``inference_raft.py``.
+
+    Attributes:
+      vid: ``<video_id>_<timestamp_us>``.
+      npz_folder, output_folder: as in ``ClipPaths`` (inputs and output in ``<output_folder>/<vid>/``).
+      backend: ``auto``, ``sea-raft`` or ``sgbm`` (see ``stereo4d.backends.stereo``).
+      path: SEA-RAFT checkpoint file or Hub-style folder; None = the Hub repo ``url``.
+      url: Hugging Face Hub repo id of the SEA-RAFT checkpoint.
+      device: ``auto``, ``cpu`` or ``cuda`` (neural backend only).
+      sgbm: settings of the classical backend.
+      hfov_deg: horizontal FoV of the rectified views (only for the valid-depth figure).
+    """
+
+    vid: str
+    npz_folder: str = "stereo4d_dataset/npz"
+    output_folder: str = "stereo4d_dataset/processed"
+    backend: str = "auto"
+    path: str | None = None
+    url: str = "MemorySlices/Tartan-C-T-TSKH-spring540x960-M"
+    device: str = "auto"
+    sgbm: SgbmSettings = field(default_factory=SgbmSettings)
+    hfov_deg: float = 60.0
+
+    @property
+    def paths(self) -> ClipPaths:
+        return ClipPaths(self.vid, npz_folder=self.npz_folder, output_folder=self.output_folder)
+
+
+def read_stereo_pair(paths: ClipPaths) -> tuple[np.ndarray, np.ndarray]:
+    """Both rectified videos, uint8 [T, H, W, 3] each; InputError if missing or mismatched."""
+    missing = [str(p) for p in (paths.left_video, paths.right_video) if not p.is_file()]
+    if missing:
+        raise InputError(f"missing rectified video(s): {', '.join(missing)} (run rectify.py first)")
+    left, right = read_video(paths.left_video), read_video(paths.right_video)
+    if len(left) != len(right):
+        raise InputError(f"{paths.left_video.name} has {len(left)} frames but "
+                         f"{paths.right_video.name} has {len(right)}")
+    if left.shape[1:] != right.shape[1:]:
+        raise InputError(f"left frames are {left.shape[2]}x{left.shape[1]} but right frames are "
+                         f"{right.shape[2]}x{right.shape[1]}")
+    return left, right
+
+
+def validate_flows(flows: list[dict], num_frames: int, height: int, width: int) -> None:
+    """Checks a backend's output before it is written (a bug guard, not user input)."""
+    if len(flows) != num_frames:
+        raise RuntimeError(f"backend returned {len(flows)} flows for {num_frames} frames")
+    for t, flow in enumerate(flows):
+        for key in ("fwd", "bwd"):
+            value = flow[key]
+            if value.shape != (height, width, 2) or value.dtype != np.float32:
+                raise RuntimeError(f"frame {t} {key}: {value.dtype} {value.shape}, "
+                                   f"expected float32 ({height}, {width}, 2)")
+            if not np.all(np.isfinite(value)):
+                raise RuntimeError(f"frame {t} {key}: non-finite flow")
+
+
+def run(config: StereoConfig) -> dict:
+    """Runs the stage. Returns a summary dict (frames, backend, timings, output path)."""
+    paths = config.paths
+    timer = Timer()
+    with timer("decode"):
+        left, right = read_stereo_pair(paths)
+    num_frames, height, width = left.shape[:3]
+    with timer("load_backend"):
+        entry, backend = STEREO_BACKENDS.build(config.backend, path=config.path, url=config.url,
+                                               device=config.device, sgbm=config.sgbm)
+    with timer("stereo"):
+        flows = backend.compute_flows(left, right)
+    flows = [{"fwd": np.asarray(f["fwd"], np.float32), "bwd": np.asarray(f["bwd"], np.float32)}
+             for f in flows]
+    validate_flows(flows, num_frames, height, width)
+    with timer("depth_check"):
+        valid_fraction = float(np.mean(depth_maps_from_flows(flows, config.hfov_deg, False) > 0))
+    with timer("write"):
+        save_pickle(flows, paths.flows_stereo)
+    timings = {**timer.seconds, "total": timer.total_s}
+    summary = {
+        "frames": num_frames,
+        "frame_size": [width, height],
+        "backend": entry.name,
+        "valid_depth_fraction": valid_fraction,
+        "output": str(paths.flows_stereo),
+        "timings_s": timings,
+    }
+    write_provenance(paths.provenance(PROVENANCE_STAGE), stage=PROVENANCE_STAGE,
+                     backend=entry.name, settings=backend.settings(), timings_s=timings,
+                     frames=num_frames, frame_size=[width, height],
+                     valid_depth_fraction=valid_fraction)
+    fps = num_frames / max(timings["stereo"], 1e-9)
+    print(f"stereo ({entry.name}): {num_frames} frames {width}x{height} in {timings['total']:.1f} s "
+          f"({fps:.2f} frames/s matching), valid depth {valid_fraction:.1%} -> {paths.flows_stereo}")
+    return summary

@@ -1,0 +1,177 @@
+"""Classical (SGBM) stereo backend and stereo metrics: accuracy on exact renders and Middlebury.
+
+``render_layered_pair`` draws a rectified pair with known disparity: a slanted
+textured background plane and a fronto-parallel textured box in front of it.
+Both views sample the same analytic, band-limited textures at the surface point
+each pixel sees, so ground truth is exact (also used by ``test_stereo_stage`` and
+``benchmarks/bench_stereo.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stereo4d import depth as depth_lib
+from stereo4d.backends.classical_stereo import (SgbmSettings, SgbmStereo, fill_from_background,
+                                                left_right_consistent)
+from stereo4d.metrics import stereo as metrics
+
+HFOV_DEG = 60.0
+#: Waves per texture channel; wavelengths are drawn in this range (px), band-limited.
+TEXTURE_WAVES = 12
+TEXTURE_WAVELENGTH_PX = (4.0, 24.0)
+
+
+def _texture(u: np.ndarray, v: np.ndarray, seed: int) -> np.ndarray:
+    """Analytic texture in [0, 1] at continuous surface coordinates (u, v) in pixels."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(np.broadcast(u, v).shape)
+    for _ in range(TEXTURE_WAVES):
+        k = 2 * np.pi / rng.uniform(*TEXTURE_WAVELENGTH_PX)
+        angle, phase = rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
+        out += np.cos(k * (np.cos(angle) * u + np.sin(angle) * v) + phase)
+    return 0.5 + out / (2 * np.sqrt(2 * TEXTURE_WAVES))
+
+
+def render_layered_pair(height: int = 96, width: int = 128,
+                        background: tuple[float, float, float] = (2.0, 0.004, 0.003),
+                        foreground_disparity_px: float = 20.0,
+                        foreground_box: tuple[float, float, float, float] = (0.35, 0.75, 0.3, 0.7),
+                        seed: int = 0):
+    """A rectified pair with exact disparities.
+
+    Args:
+      background: (a, b, c): background disparity ``a + b x + c y`` at left pixel (x, y).
+      foreground_disparity_px: disparity of the box.
+      foreground_box: (x0, x1, y0, y1) of the box in the left view, fractions of the size.
+    Returns:
+      left, right uint8 [H, W, 3]; disparity_left, disparity_right float64 [H, W] (pixels;
+      left pixel x matches right pixel x - d_left, right pixel x matches left x + d_right).
+    """
+    a, b, c = background
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    x0, x1 = foreground_box[0] * width, foreground_box[1] * width
+    rows = (y >= foreground_box[2] * height) & (y < foreground_box[3] * height)
+    fg_left = rows & (x >= x0) & (x < x1)
+    disparity_left = np.where(fg_left, foreground_disparity_px, a + b * x + c * y)
+    x_left_fg = x + foreground_disparity_px
+    fg_right = rows & (x_left_fg >= x0) & (x_left_fg < x1)
+    x_left_of_right = np.where(fg_right, x_left_fg, (x + a + c * y) / (1 - b))
+
+    def shade(u, foreground):
+        channels = [np.where(foreground, _texture(u, y, seed + 100 + ch), _texture(u, y, seed + ch))
+                    for ch in range(3)]
+        return np.clip(np.stack(channels, -1) * 255, 0, 255).round().astype(np.uint8)
+
+    return (shade(x, fg_left), shade(x_left_of_right, fg_right), disparity_left,
+            x_left_of_right - x)
+
+
+def evaluate_pair(flows, disparity_left, disparity_right):
+    """Metrics of one frame's flows against the layered pair's ground truth."""
+    depth_m = depth_lib.depth_maps_from_flows(flows, HFOV_DEG, remove_floaters=False)[0]
+    eval_mask = metrics.non_occluded_mask(disparity_left, disparity_right)
+    depth_gt = depth_lib.depth_from_disparity(disparity_left, HFOV_DEG)
+    return metrics.stereo_metrics(flows[0]["fwd"], depth_m, disparity_left, depth_gt, eval_mask)
+
+
+@pytest.fixture(scope="module")
+def layered():
+    return render_layered_pair(192, 256)
+
+
+def test_layered_pair_occlusion_ground_truth(layered):
+    _, _, disp_left, disp_right = layered
+    mask = metrics.non_occluded_mask(disp_left, disp_right)
+    # Occluded: left of the box, a strip as wide as the disparity jump (20 - ~2.5 px), on
+    # the box rows; plus the left border where x - d < 0.
+    row = 96
+    occluded_cols = np.flatnonzero(~mask[row])
+    box_x0 = int(np.ceil(0.35 * 256))  # first box column
+    strip = occluded_cols[occluded_cols > 10]
+    assert strip.min() >= box_x0 - 19 and strip.max() == box_x0 - 1
+    assert 16 <= len(strip) <= 18
+    assert np.all(~mask[:, 0]) and np.all(mask[:, 5])
+
+
+@pytest.mark.parametrize("refine", [False, True])
+def test_sgbm_accuracy_on_layered_pair(layered, refine):
+    left, right, disp_left, disp_right = layered
+    settings = SgbmSettings(refine_iterations=SgbmSettings().refine_iterations if refine else 0)
+    flows = SgbmStereo(settings).compute_flows(left[None], right[None])
+    m = evaluate_pair(flows, disp_left, disp_right)
+    assert m["density"] >= 0.95
+    assert m["bad1"] <= 0.01
+    if refine:  # measured: EPE 0.06 px, AbsRel 1.9 %
+        assert m["epe_px"] <= 0.12 and m["abs_rel"] <= 0.03 and m["delta_1.25"] >= 0.99
+    else:  # SGBM's parabola sub-pixel fit alone: EPE ~0.15 px
+        assert m["epe_px"] <= 0.25
+
+
+def test_refinement_beats_plain_sgbm(layered):
+    left, right, disp_left, disp_right = layered
+    plain = evaluate_pair(SgbmStereo(SgbmSettings(refine_iterations=0)).compute_flows(
+        left[None], right[None]), disp_left, disp_right)
+    refined = evaluate_pair(SgbmStereo().compute_flows(left[None], right[None]),
+                            disp_left, disp_right)
+    assert refined["epe_px"] < 0.7 * plain["epe_px"]
+
+
+def test_flow_format_and_sign(layered):
+    left, right, disp_left, disp_right = layered
+    flows = SgbmStereo().compute_flows(left[None], right[None])
+    fwd, bwd = flows[0]["fwd"], flows[0]["bwd"]
+    assert fwd.dtype == np.float32 and fwd.shape == (192, 256, 2)
+    assert np.all(fwd[..., 1] == 0) and np.all(bwd[..., 1] == 0)
+    assert np.all(fwd[..., 0] <= 0) and np.all(bwd[..., 0] >= 0)
+    box = (slice(80, 110), slice(100, 180))
+    assert np.median(-fwd[box + (0,)]) == pytest.approx(20.0, abs=0.1)
+    # The right view's box sits 20 px further left.
+    assert np.median(bwd[80:110, 80:160, 0]) == pytest.approx(20.0, abs=0.1)
+
+
+def test_swapping_views_swaps_directions(layered):
+    left, right, _, _ = layered
+    # Mirroring both views and swapping them turns the right view into a left view.
+    a = SgbmStereo().compute_flows(left[None], right[None])[0]
+    b = SgbmStereo().compute_flows(right[None, :, ::-1], left[None, :, ::-1])[0]
+    np.testing.assert_allclose(-b["fwd"][:, ::-1, 0], a["bwd"][..., 0], atol=1e-4)
+    np.testing.assert_allclose(-b["bwd"][:, ::-1, 0], a["fwd"][..., 0], atol=1e-4)
+
+
+def test_left_right_check_and_fill():
+    nan = np.nan
+    disp_left = np.array([[nan, 1.0, 1.0, 3.0, 3.0, 1.0]])
+    disp_right = np.array([[1.0, 1.0, 3.0, 1.0, 1.0, nan]])
+    keep_left, keep_right = left_right_consistent(disp_left, disp_right, 1.0)
+    # left x=3 (d=3) -> right x=0 (d=1): |3-1| > 1, rejected; x=1 -> right 0 (1): kept.
+    np.testing.assert_array_equal(keep_left, [[False, True, True, False, False, True]])
+    # right x=2 (d=3) -> left 5 (d=1) and x=3 (d=1) -> left 4 (d=3): rejected; x=5: none.
+    np.testing.assert_array_equal(keep_right, [[True, True, False, False, True, False]])
+    filled = fill_from_background(np.array([[nan, 4.0, nan, nan, 2.0, nan], [nan] * 6]))
+    np.testing.assert_array_equal(filled, [[4.0, 4.0, 2.0, 2.0, 2.0, 2.0], [0.0] * 6])
+
+
+def test_middlebury_motorcycle_bad2():
+    skimage_data = pytest.importorskip("skimage.data")
+    left, right, disparity_gt = skimage_data.stereo_motorcycle()  # quarter size, disparity <= 60 px
+    disparity = SgbmStereo().disparities(left, right)[0]
+    bad2 = metrics.middlebury_bad(disparity, disparity_gt, 2.0)
+    assert bad2 <= 0.17  # measured 0.143 (missing pixels count as bad); aim <= 0.20
+    filled = SgbmStereo(SgbmSettings(fill=True)).disparities(left, right)[0]
+    assert metrics.middlebury_bad(filled, disparity_gt, 2.0) <= 0.09  # measured 0.069
+
+
+def test_metrics_known_values():
+    gt = np.array([[2.0, 4.0, np.inf, 8.0]])
+    pred = np.array([[2.5, np.nan, 1.0, 5.0]])
+    # valid gt: 3 pixels; bad: missing (x=1) and |5-8| > 2 (x=3).
+    assert metrics.middlebury_bad(pred, gt, 2.0) == pytest.approx(2 / 3)
+    fwd = np.stack([-pred, np.array([[0.0, 0.0, 0.0, 4.0]])], -1)
+    mask = np.array([[True, False, False, True]])
+    assert metrics.flow_epe(fwd, gt, mask) == pytest.approx((0.5 + 5.0) / 2)
+    depth_gt = np.array([[1.0, 2.0, 3.0, 4.0]])
+    depth = np.array([[1.1, 0.0, 3.0, 6.0]])
+    assert metrics.depth_abs_rel(depth, depth_gt, mask) == pytest.approx((0.1 + 0.5) / 2)
+    assert metrics.depth_delta_accuracy(depth, depth_gt, mask) == pytest.approx(0.5)
