@@ -1,0 +1,192 @@
+"""Stage 4: drop sky, boundary and drifting tracks using per-frame semantic labels.
+
+Reads (``ClipPaths``): the left rectified video, ``<vid>-flows_stereo.pkl`` (depth),
+``<vid>-tapir_2d.pkl`` (2D tracks) and the npz cameras. Writes into ``<output_folder>/<vid>/``:
+``<vid>-tapir_remove_drift_tracks.pkl`` (same keys as ``tapir_2d.pkl``, surviving tracks),
+``<vid>-tapir_3dtrack_filtered.mp4`` (at most 4096 surviving 3D tracks projected into each
+frame with 16-frame trails, camera motion removed) and ``<vid>-filtering.json`` (provenance,
+last).
+
+Steps: depth from the stereo flows (``stereo4d.depth``; no floater removal, as the reference),
+2D tracks lifted to 3D with the npz cameras (``hfov_deg``, principal point at the centre), the
+scene-motion displacement of every point (``stereo4d.motion``), per-frame ADE20K labels from
+the segmentation backend, then the filters of ``stereo4d.filtering``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+
+from stereo4d import filtering
+from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS
+from stereo4d.geometry import PinholeCamera
+from stereo4d.io import ClipPaths, InputError, load_dataset_npz, load_pickle, save_pickle
+from stereo4d.motion import project_to_pixels, scene_motion_displacement_px
+from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
+from stereo4d.videoio import VideoWriter, read_video
+
+__all__ = ["FilteringConfig", "run", "filtered_track_frames", "STAGE_NAME"]
+
+STAGE_NAME = "filtering"
+"""Provenance name: ``<vid>-filtering.json``."""
+
+
+@dataclass(frozen=True)
+class FilteringConfig:
+    """Settings of ``segmentation.py``.
+
+    Attributes:
+      vid: ``<video_id>_<timestamp_us>``.
+      npz_folder, output_folder: as in ``ClipPaths``.
+      hfov_deg: horizontal FoV of the rectified views (degrees).
+      backend: segmentation backend name or ``auto``.
+      path: local DeepLab tarball / frozen graph (``deeplab`` only).
+      drift_threshold_px: displacement above which a static-class track is drifting.
+      trace_frames: frames of history of the displacement and of the video's trails.
+      max_display_tracks, display_seed: how many surviving tracks the video shows, which.
+      progress: progress bars.
+    """
+
+    vid: str
+    npz_folder: str = "stereo4d_dataset/npz"
+    output_folder: str = "stereo4d_dataset/processed"
+    hfov_deg: float = 60.0
+    backend: str = "auto"
+    path: str | None = None
+    drift_threshold_px: float = filtering.DRIFT_THRESHOLD_PX
+    trace_frames: int = filtering.TRACE_FRAMES
+    max_display_tracks: int = filtering.MAX_DISPLAY_TRACKS
+    display_seed: int = filtering.DISPLAY_SEED
+    progress: bool = True
+
+    @property
+    def paths(self) -> ClipPaths:
+        return ClipPaths(self.vid, npz_folder=self.npz_folder, output_folder=self.output_folder)
+
+    @property
+    def filter_settings(self) -> filtering.FilterSettings:
+        return filtering.FilterSettings(self.drift_threshold_px, self.trace_frames)
+
+
+def filtered_track_frames(video: np.ndarray, track3d_world: np.ndarray, valid: np.ndarray,
+                          cameras: PinholeCamera, trail_frames: int) -> Iterator[np.ndarray]:
+    """Frames with 3D tracks drawn as trails seen from each frame's own camera.
+
+    For frame t every point of frames ``t - trail_frames .. t`` is projected with camera t, so
+    static points stay put and only scene motion leaves a trail (the reference's 3D view).
+    A trail is drawn only for tracks valid and in view at t.
+
+    Args:
+      video: [T, H, W, 3] uint8; track3d_world: [N, T, 3] metres; valid: [N, T] bool.
+      cameras: world-to-camera [T, 3, 4] with normalised intrinsics.
+    """
+    from stereo4d.viz.trails import draw_trails_frame, rainbow_colors
+
+    num_frames, imh, imw = video.shape[:3]
+    num_tracks = len(track3d_world)
+    colors = rainbow_colors(num_tracks) if num_tracks else np.zeros((0, 3), np.uint8)
+    intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    w2c = np.asarray(cameras.world_to_camera)
+    for t in range(num_frames):
+        if num_tracks == 0:
+            yield video[t]
+            continue
+        first = max(0, t - trail_frames)
+        window = np.repeat(w2c[t][None], t + 1 - first, axis=0)
+        xy, in_view, _ = project_to_pixels(track3d_world[:, first:t + 1], window, intr, imh, imw)
+        shown = in_view & valid[:, first:t + 1]
+        shown &= shown[:, -1:]
+        xy = np.where(shown[..., None], xy, 0.0)
+        yield draw_trails_frame(video[t], t - first, xy, shown, colors, trail_frames)
+
+
+def _check_shapes(paths: ClipPaths, tracks: Tracks2D, video: np.ndarray, flows, extrs) -> None:
+    counts = {"left video": len(video), "flows": len(flows), "npz cameras": len(extrs),
+              "2D tracks": tracks.num_frames}
+    if len(set(counts.values())) != 1:
+        raise InputError(f"{paths.vid}: frame counts differ: "
+                         + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for key in ("fwd", "bwd"):
+        if not all(isinstance(f, dict) and key in f for f in flows):
+            raise InputError(f"{paths.flows_stereo}: every frame needs '{key}' flow")
+    flow_hw = np.shape(flows[0]["fwd"])[:2]
+    if tuple(flow_hw) != video.shape[1:3]:
+        raise InputError(f"{paths.flows_stereo}: flow size {tuple(flow_hw)} differs from the "
+                         f"video's {video.shape[1:3]}")
+
+
+def run(config: FilteringConfig) -> dict:
+    """Runs the stage. Returns a summary (backend, filter shares, timings, output paths)."""
+    from stereo4d.depth import depth_maps_from_flows
+
+    paths = config.paths
+    inputs = [paths.left_video, paths.flows_stereo, paths.tracks_2d, paths.npz]
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing:
+        raise InputError("missing input(s): " + ", ".join(missing))
+    timer = Timer()
+    with timer("load"):
+        meta = load_dataset_npz(paths.npz, required=("camera2world",))
+        tracks = Tracks2D.from_dict(load_pickle(paths.tracks_2d), str(paths.tracks_2d))
+        flows = load_pickle(paths.flows_stereo)
+        video = read_video(paths.left_video)
+    extrs = meta["extrs_rectified"]
+    _check_shapes(paths, tracks, video, flows, extrs)
+    num_frames, imh, imw = video.shape[:3]
+    cameras = PinholeCamera.from_hfov(extrs, config.hfov_deg, aspect_hw=imh / imw)
+    entry, segmenter = SEGMENTATION_BACKENDS.build(config.backend, path=config.path,
+                                                   progress=config.progress)
+
+    with timer("depth"):
+        depth_m = depth_maps_from_flows(flows, config.hfov_deg, remove_floaters=False)
+    with timer("lift"):
+        track3d, valid = lift_tracks_to_3d(tracks, depth_m, cameras)
+    with timer("displacement"):
+        displacement = scene_motion_displacement_px(
+            track3d, valid, extrs, (cameras.fx, cameras.fy, cameras.cx, cameras.cy), imh, imw,
+            config.trace_frames)
+    with timer("segmentation"):
+        labels = segmenter.segment(video, depth_m=depth_m, cameras=cameras)
+    with timer("filter"):
+        result = filtering.filter_tracks(filtering.labels_at_tracks(labels, tracks.tracks_xy),
+                                         tracks.visibles, valid, displacement,
+                                         config.filter_settings)
+    print(filtering.format_stats(result.stats))
+    if result.num_kept == 0:
+        print(f"warning: no track survived the filters ({tracks.num_tracks} in); writing an empty "
+              f"{paths.filtered_tracks.name} and a video without tracks")
+
+    kept = np.flatnonzero(result.keep)
+    shown = kept[filtering.sample_for_display(len(kept), config.max_display_tracks,
+                                              config.display_seed)]
+    with timer("video"):
+        writer = VideoWriter(paths.filtered_tracks_video)
+        with writer:
+            for frame in filtered_track_frames(video, track3d[shown], valid[shown], cameras,
+                                               config.trace_frames):
+                writer.append(frame)
+    with timer("write"):
+        save_pickle(tracks.subset(result.keep).to_dict(), paths.filtered_tracks)
+    summary = {
+        "backend": entry.name,
+        "num_frames": num_frames,
+        "num_tracks_in": tracks.num_tracks,
+        "num_tracks_kept": result.num_kept,
+        "num_tracks_shown": int(len(shown)),
+        "filters": result.stats,
+        "outputs": {"tracks": str(paths.filtered_tracks), "video": str(paths.filtered_tracks_video)},
+        "timings_s": {**timer.seconds, "total": timer.total_s},
+    }
+    settings = {k: v for k, v in asdict(config).items() if k != "progress"}
+    write_provenance(paths.provenance(STAGE_NAME), stage=STAGE_NAME, backend=entry.name,
+                     settings=settings, timings_s=summary["timings_s"], filters=result.stats,
+                     num_tracks_in=tracks.num_tracks, num_tracks_kept=result.num_kept)
+    t = summary["timings_s"]
+    print(f"filtering: kept {result.num_kept} of {tracks.num_tracks} tracks "
+          f"({entry.name} segmentation {t['segmentation']:.1f} s, total {t['total']:.1f} s) "
+          f"-> {paths.clip_dir}")
+    return summary
