@@ -1,0 +1,216 @@
+"""Weight-free segmenter: sky and static surfaces from classical cues, as ADE20K ids.
+
+It labels what the track filters need, and nothing finer:
+
+* **sky** (``ade20k.SKY``): pixels with no valid stereo depth (the stereo checks reject them or
+  they lie beyond ``stereo4d.depth.MAX_DEPTH_M``), little texture, sky-like colour (bluish or
+  very bright), in a connected region that touches the top of the image.
+* **moving things** (``ade20k.OTHER``): regions whose dense optical flow (OpenCV DIS, frame t to
+  t +- ``flow_gap_frames``) disagrees with the flow a rigid scene would produce given the
+  stereo depth and the npz cameras. Evidence is only taken on *textured* pixels, then spread
+  over the region by morphological closing and hole filling, and small blobs are dropped.
+* **static surfaces** (everything else): ``ade20k.ROAD`` where the stereo surface normal points
+  up (ground), else ``ade20k.BUILDING`` (walls, facades, and pixels without depth).
+
+Why textured pixels only: the drift filter drops static-class tracks that slide over
+textureless surfaces. Optical flow slides there too, so flow evidence from textureless pixels
+would turn the very surfaces where tracks drift into "moving" and switch the drift filter off
+for them (a circular test). On textured pixels flow is reliable. The cues used are the video,
+the stereo depth and the cameras; never the 2D tracks.
+
+Without depth (``depth_m=None``) every pixel counts as "no depth" and moving things are not
+detected (no cameras either): sky then rests on texture, colour and position alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from stereo4d import ade20k
+from stereo4d.geometry import PinholeCamera
+
+__all__ = ["ClassicalSegmenterSettings", "ClassicalSegmenter", "build_classical_segmenter",
+           "texture_energy", "sky_mask", "rigid_flow", "moving_mask", "fill_holes"]
+
+SOBEL_GAIN = 8.0
+"""cv2.Sobel (3x3) returns 8x the per-pixel grey-level difference; divided out."""
+
+
+@dataclass(frozen=True)
+class ClassicalSegmenterSettings:
+    """Thresholds of the weight-free segmenter (grey levels are 0..255).
+
+    Attributes:
+      texture_window_px: side of the box window averaging the gradient magnitude.
+      sky_max_texture: mean grey-level gradient (levels / px) below which a pixel may be sky.
+      sky_min_blue_excess: blue minus red (levels) of a bluish sky pixel.
+      sky_min_brightness: grey level above which a pixel may be (overcast) sky whatever its hue.
+      sky_close_px: closing kernel smoothing the sky mask.
+      flow_gap_frames: frame gap of the optical flow compared with the rigid flow.
+      residual_min_px: flow residual (px) above which a textured pixel is evidence of motion.
+      residual_relative: plus this fraction of the rigid flow's length (depth noise scales with it).
+      motion_texture_min: mean gradient (levels / px) a pixel needs to give motion evidence.
+      motion_close_px, motion_open_px: closing (spread) and opening (despeckle) kernels.
+      min_motion_area_fraction: moving blobs smaller than this share of the image are dropped.
+      ground_min_up: surface normals with an "up" (-y camera) component above this are ground.
+      normal_step_px: pixel step of the finite differences giving surface normals.
+    """
+
+    texture_window_px: int = 7
+    sky_max_texture: float = 3.0
+    sky_min_blue_excess: float = 12.0
+    sky_min_brightness: float = 215.0
+    sky_close_px: int = 5
+    flow_gap_frames: int = 3
+    residual_min_px: float = 1.5
+    residual_relative: float = 0.15
+    motion_texture_min: float = 2.0
+    motion_close_px: int = 15
+    motion_open_px: int = 5
+    min_motion_area_fraction: float = 5e-4
+    ground_min_up: float = 0.8
+    normal_step_px: int = 3
+
+
+def _gray(frame_rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(frame_rgb, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def texture_energy(frame_rgb: np.ndarray, window_px: int) -> np.ndarray:
+    """Mean grey-level gradient magnitude (levels / px) in a box window. [H, W] float32."""
+    gray = _gray(frame_rgb).astype(np.float32)
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3) / SOBEL_GAIN
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3) / SOBEL_GAIN
+    return cv2.blur(np.hypot(gx, gy), (window_px, window_px))
+
+
+def _ellipse(size_px: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size_px, size_px))
+
+
+def sky_mask(frame_rgb: np.ndarray, has_depth: np.ndarray, texture: np.ndarray,
+             s: ClassicalSegmenterSettings) -> np.ndarray:
+    """[H, W] bool sky: no depth, smooth, sky-coloured, connected to the top row."""
+    rgb = frame_rgb.astype(np.float32)
+    bluish = rgb[..., 2] - rgb[..., 0] > s.sky_min_blue_excess
+    bright = rgb.mean(axis=-1) > s.sky_min_brightness
+    candidate = ~has_depth & (texture < s.sky_max_texture) & (bluish | bright)
+    candidate = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_CLOSE, _ellipse(s.sky_close_px))
+    _, components = cv2.connectedComponents(candidate, connectivity=4)
+    touching_top = np.unique(components[0][candidate[0] > 0])
+    return np.isin(components, touching_top) & (candidate > 0)
+
+
+def rigid_flow(depth_m: np.ndarray, cameras: PinholeCamera, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flow from frame t to frame s of a static scene with depth ``depth_m`` [H, W] at t.
+
+    Returns: flow [H, W, 2] px (x, y) and ok [H, W] bool (valid depth, in front of camera s).
+    """
+    imh, imw = depth_m.shape
+    ys, xs = np.mgrid[0:imh, 0:imw].astype(np.float64) + 0.5
+    xy = np.stack([xs, ys], axis=-1)
+    w2c = np.asarray(cameras.world_to_camera)
+    cam_t = PinholeCamera(w2c[t], cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    cam_s = PinholeCamera(w2c[s], cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    world = cam_t.unproject(xy, depth_m, imh, imw)
+    xy_s, depth_s, _ = cam_s.project(world, imh, imw)
+    ok = (depth_m > 0) & (depth_s > 0) & np.all(np.isfinite(xy_s), axis=-1)
+    return np.where(ok[..., None], xy_s - xy, 0.0), ok
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """[H, W] bool with enclosed background holes filled (flood fill from the border)."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    flood = padded.copy()
+    cv2.floodFill(flood, np.zeros((padded.shape[0] + 2, padded.shape[1] + 2), np.uint8), (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    return mask | holes
+
+
+def moving_mask(evidence: np.ndarray, s: ClassicalSegmenterSettings) -> np.ndarray:
+    """Motion evidence [H, W] bool -> moving regions: close, fill holes, open, drop small blobs."""
+    closed = cv2.morphologyEx(evidence.astype(np.uint8), cv2.MORPH_CLOSE, _ellipse(s.motion_close_px))
+    filled = fill_holes(closed > 0).astype(np.uint8)
+    opened = cv2.morphologyEx(filled, cv2.MORPH_OPEN, _ellipse(s.motion_open_px))
+    count, components, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    min_area = s.min_motion_area_fraction * evidence.size
+    big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
+    big = big[big != 0]
+    return np.isin(components, big)
+
+
+def ground_mask(depth_m: np.ndarray, cameras: PinholeCamera, t: int,
+                s: ClassicalSegmenterSettings) -> np.ndarray:
+    """[H, W] bool: surface normal (from depth finite differences) points up in camera t."""
+    imh, imw = depth_m.shape
+    ys, xs = np.mgrid[0:imh, 0:imw].astype(np.float64) + 0.5
+    f_x, f_y = cameras.fx * imw, cameras.fy * imh
+    points = np.stack([(xs - cameras.cx * imw) / f_x, (ys - cameras.cy * imh) / f_y,
+                       np.ones_like(xs)], axis=-1) * depth_m[..., None]
+    k = s.normal_step_px
+    du = np.roll(points, -k, axis=1) - np.roll(points, k, axis=1)
+    dv = np.roll(points, -k, axis=0) - np.roll(points, k, axis=0)
+    normal = np.cross(du, dv)
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12)
+    valid = depth_m > 0
+    for axis in (0, 1):
+        valid &= np.roll(valid, k, axis=axis) & np.roll(valid, -k, axis=axis)
+    return valid & (-normal[..., 1] > s.ground_min_up)
+
+
+class ClassicalSegmenter:
+    """ADE20K labels (sky, static, other) from video, stereo depth and cameras; no weights."""
+
+    name = "classical"
+
+    def __init__(self, settings: ClassicalSegmenterSettings = ClassicalSegmenterSettings()):
+        self.settings = settings
+
+    def _flow(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        return dis.calc(_gray(frame_a), _gray(frame_b), None)
+
+    def motion_evidence(self, video: np.ndarray, depth_m: np.ndarray, cameras: PinholeCamera,
+                        t: int, texture: np.ndarray) -> np.ndarray:
+        """[H, W] bool: textured pixels whose flow disagrees with the rigid flow (both gaps)."""
+        s = self.settings
+        num_frames = len(video)
+        evidence = np.zeros(depth_m.shape[1:], bool)
+        for other in (t - s.flow_gap_frames, t + s.flow_gap_frames):
+            if not 0 <= other < num_frames:
+                continue
+            flow = self._flow(video[t], video[other])
+            rigid, ok = rigid_flow(depth_m[t], cameras, t, other)
+            residual = np.linalg.norm(flow - rigid, axis=-1)
+            limit = s.residual_min_px + s.residual_relative * np.linalg.norm(rigid, axis=-1)
+            evidence |= ok & (texture > s.motion_texture_min) & (residual > limit)
+        return evidence
+
+    def segment(self, video_rgb: np.ndarray, depth_m: np.ndarray | None = None,
+                cameras: PinholeCamera | None = None) -> np.ndarray:
+        """uint8 [T, H, W, 3] (+ depth [T, H, W] m, 0 = invalid; cameras) -> int32 [T, H, W]."""
+        s = self.settings
+        video_rgb = np.asarray(video_rgb)
+        num_frames, imh, imw = video_rgb.shape[:3]
+        if depth_m is None:
+            depth_m = np.zeros((num_frames, imh, imw), np.float32)
+        labels = np.full((num_frames, imh, imw), ade20k.BUILDING, np.int32)
+        use_motion = cameras is not None and num_frames > s.flow_gap_frames
+        for t in range(num_frames):
+            texture = texture_energy(video_rgb[t], s.texture_window_px)
+            has_depth = depth_m[t] > 0
+            if cameras is not None:
+                labels[t][ground_mask(depth_m[t], cameras, t, s)] = ade20k.ROAD
+            if use_motion:
+                moving = moving_mask(self.motion_evidence(video_rgb, depth_m, cameras, t, texture), s)
+                labels[t][moving] = ade20k.OTHER
+            labels[t][sky_mask(video_rgb[t], has_depth, texture, s)] = ade20k.SKY
+        return labels
+
+
+def build_classical_segmenter(**_: object) -> ClassicalSegmenter:
+    """The weight-free segmenter with default settings (backend options are ignored)."""
+    return ClassicalSegmenter()
