@@ -16,7 +16,9 @@ import pytest
 
 from stereo4d.track_opt import (
     TrackOptConfig,
+    dynamic_loss,
     erode_visibility,
+    make_problem,
     masked_percentile,
     optimize_tracks,
     static_loss,
@@ -25,6 +27,7 @@ from stereo4d.track_opt import (
 PARITY_DIR = Path(__file__).parent / "parity"
 POSITION_TOL_M = 1e-3
 MOTION_TOL_PX = 1e-4
+STRIDES = TrackOptConfig().dynamic_strides
 
 
 def _load(name: str) -> dict:
@@ -149,6 +152,31 @@ def test_masked_percentile_matches_numpy():
     np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
+def _random_problem(seed: int, num_tracks: int = 12, num_frames: int = 20):
+    """Points around random centres, a few cameras, a random mask (row 0: no valid frame, row 1:
+    one valid frame), random offsets. Returns float64 numpy arrays and the jax problem."""
+    rng = np.random.default_rng(seed)
+    centre = rng.uniform(-3, 3, (num_tracks, 1, 3)) + np.array([0, 0, 5.0])
+    points = centre + rng.normal(0, 0.3, (num_tracks, num_frames, 3))
+    cams = rng.normal(0, 0.2, (num_frames, 3))
+    mask = rng.uniform(size=(num_tracks, num_frames)) > 0.3
+    mask[0] = False
+    mask[1] = False
+    mask[1, 5] = True
+    offset = rng.normal(0, 0.2, (num_tracks, num_frames)) * mask
+    problem = make_problem(
+        jnp.asarray(points.transpose(2, 0, 1), jnp.float32),
+        jnp.asarray(cams.T[:, None, :], jnp.float32),
+        jnp.asarray(mask, jnp.float32),
+        jnp.zeros(num_tracks, jnp.float32),
+        STRIDES,
+    )
+    ray = points - cams[None]
+    ray_unit = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
+    adjusted = points + ray_unit * offset[..., None]
+    return adjusted, ray_unit, mask, offset, problem
+
+
 def _static_pairwise(points: np.ndarray, mask: np.ndarray, w_static: float) -> np.ndarray:
     """The reference's O(T^2) formula, in float64 numpy: [B, T, 3], [B, T] -> [B]."""
     m = mask.astype(np.float64)
@@ -161,22 +189,31 @@ def _static_pairwise(points: np.ndarray, mask: np.ndarray, w_static: float) -> n
     return w_static / (2 * pairs) * (sq_dist * pair_mask).sum((1, 2))
 
 
+def _dynamic_direct(points, ray_unit, mask, w_dynamic: float) -> np.ndarray:
+    """Second differences with edge-clamped neighbours, in float64 numpy: [B, T, 3] -> [B]."""
+    frames = np.arange(mask.shape[1])
+    total = np.zeros(len(points))
+    for stride in STRIDES:
+        ahead = np.minimum(frames + stride, frames[-1])
+        behind = np.maximum(frames - stride, 0)
+        valid = mask & mask[:, ahead] & mask[:, behind]
+        second = points[:, ahead] - 2 * points + points[:, behind]
+        accel = (second * ray_unit).sum(-1) * valid
+        total += (accel**2).sum(-1)
+    return w_dynamic * total
+
+
 def test_static_term_linear_form_equals_pairwise_sum():
-    rng = np.random.default_rng(7)
-    num_tracks, num_frames = 12, 20
-    centre = rng.uniform(-3, 3, (num_tracks, 1, 3)) + np.array([0, 0, 5.0])
-    points = centre + rng.normal(0, 0.3, (num_tracks, num_frames, 3))
-    mask = rng.uniform(size=(num_tracks, num_frames)) > 0.3
-    mask[0] = False  # no valid frame
-    mask[1] = False
-    mask[1, 5] = True  # a single valid frame
-    expected = _static_pairwise(points, mask, 100.0)
-    ours = np.asarray(
-        static_loss(
-            jnp.asarray(points.transpose(2, 0, 1), jnp.float32),
-            jnp.asarray(mask, jnp.float32),
-            100.0,
-        )
-    )
+    adjusted, _, mask, offset, problem = _random_problem(7)
+    expected = _static_pairwise(adjusted, mask, 100.0)
+    ours = np.asarray(static_loss(jnp.asarray(offset, jnp.float32), problem, 100.0))
     assert expected[0] == 0.0 and expected[1] == 0.0 and expected[2:].min() > 0.1
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_dynamic_term_affine_form_equals_second_differences():
+    adjusted, ray_unit, mask, offset, problem = _random_problem(8, num_frames=9)  # T < 2 * 5
+    expected = _dynamic_direct(adjusted, ray_unit, mask, 100.0)
+    ours = np.asarray(dynamic_loss(jnp.asarray(offset, jnp.float32), problem, 100.0, STRIDES))
+    assert expected[0] == 0.0 and expected[2:].max() > 1.0
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
