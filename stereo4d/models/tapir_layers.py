@@ -43,6 +43,24 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def depthwise_conv1d_same(conv: nn.Conv1d, x_mtc: torch.Tensor) -> torch.Tensor:
+    """Applies a per-channel temporal ``conv`` (odd kernel, ``SAME``) to channels-last ``[M, T, C]``.
+
+    ``x_mtc`` must already hold one channel per output channel of ``conv`` (input
+    channel ``c`` of a multiplier-m depthwise conv repeated m times, as consecutive
+    channels). Equivalent to ``conv`` on ``[M, C, T]``, written as a weighted sum of
+    shifted copies: oneDNN is very slow for these small grouped convolutions on CPU.
+    """
+    kernel = conv.weight.shape[-1]
+    num_frames = x_mtc.shape[1]
+    padded = F.pad(x_mtc, (0, 0, kernel // 2, kernel // 2))
+    taps = conv.weight[:, 0, :]  # [C, K]
+    out = conv.bias + padded[:, 0:num_frames] * taps[:, 0]
+    for k in range(1, kernel):
+        out = out + padded[:, k : k + num_frames] * taps[:, k]
+    return out
+
+
 class ResNetBlockV2(nn.Module):
     """Pre-activation residual block with instance norm.
 
@@ -191,8 +209,8 @@ class MixerBlock(nn.Module):
         self.conv_channels_mixer = ChannelMixer(channels)
 
     def forward(self, x_mtc: torch.Tensor) -> torch.Tensor:
-        y = self.layer_norm(x_mtc).transpose(1, 2)  # [M, C, T]
-        y = self.mlp1_up_1(gelu_tanh(self.mlp1_up(y))).transpose(1, 2)  # [M, T, 4C]
+        y = self.layer_norm(x_mtc).repeat_interleave(MIXER_EXPANSION, dim=-1)  # [M, T, 4C]
+        y = depthwise_conv1d_same(self.mlp1_up_1, gelu_tanh(depthwise_conv1d_same(self.mlp1_up, y)))
         y = y.unflatten(-1, (-1, MIXER_EXPANSION)).sum(dim=-1)  # [M, T, C]
         x_mtc = x_mtc + y
         return x_mtc + self.conv_channels_mixer(self.layer_norm_1(x_mtc))
