@@ -22,7 +22,7 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -68,7 +68,11 @@ def project_to_pixels(
       depth_m: [..., T] float64 camera-frame z.
     """
     x_px, y_px, in_view, depth_m = _project_xy(
-        np.asarray(points_world, dtype=np.float64), world_to_camera, intr_normalized, imh, imw,
+        np.asarray(points_world, dtype=np.float64),
+        world_to_camera,
+        intr_normalized,
+        imh,
+        imw,
         min_depth_m,
     )
     return np.stack([x_px, y_px], axis=-1), in_view, depth_m

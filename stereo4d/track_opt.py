@@ -10,8 +10,10 @@ The offsets start at 0 and are fitted with Adam to
   static     = w_static / (2 n^2) * sum_{i, j valid} |Q_i - Q_j|^2, Q = P' / mean_valid |P'|
                (ordered pairs, i == j included, n valid frames; computed exactly in O(T) as
                w_static / n * sum_i |Q_i - mean Q|^2)
-  dynamic    = w_dynamic * sum_{s in (1, 3, 5)} sum_t [valid_s(t) * u[t] . (P'[t+s] - 2 P'[t] + P'[t-s])]^2
-               (indices clamped at the sequence ends, valid_s(t) = frames t, t-s, t+s all valid)
+  dynamic    = w_dynamic * sum_{s in (1, 3, 5)} sum_t [valid_s(t) * u[t] . D_s P'[t]]^2,
+               D_s P'[t] = P'[t+s] - 2 P'[t] + P'[t-s] (indices clamped at the sequence ends,
+               valid_s(t) = frames t, t-s, t+s all valid); affine in d, so evaluated from
+               per-batch constants
   regulariser= lambda_reg * sum_{t valid} (1 / (r[t] + d[t]) - 1 / r[t])^2, r = |P - C|
 
 "Valid" frames are the visible ones after erosion with a 5-frame window; other frames take no
@@ -24,8 +26,9 @@ frames up to float32 round-off (see tests/test_track_opt_parity.py). Differences
 - Invalid frames are NaN in the output, as in the reference (there by accident of a NaN gradient,
   here by design: "no estimate").
 
-Speed: the 100 Adam steps run inside one jitted `lax.fori_loop`; tracks are processed in batches
-of a fixed shape (the last one padded) so each (batch, frames) shape compiles once per process.
+Speed: the 100 Adam steps run inside one jitted `lax.fori_loop`; tracks are processed in small,
+cache-sized batches of a fixed shape (the last one padded), so each (batch, frames) shape compiles
+once per process, and `num_workers` host threads run batches on separate cores.
 """
 
 from __future__ import annotations
@@ -347,7 +350,8 @@ def _loop_config(config: TrackOptConfig) -> TrackOptConfig:
 
 
 def _padded_batch_size(num_tracks: int, batch_size: int) -> int:
-    """Batch shape used for `num_tracks` tracks: batch_size, or the next power of two below it."""
+    """Batch shape for `num_tracks` tracks: batch_size, or for fewer tracks the smallest power of
+    two (at least MIN_BATCH) that holds them, capped at batch_size."""
     if num_tracks >= batch_size:
         return batch_size
     return min(batch_size, max(MIN_BATCH, 1 << (num_tracks - 1).bit_length()))

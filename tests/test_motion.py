@@ -65,15 +65,21 @@ def test_moving_point_expected_displacement():
     displacement is to frame max(t - 16, 0), i.e. fx_px * v * min(t, 16) / z pixels."""
     depth_m, speed_m = 4.0, 0.01
     t = np.arange(NUM_FRAMES)
-    track = np.stack([speed_m * t - 0.1, np.zeros(NUM_FRAMES), np.full(NUM_FRAMES, depth_m)], -1)[None]
+    track = np.stack([speed_m * t - 0.1, np.zeros(NUM_FRAMES), np.full(NUM_FRAMES, depth_m)], -1)[
+        None
+    ]
     visible = np.ones((1, NUM_FRAMES), dtype=bool)
-    motion = scene_motion_displacement_px(track, visible, _static_camera(NUM_FRAMES), INTR, IMH, IMW)
+    motion = scene_motion_displacement_px(
+        track, visible, _static_camera(NUM_FRAMES), INTR, IMH, IMW
+    )
     expected = FX * IMW * speed_m * np.minimum(t, 16) / depth_m
     np.testing.assert_allclose(motion[0], expected, atol=1e-4)
 
     # Hiding frames 0..7 removes them as partners: frame 10 can only reach back to frame 8.
     visible[0, :8] = False
-    motion = scene_motion_displacement_px(track, visible, _static_camera(NUM_FRAMES), INTR, IMH, IMW)
+    motion = scene_motion_displacement_px(
+        track, visible, _static_camera(NUM_FRAMES), INTR, IMH, IMW
+    )
     assert np.all(motion[0, :9] == 0.0)
     np.testing.assert_allclose(motion[0, 10], FX * IMW * speed_m * 2 / depth_m, atol=1e-4)
     # Shorter trace: only 3 frames back.

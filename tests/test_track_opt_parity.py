@@ -35,7 +35,8 @@ def _load(name: str) -> dict:
         return {k: data[k] for k in data.files}
 
 
-def _run(golden: dict, config: TrackOptConfig = TrackOptConfig()):
+def _run(golden: dict, config: TrackOptConfig | None = None):
+    config = config or TrackOptConfig()
     fx = 0.5 / math.tan(math.radians(float(golden["hfov_deg"]) / 2))
     return optimize_tracks(
         golden["track3d"],
@@ -102,7 +103,9 @@ def test_batching_and_padding_do_not_change_results(golden, result):
 def test_empty_and_fully_hidden_tracks(golden):
     fx = 0.5 / math.tan(math.radians(60.0) / 2)
     extrs = golden["extrs"][:10]
-    empty = optimize_tracks(np.zeros((0, 10, 3)), np.zeros((0, 10), bool), extrs, (fx, fx, 0.5, 0.5), 64, 64)
+    empty = optimize_tracks(
+        np.zeros((0, 10, 3)), np.zeros((0, 10), bool), extrs, (fx, fx, 0.5, 0.5), 64, 64
+    )
     assert empty.track3d.shape == (0, 10, 3) and empty.visible.shape == (0, 10)
     assert empty.motion_px.shape == (0, 10)
 
