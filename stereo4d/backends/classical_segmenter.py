@@ -97,11 +97,16 @@ def sky_mask(frame_rgb: np.ndarray, has_depth: np.ndarray, texture: np.ndarray,
     rgb = frame_rgb.astype(np.float32)
     bluish = rgb[..., 2] - rgb[..., 0] > s.sky_min_blue_excess
     bright = rgb.mean(axis=-1) > s.sky_min_brightness
-    candidate = ~has_depth & (texture < s.sky_max_texture) & (bluish | bright)
+    coloured = ~has_depth & (bluish | bright)
+    candidate = coloured & (texture < s.sky_max_texture)
     candidate = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_CLOSE, _ellipse(s.sky_close_px))
     _, components = cv2.connectedComponents(candidate, connectivity=4)
     touching_top = np.unique(components[0][candidate[0] > 0])
-    return np.isin(components, touching_top) & (candidate > 0)
+    touching_top = touching_top[touching_top != 0]
+    core = np.isin(components, touching_top)
+    # The texture window blurs edges: grow the sky into adjacent sky-coloured depthless pixels.
+    near = cv2.dilate(core.astype(np.uint8), _ellipse(2 * s.texture_window_px + 1)) > 0
+    return core | (near & coloured)
 
 
 def rigid_flow(depth_m: np.ndarray, cameras: PinholeCamera, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,6 +160,7 @@ def ground_mask(depth_m: np.ndarray, cameras: PinholeCamera, t: int,
     dv = np.roll(points, -k, axis=0) - np.roll(points, k, axis=0)
     normal = np.cross(du, dv)
     normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12)
+    normal *= -np.sign(np.sum(normal * points, axis=-1, keepdims=True))  # face the camera
     valid = depth_m > 0
     for axis in (0, 1):
         valid &= np.roll(valid, k, axis=axis) & np.roll(valid, -k, axis=axis)
@@ -175,19 +181,22 @@ class ClassicalSegmenter:
 
     def motion_evidence(self, video: np.ndarray, depth_m: np.ndarray, cameras: PinholeCamera,
                         t: int, texture: np.ndarray) -> np.ndarray:
-        """[H, W] bool: textured pixels whose flow disagrees with the rigid flow (both gaps)."""
+        """[H, W] bool: textured pixels whose flow disagrees with the rigid flow.
+
+        With a neighbour on each side (t - gap and t + gap) a pixel needs the disagreement
+        towards both: pixels hidden in one neighbour (disoccluded behind a mover) have
+        meaningless flow towards it, but not towards the other.
+        """
         s = self.settings
-        num_frames = len(video)
-        evidence = np.zeros(depth_m.shape[1:], bool)
-        for other in (t - s.flow_gap_frames, t + s.flow_gap_frames):
-            if not 0 <= other < num_frames:
-                continue
+        others = [o for o in (t - s.flow_gap_frames, t + s.flow_gap_frames) if 0 <= o < len(video)]
+        evidence = np.ones(depth_m.shape[1:], bool) if others else np.zeros(depth_m.shape[1:], bool)
+        for other in others:
             flow = self._flow(video[t], video[other])
             rigid, ok = rigid_flow(depth_m[t], cameras, t, other)
             residual = np.linalg.norm(flow - rigid, axis=-1)
             limit = s.residual_min_px + s.residual_relative * np.linalg.norm(rigid, axis=-1)
-            evidence |= ok & (texture > s.motion_texture_min) & (residual > limit)
-        return evidence
+            evidence &= ok & (residual > limit)
+        return evidence & (texture > s.motion_texture_min)
 
     def segment(self, video_rgb: np.ndarray, depth_m: np.ndarray | None = None,
                 cameras: PinholeCamera | None = None) -> np.ndarray:
