@@ -1,0 +1,283 @@
+"""Stage 5: track optimisation (paper Eq. 5), the released-format export and the stage's videos.
+
+Reads (``ClipPaths``): ``<vid>-tapir_remove_drift_tracks.pkl`` (filtered 2D tracks),
+``<vid>-flows_stereo.pkl`` (depth, with floater removal as the reference's track optimisation),
+the left rectified video (track colours, background of the 3D view) and the npz cameras
+(``hfov_deg``, principal point at the centre). Writes into ``<output_folder>/<vid>/``:
+- ``<vid>-optimized_tracks.pkl``: the reference's dict (``export.optimized_tracks_record``);
+- ``<vid>.npz``: the optimised tracks in the released format (``export.export_released_npz``);
+- ``<vid>-raw_depth.mp4``, ``<vid>-optimized_depth.mp4``: stereo depth, and the depth of the
+  optimised tracks splatted into each frame (``viz.depth``);
+- ``<vid>-dyna_{2dtrack,3dtrack,3dtrack_concated}-{original,optimized}.mp4``: the moving tracks
+  before and after optimisation, as scene-motion trails over the video, as a 3D view with the
+  camera, and both side by side (``viz.scene3d``);
+- ``<vid>-optimization.json``: provenance, written last (the completion marker).
+
+With a ground-truth file (synthetic clip, ``gt_folder``) the 3D tracks before and after the
+optimisation are also scored against the true tracks of the same query points (APD3D, mean
+error, jitter; ``score_against_truth``) and the figures go into the summary and provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stereo4d.export import export_released_npz, optimized_tracks_record
+from stereo4d.geometry import PinholeCamera
+from stereo4d.io import ClipPaths, InputError, load_dataset_npz, load_pickle, save_pickle
+from stereo4d.metrics.tracks3d import EVAL_RESOLUTION_PX, score_tracks3d
+from stereo4d.motion import scene_motion_displacement_px
+from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.track_opt import TrackOptConfig, optimize_tracks
+from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors
+from stereo4d.videoio import VideoWriter, read_video
+from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_range
+from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
+from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors, sample_tracks_for_display
+
+__all__ = ["STAGE_NAME", "OptimizationConfig", "run", "select_dynamic_tracks", "score_against_truth"]
+
+STAGE_NAME = "optimization"
+"""Provenance name: ``<vid>-optimization.json``."""
+DYNAMIC_THRESHOLD_PX = 16.0
+"""A track is shown in the dyna videos when its scene motion exceeds this in some frame."""
+MAX_DISPLAY_TRACKS = 256
+"""At most this many moving tracks are drawn in the dyna videos (the reference's 256)."""
+
+
+@dataclass(frozen=True)
+class OptimizationConfig:
+    """Settings of ``track_optimization.py``.
+
+    Attributes:
+      vid: ``<video_id>_<timestamp_us>``.
+      npz_folder, output_folder, gt_folder: as in ``ClipPaths``; ``gt_folder`` None = no scoring.
+      hfov_deg: horizontal FoV of the rectified views (degrees).
+      track_opt: hyperparameters of Eq. 5.
+      dynamic_threshold_px, max_display_tracks, display_seed, trail_frames: which tracks the
+        dyna videos show and how long their trails are.
+      write_videos: write the visualisations (the pickle and npz are always written).
+    """
+
+    vid: str
+    npz_folder: str = "stereo4d_dataset/npz"
+    output_folder: str = "stereo4d_dataset/processed"
+    gt_folder: str | None = None
+    hfov_deg: float = 60.0
+    track_opt: TrackOptConfig = field(default_factory=TrackOptConfig)
+    dynamic_threshold_px: float = DYNAMIC_THRESHOLD_PX
+    max_display_tracks: int = MAX_DISPLAY_TRACKS
+    display_seed: int = 0
+    trail_frames: int = TRAIL_FRAMES
+    write_videos: bool = True
+
+    @property
+    def paths(self) -> ClipPaths:
+        gt = {"gt_folder": self.gt_folder} if self.gt_folder else {}
+        return ClipPaths(self.vid, npz_folder=self.npz_folder, output_folder=self.output_folder, **gt)
+
+
+# ------------------------------------------------------------------------------------ pieces
+
+
+def select_dynamic_tracks(track3d_world: np.ndarray, visible: np.ndarray, motion_px: np.ndarray,
+                          threshold_px: float, max_tracks: int, seed: int = 0) -> np.ndarray:
+    """Indices of the moving tracks to display, ordered top to bottom (as the reference).
+
+    A track moves when its scene motion exceeds ``threshold_px`` in some frame; the movers are
+    sorted by the height (world y) of their first visible point and at most ``max_tracks`` of
+    them are kept at random (``seed``), keeping that order so trail colours run by height.
+
+    Args:
+      track3d_world: [N, T, 3]; visible: [N, T] bool; motion_px: [N, T] scene motion.
+    Returns:
+      [K] int indices, K <= max_tracks.
+    """
+    usable = np.asarray(visible, bool) & np.all(np.isfinite(track3d_world), axis=-1)
+    moving = np.flatnonzero((np.asarray(motion_px) > threshold_px).any(axis=1) & usable.any(axis=1))
+    first = np.argmax(usable[moving], axis=1)
+    height = np.asarray(track3d_world)[moving, first, 1]
+    ordered = moving[np.argsort(height, kind="stable")]
+    return ordered[sample_tracks_for_display(len(ordered), max_tracks, seed)]
+
+
+def score_against_truth(track3d_world: np.ndarray, visible: np.ndarray, truth: dict,
+                        hfov_deg: float) -> dict:
+    """APD3D / mean error / jitter of 3D tracks against the truth of the same query points.
+
+    Args:
+      track3d_world: [N, T, 3] metres; visible: [N, T] bool (frames with a prediction).
+      truth: ``SyntheticOracle.tracks_for_queries`` output (``tracks3d_world``, ``visibles``,
+        ``depth_m``).
+      hfov_deg: horizontal FoV; the APD thresholds are pixels at 256 x 256, focal
+        ``128 / tan(hfov / 2)``.
+    Returns:
+      ``metrics.tracks3d.score_tracks3d`` dict plus ``coverage`` (share of true-visible points
+      predicted).
+    """
+    focal_px = 0.5 * EVAL_RESOLUTION_PX / np.tan(np.radians(hfov_deg) / 2)
+    gt_visible = np.asarray(truth["visibles"], bool)
+    scores = score_tracks3d(track3d_world, visible, truth["tracks3d_world"], gt_visible,
+                            truth["depth_m"], focal_px)
+    scores["coverage"] = float((visible & gt_visible).sum() / max(gt_visible.sum(), 1))
+    return scores
+
+
+def _accuracy(paths: ClipPaths, query_points_tyx: np.ndarray, lifted: np.ndarray,
+              lifted_visible: np.ndarray, optimized: np.ndarray, optimized_visible: np.ndarray,
+              hfov_deg: float) -> dict:
+    """Scores before / after; ``before_same_frames`` uses the frames the optimisation kept."""
+    from stereo4d.synthetic import SyntheticOracle
+
+    truth = SyntheticOracle.from_gt_file(paths.gt).tracks_for_queries(query_points_tyx)
+    return {
+        "before": score_against_truth(lifted, lifted_visible, truth, hfov_deg),
+        "before_same_frames": score_against_truth(lifted, optimized_visible, truth, hfov_deg),
+        "after": score_against_truth(optimized, optimized_visible, truth, hfov_deg),
+    }
+
+
+def _load_inputs(paths: ClipPaths):
+    """All inputs, checked for presence and consistency before anything is written."""
+    inputs = [paths.filtered_tracks, paths.flows_stereo, paths.npz, paths.left_video]
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing:
+        raise InputError("missing input(s): " + ", ".join(missing))
+    meta = load_dataset_npz(paths.npz, required=("name", "video_id", "timestamps", "camera2world",
+                                                 "rectified2rig", "fov_bounds"))
+    tracks = Tracks2D.from_dict(load_pickle(paths.filtered_tracks), str(paths.filtered_tracks))
+    flows = load_pickle(paths.flows_stereo)
+    if not isinstance(flows, (list, tuple)) or not all(
+            isinstance(f, dict) and "fwd" in f and "bwd" in f for f in flows):
+        raise InputError(f"{paths.flows_stereo}: expected a list of {{'fwd', 'bwd'}} flows per frame")
+    video = read_video(paths.left_video)
+    counts = {"left video": len(video), "flows": len(flows), "npz cameras": len(meta["timestamps"]),
+              "2D tracks": tracks.num_frames if tracks.num_tracks else len(video)}
+    if len(set(counts.values())) != 1:
+        raise InputError(f"{paths.vid}: frame counts differ: "
+                         + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if tuple(np.shape(flows[0]["fwd"])[:2]) != video.shape[1:3]:
+        raise InputError(f"{paths.flows_stereo}: flow size {np.shape(flows[0]['fwd'])[:2]} differs "
+                         f"from the video's {video.shape[1:3]}")
+    if tracks.num_tracks == 0:  # an empty pickle may not know the clip length
+        tracks = Tracks2D(np.zeros((0, len(video), 2)), np.zeros((0, len(video)), bool),
+                          np.zeros((0, 3)))
+    return meta, tracks, flows, video
+
+
+def _write_depth_video(path: Path, depth_m: np.ndarray) -> None:
+    inv_range = inverse_depth_range(depth_m)
+    with VideoWriter(path) as writer:
+        for depth in depth_m:
+            writer.append(colorize_depth(depth, inv_range))
+
+
+def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
+                        track3d: np.ndarray, visible: np.ndarray, motion_px: np.ndarray,
+                        cameras: PinholeCamera, depth_m: np.ndarray, video: np.ndarray) -> int:
+    """The three dyna videos of one version (``original`` / ``optimized``). Returns tracks shown."""
+    shown = select_dynamic_tracks(track3d, visible, motion_px, config.dynamic_threshold_px,
+                                  config.max_display_tracks, config.display_seed)
+    colors = rainbow_colors(len(shown)) if len(shown) else np.zeros((0, 3), np.uint8)
+    tracks, vis = track3d[shown], visible[shown]
+    side = video.shape[1]
+    view = SceneView.fit(tracks[vis & np.all(np.isfinite(tracks), axis=-1)], side, side)
+    flat = render_scene_motion_2d(video, tracks, vis, colors, cameras, config.trail_frames)
+    views = render_scene3d(tracks, vis, colors, cameras, depth_m, video, config.hfov_deg, view,
+                           config.trail_frames)
+    with VideoWriter(paths.out(f"dyna_2dtrack-{tag}.mp4")) as w2d, \
+            VideoWriter(paths.out(f"dyna_3dtrack-{tag}.mp4")) as w3d, \
+            VideoWriter(paths.out(f"dyna_3dtrack_concated-{tag}.mp4")) as wcat:
+        for frame_2d, frame_3d in zip(flat, views):
+            w2d.append(frame_2d)
+            w3d.append(frame_3d)
+            wcat.append(np.concatenate([frame_2d, frame_3d], axis=1))
+    return int(len(shown))
+
+
+# ------------------------------------------------------------------------------------- run
+
+
+def run(config: OptimizationConfig) -> dict:
+    """Runs the stage. Returns a summary (counts, accuracy if scored, timings, outputs)."""
+    from stereo4d.depth import depth_maps_from_flows
+
+    paths = config.paths
+    paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # a failed rerun must not look complete
+    timer = Timer()
+    with timer("load"):
+        meta, tracks, flows, video = _load_inputs(paths)
+        if config.gt_folder and not paths.gt.is_file():
+            raise InputError(f"missing ground-truth file: {paths.gt}")
+    num_frames, imh, imw = video.shape[:3]
+    cameras = PinholeCamera.from_hfov(meta["extrs_rectified"], config.hfov_deg, aspect_hw=imh / imw)
+    intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    if tracks.num_tracks == 0:
+        print(f"optimization: {paths.filtered_tracks} has no tracks; writing empty outputs")
+
+    with timer("depth"):
+        depth_m = depth_maps_from_flows(flows, config.hfov_deg, remove_floaters=True)
+        del flows
+    with timer("lift"):
+        lifted, lifted_visible = lift_tracks_to_3d(tracks, depth_m, cameras)
+        colors = sample_colors(video, tracks.query_points_tyx)
+    with timer("optimize"):
+        result = optimize_tracks(lifted, lifted_visible, meta["extrs_rectified"], intr, imh, imw,
+                                 config.track_opt)
+    optimized, optimized_visible = result.track3d, result.visible
+    with timer("write"):
+        save_pickle(optimized_tracks_record(cameras, optimized, optimized_visible, colors, imh, imw),
+                    paths.optimized_tracks)
+        export_released_npz(paths.export_npz, meta, optimized, optimized_visible)
+
+    shown = {}
+    if config.write_videos:
+        with timer("videos"):
+            depth_optimized_m = depth_from_tracks(optimized, optimized_visible, cameras, imh, imw)
+            _write_depth_video(paths.out("raw_depth.mp4"), depth_m)
+            _write_depth_video(paths.out("optimized_depth.mp4"), depth_optimized_m)
+            motion_after = scene_motion_displacement_px(
+                optimized, optimized_visible, meta["extrs_rectified"], intr, imh, imw,
+                config.track_opt.trace_frames)
+            shown["original"] = _write_track_videos(paths, "original", config, lifted,
+                                                    lifted_visible, result.motion_px, cameras,
+                                                    depth_m, video)
+            shown["optimized"] = _write_track_videos(
+                paths, "optimized", config, optimized, optimized_visible, motion_after, cameras,
+                depth_optimized_m, video)
+
+    accuracy = None
+    if config.gt_folder:
+        with timer("score"):
+            accuracy = _accuracy(paths, tracks.query_points_tyx, lifted, lifted_visible, optimized,
+                                 optimized_visible, config.hfov_deg)
+    summary = {
+        "num_frames": num_frames,
+        "num_tracks": tracks.num_tracks,
+        "num_points_lifted": int(lifted_visible.sum()),
+        "num_points_optimized": int(optimized_visible.sum()),
+        "num_tracks_shown": shown,
+        "accuracy": accuracy,
+        "outputs": {"tracks": str(paths.optimized_tracks), "npz": str(paths.export_npz)},
+        "timings_s": {**timer.seconds, "total": timer.total_s},
+    }
+    write_provenance(paths.provenance(STAGE_NAME), stage=STAGE_NAME, backend="jax-adam",
+                     settings=dataclasses.asdict(config), timings_s=summary["timings_s"],
+                     num_tracks=tracks.num_tracks, accuracy=accuracy)
+    _print_summary(summary, paths)
+    return summary
+
+
+def _print_summary(summary: dict, paths: ClipPaths) -> None:
+    t = summary["timings_s"]
+    print(f"optimization: {summary['num_tracks']} tracks, {summary['num_points_optimized']} of "
+          f"{summary['num_points_lifted']} points kept (optimise {t['optimize']:.1f} s, videos "
+          f"{t.get('videos', 0.0):.1f} s, total {t['total']:.1f} s) -> {paths.clip_dir}")
+    if summary["accuracy"]:
+        for name, s in summary["accuracy"].items():
+            print(f"  {name:>18}: APD3D {s['apd3d']:.3f}  mean error {s['mean_error_m']:.3f} m  "
+                  f"jitter {s['jitter_m']:.4f} m  coverage {s['coverage']:.3f}")
