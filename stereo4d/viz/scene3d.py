@@ -35,7 +35,8 @@ VIEW_ELEVATION_DEG = 30.0
 VIEW_AZIMUTH_DEG = -60.0
 """Azimuth of the virtual camera around the up axis, from +x towards +z (matplotlib's default)."""
 VIEW_HFOV_DEG = 40.0
-"""Horizontal FoV of the virtual camera; its distance is set so the cube's sphere just fits."""
+"""Horizontal FoV of the virtual camera; its distance is set so the cube's sphere just fits
+(in the narrower of the two directions)."""
 FIT_PERCENTILES = (5.0, 95.0)
 """Per-axis percentiles of the visible points that the view cube spans."""
 CUBE_MARGIN = 1.11
@@ -95,7 +96,8 @@ class SceneView:
         up = np.array([0.0, -1.0, 0.0])
         towards_eye = (np.cos(elev) * np.cos(azim) * np.array([1.0, 0.0, 0.0])
                        + np.cos(elev) * np.sin(azim) * np.array([0.0, 0.0, 1.0]) + np.sin(elev) * up)
-        half_fov = np.radians(VIEW_HFOV_DEG) / 2
+        tan_half_h = np.tan(np.radians(VIEW_HFOV_DEG) / 2)
+        half_fov = np.arctan(tan_half_h * min(1.0, height / width))  # the narrower direction
         eye = centre + towards_eye * (0.5 * np.sqrt(3.0) * edge / np.sin(half_fov))
         forward = -towards_eye
         right = np.cross(forward, up)
@@ -140,7 +142,7 @@ def _dashes(points_xy: np.ndarray, dash_px: float) -> np.ndarray:
     seg = np.diff(points_xy, axis=0)
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(seg, axis=-1))])
     marks = np.arange(0.0, arc[-1], dash_px)
-    ends = np.minimum(np.append(marks[1:], arc[-1]), arc[-1])
+    ends = np.minimum(marks + dash_px, arc[-1])
     pos = np.stack([np.interp(marks, arc, points_xy[:, i]) for i in range(2)], axis=-1)
     end = np.stack([np.interp(ends, arc, points_xy[:, i]) for i in range(2)], axis=-1)
     return np.stack([pos, end], axis=1)[::2]
