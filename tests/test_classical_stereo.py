@@ -175,3 +175,12 @@ def test_metrics_known_values():
     depth = np.array([[1.1, 0.0, 3.0, 6.0]])
     assert metrics.depth_abs_rel(depth, depth_gt, mask) == pytest.approx((0.1 + 0.5) / 2)
     assert metrics.depth_delta_accuracy(depth, depth_gt, mask) == pytest.approx(0.5)
+
+
+def test_left_only_occlusion_matches_two_view_occlusion(layered):
+    _, _, disp_left, disp_right = layered
+    two_view = metrics.non_occluded_mask(disp_left, disp_right)
+    left_only = metrics.non_occluded_from_left_disparity(disp_left, 64)
+    # They differ only by rounding: the left border column and one column per occlusion edge.
+    assert np.mean(two_view != left_only) <= 0.008
+    assert (~left_only).sum() >= 0.9 * (~two_view).sum()

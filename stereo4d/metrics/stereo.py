@@ -18,6 +18,7 @@ __all__ = [
     "NON_OCCLUDED_TOLERANCE_PX",
     "DELTA_RATIO",
     "non_occluded_mask",
+    "non_occluded_from_left_disparity",
     "flow_epe",
     "disparity_bad_fraction",
     "middlebury_bad",
@@ -52,6 +53,30 @@ def non_occluded_mask(disparity_left: np.ndarray, disparity_right: np.ndarray,
     other = np.take_along_axis(np.asarray(disparity_right, dtype=np.float64), index, axis=-1)
     with np.errstate(invalid="ignore"):
         return inside & (np.abs(other - disparity_left) <= tolerance_px)
+
+
+def non_occluded_from_left_disparity(disparity_left: np.ndarray, max_disparity_px: float,
+                                     tolerance_px: float = NON_OCCLUDED_TOLERANCE_PX) -> np.ndarray:
+    """Left pixels visible in the right view, from the left view's ground truth only.
+
+    Left pixel x lands at ``x - d(x)`` in the right view; a pixel ``x + k`` to its
+    right lands at ``x + k - d(x + k)``, so it hides x when ``d(x + k) - k`` exceeds
+    ``d(x)`` by more than ``tolerance_px`` (it is nearer and covers the same spot).
+    Offsets up to ``max_disparity_px`` are tested (one vectorised pass per offset).
+
+    Args:
+      disparity_left: [..., H, W] pixels (non-finite = unknown; never hides anything).
+    Returns:
+      bool [..., H, W]: inside the right view and not hidden.
+    """
+    disparity = np.nan_to_num(np.asarray(disparity_left, dtype=np.float64), nan=0.0,
+                              posinf=0.0, neginf=0.0)
+    width = disparity.shape[-1]
+    visible = (np.arange(width) - disparity) >= 0
+    for offset in range(1, min(int(np.ceil(max_disparity_px)) + 1, width)):
+        hides = disparity[..., offset:] - offset > disparity[..., :-offset] + tolerance_px
+        visible[..., :-offset] &= ~hides
+    return visible
 
 
 def flow_epe(fwd: np.ndarray, disparity_gt: np.ndarray, mask: np.ndarray) -> float:
