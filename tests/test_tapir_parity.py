@@ -71,7 +71,9 @@ def test_state_dict_matches_reference_spec():
     with torch.device("meta"):
         model = TAPIR()
     ours = model.state_dict()
-    assert [(k, list(v.shape)) for k, v in ours.items()] == [(e["name"], e["shape"]) for e in entries]
+    assert [(k, list(v.shape)) for k, v in ours.items()] == [
+        (e["name"], e["shape"]) for e in entries
+    ]
     assert sum(p.numel() for p in model.parameters()) == NUM_PARAMETERS
     assert len(list(model.buffers())) == 0
 
@@ -92,8 +94,14 @@ def test_case_256_matches_torch_reference(pipeline_model, golden):
     np.testing.assert_array_equal(visibles, golden["visibles"])
     # Every iteration (initialisation, then 4 PIPs steps) follows the reference.
     assert out["tracks_all_iters"].shape[0] == golden["tracks_all_iters"].shape[0] == 5
-    assert np.abs(out["tracks_all_iters"][:, 0].numpy() - golden["tracks_all_iters"]).max() <= TRACKS_TOL_PX
-    assert np.abs(out["occlusion_all_iters"][:, 0].numpy() - golden["occlusion_all_iters"]).max() <= LOGITS_TOL
+    assert (
+        np.abs(out["tracks_all_iters"][:, 0].numpy() - golden["tracks_all_iters"]).max()
+        <= TRACKS_TOL_PX
+    )
+    assert (
+        np.abs(out["occlusion_all_iters"][:, 0].numpy() - golden["occlusion_all_iters"]).max()
+        <= LOGITS_TOL
+    )
     # And the pipeline's JAX model.
     assert np.abs(tracks - golden["jax_tracks"]).max() <= TRACKS_TOL_PX
     np.testing.assert_array_equal(visibles, golden["jax_visibles"])
@@ -105,7 +113,10 @@ def test_case_512_backend_matches_pipeline_jax(pipeline_model, golden):
     out = tracker.predict(golden["pipeline512_video_uint8"], golden["pipeline512_query_points"])
     assert np.abs(out["tracks_xy"] - golden["pipeline512_jax_tracks"]).max() <= TRACKS_TOL_PX
     assert np.abs(out["occlusion_logits"] - golden["pipeline512_jax_occlusion"]).max() <= LOGITS_TOL
-    assert np.abs(out["expected_dist_logits"] - golden["pipeline512_jax_expected_dist"]).max() <= LOGITS_TOL
+    assert (
+        np.abs(out["expected_dist_logits"] - golden["pipeline512_jax_expected_dist"]).max()
+        <= LOGITS_TOL
+    )
     np.testing.assert_array_equal(out["visibles"], golden["pipeline512_jax_visibles"])
     # The plain-bilinear torch reference differs by up to ~0.5 px (antialiasing of 512 -> 256).
     assert np.abs(out["tracks_xy"] - golden["pipeline512_tracks"]).max() > 10 * TRACKS_TOL_PX
@@ -145,7 +156,9 @@ def test_sampling_scales_x_by_width_and_y_by_height():
         (grid[0, :, 2, 6] + grid[0, :, 2, 7]) / 2,
     )
     # Outside the map: zero.
-    outside = torch.tensor([[[[[2.5, width + 1.0]]]]], dtype=torch.float64).expand(1, 1, frames, 1, 2)
+    outside = torch.tensor([[[[[2.5, width + 1.0]]]]], dtype=torch.float64).expand(
+        1, 1, frames, 1, 2
+    )
     assert tapir_ops.sample_frames_bilinear(grid, outside).abs().max() == 0
 
     points_tyx = torch.tensor([[[1.0, 3.5, 8.5], [0.0, 0.5, 4.0]]], dtype=torch.float64)
@@ -155,13 +168,18 @@ def test_sampling_scales_x_by_width_and_y_by_height():
     )
 
 
-def _transposed_weights(weights: dict[str, torch.Tensor], patch_radius: int) -> dict[str, torch.Tensor]:
+def _transposed_weights(
+    weights: dict[str, torch.Tensor], patch_radius: int
+) -> dict[str, torch.Tensor]:
     """Weights of the network that sees every image transposed (x <-> y).
 
     Conv kernels are transposed; the mixer's correlation inputs (row-major (dy, dx)
     patches) are permuted and its (dx, dy) position inputs/outputs swapped.
     """
-    out = {k: (v.transpose(-1, -2).contiguous() if v.ndim == 4 else v.clone()) for k, v in weights.items()}
+    out = {
+        k: (v.transpose(-1, -2).contiguous() if v.ndim == 4 else v.clone())
+        for k, v in weights.items()
+    }
     side = 2 * patch_radius + 1
     patch_perm = torch.arange(side * side).reshape(side, side).T.reshape(-1)
     w_in = out["torch_pips_mixer.linear.weight"]
@@ -202,7 +220,9 @@ def test_transposed_non_square_video_gives_transposed_tracks():
         [np.sin(xs / 7.0 + ys / 11.0), np.cos(xs / 5.0 - ys / 9.0), np.sin(xs * ys / 400.0)], -1
     )
     video = torch.from_numpy(texture.astype(np.float32))[None]
-    queries = torch.tensor([[[0, 40.5, 100.5], [1, 64.0, 250.0], [2, 100.0, 30.0], [0, 10.0, 300.0]]])
+    queries = torch.tensor(
+        [[[0, 40.5, 100.5], [1, 64.0, 250.0], [2, 100.0, 30.0], [0, 10.0, 300.0]]]
+    )
 
     assert model.refinement_resolutions((height, width)) == [(256, 256), (128, 320)]
     with torch.inference_mode():
@@ -243,7 +263,9 @@ def test_backend_maps_coordinates_for_any_aspect_ratio():
     video = np.random.default_rng(0).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
     queries_tyx = np.array([[0, 30.0, 100.0], [3, 10.5, 150.25], [1, 59.0, 0.5]], np.float32)
     model = _EchoModel()
-    tracker = TapirTracker(model, TapirTrackerConfig(model_hw=(512, 512), chunk_size=2, progress=False))
+    tracker = TapirTracker(
+        model, TapirTrackerConfig(model_hw=(512, 512), chunk_size=2, progress=False)
+    )
     tracks_xy, visibles = tracker.track(video, queries_tyx)
 
     assert len(model.videos) == 1 and model.videos[0].shape == (1, frames, 512, 512, 3)
@@ -251,12 +273,16 @@ def test_backend_maps_coordinates_for_any_aspect_ratio():
     sent = torch.cat(model.queries, dim=1)[0].numpy()  # two chunks: 2 + 1 queries
     np.testing.assert_allclose(sent, queries_tyx * [1, 512 / height, 512 / width], rtol=1e-6)
     steps = np.arange(frames)[None, :, None] * [3.0 * width / 512, -2.0 * height / 512]
-    np.testing.assert_allclose(tracks_xy, queries_tyx[:, None, [2, 1]] + steps, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        tracks_xy, queries_tyx[:, None, [2, 1]] + steps, rtol=1e-5, atol=1e-4
+    )
     np.testing.assert_array_equal(visibles, np.tile([True, False, False, False], (3, 1)))
 
 
 def test_resize_matches_mediapy_lanczos():
     mediapy = pytest.importorskip("mediapy")
     video = np.random.default_rng(1).integers(0, 256, (2, 30, 50, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(resize_frames_lanczos(video, (64, 40)), mediapy.resize_video(video, (64, 40)))
+    np.testing.assert_array_equal(
+        resize_frames_lanczos(video, (64, 40)), mediapy.resize_video(video, (64, 40))
+    )
     assert resize_frames_lanczos(video, (30, 50)) is video

@@ -65,12 +65,20 @@ def test_haiku_names_and_layouts_follow_the_notes(numpy_weights):
         "tapir/~/pips_mlp_mixer/block/mlp1_up_1",
         "w",
     )
-    assert tapir_weights.haiku_key("torch_pips_mixer.blocks.7.conv_channels_mixer.mlp2_down.bias") == (
+    assert tapir_weights.haiku_key(
+        "torch_pips_mixer.blocks.7.conv_channels_mixer.mlp2_down.bias"
+    ) == (
         "tapir/~/pips_mlp_mixer/block_7/mlp2_down",
         "b",
     )
-    assert tapir_weights.haiku_key("extra_convs.blocks.0.conv.weight") == ("tapir/~/extra_convs/conv2_d", "w")
-    assert tapir_weights.haiku_key("extra_convs.blocks.2.conv_1.bias") == ("tapir/~/extra_convs/conv2_d_5", "b")
+    assert tapir_weights.haiku_key("extra_convs.blocks.0.conv.weight") == (
+        "tapir/~/extra_convs/conv2_d",
+        "w",
+    )
+    assert tapir_weights.haiku_key("extra_convs.blocks.2.conv_1.bias") == (
+        "tapir/~/extra_convs/conv2_d_5",
+        "b",
+    )
     assert tapir_weights.haiku_key("extra_convs.blocks.3.layer_norm.weight") == (
         "tapir/~/extra_convs/layer_norm_3",
         "scale",
@@ -136,7 +144,9 @@ def test_wrong_keys_raise_checkpoint_error(numpy_weights, tmp_path):
     state["torch_pips_mixer.linear_2.weight"] = state.pop("torch_pips_mixer.linear_1.weight")
     path = tmp_path / "renamed.pt"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match="missing keys: torch_pips_mixer.linear_1.weight") as err:
+    with pytest.raises(
+        CheckpointError, match="missing keys: torch_pips_mixer.linear_1.weight"
+    ) as err:
         tapir_weights.load_tapir(path, download=False)
     assert "unexpected keys: torch_pips_mixer.linear_2.weight" in str(err.value)
 
@@ -146,7 +156,9 @@ def test_wrong_shape_raises_checkpoint_error(numpy_weights):
     state["torch_pips_mixer.linear.weight"] = state["torch_pips_mixer.linear.weight"][:, :500]
     with torch.device("meta"):
         model = TAPIR()
-    with pytest.raises(CheckpointError, match=r"wrong shapes: torch_pips_mixer.linear.weight \(512, 500\)"):
+    with pytest.raises(
+        CheckpointError, match=r"wrong shapes: torch_pips_mixer.linear.weight \(512, 500\)"
+    ):
         tapir_weights.load_tapir_state_dict(model, state)
 
 
@@ -165,7 +177,9 @@ def test_offline_without_file_raises_weights_not_found(tmp_path, monkeypatch):
     with pytest.raises(WeightsNotFoundError, match="network is unreachable") as err:
         tapir_weights.find_tapir_checkpoint()
     assert calls == [tapir_weights.TORCH_CHECKPOINT_URL, tapir_weights.JAX_CHECKPOINT_URL]
-    assert str(tmp_path / "tapir") in str(err.value) and tapir_weights.TORCH_CHECKPOINT_URL in str(err.value)
+    assert str(tmp_path / "tapir") in str(err.value) and tapir_weights.TORCH_CHECKPOINT_URL in str(
+        err.value
+    )
     with pytest.raises(WeightsNotFoundError, match="no TAPIR checkpoint in"):
         tapir_weights.find_tapir_checkpoint(download=False)
     with pytest.raises(WeightsNotFoundError, match="does not exist"):

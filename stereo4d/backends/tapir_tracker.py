@@ -32,10 +32,10 @@ from stereo4d.weights import WeightsNotFoundError
 from stereo4d.weights.tapir import find_tapir_checkpoint, load_tapir
 
 __all__ = [
-    "TapirTrackerConfig",
     "TapirTracker",
-    "resize_frames_lanczos",
+    "TapirTrackerConfig",
     "build_tapir_tracker",
+    "resize_frames_lanczos",
     "tapir_unavailable_reason",
 ]
 
@@ -64,7 +64,10 @@ def resize_frames_lanczos(frames_uint8: np.ndarray, size_hw: tuple[int, int]) ->
         return frames_uint8
     out_wh = (int(size_hw[1]), int(size_hw[0]))
     return np.stack(
-        [np.asarray(Image.fromarray(f).resize(out_wh, Image.Resampling.LANCZOS)) for f in frames_uint8]
+        [
+            np.asarray(Image.fromarray(f).resize(out_wh, Image.Resampling.LANCZOS))
+            for f in frames_uint8
+        ]
     )
 
 
@@ -99,7 +102,9 @@ class TapirTracker:
         return out["tracks_xy"], out["visibles"]
 
     @torch.inference_mode()
-    def predict(self, frames_uint8: np.ndarray, query_points_tyx: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(
+        self, frames_uint8: np.ndarray, query_points_tyx: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """As ``track``, also returning the logits.
 
         Returns:
@@ -109,9 +114,13 @@ class TapirTracker:
         frames = np.asarray(frames_uint8)
         queries = np.asarray(query_points_tyx, dtype=np.float32).reshape(-1, 3)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
+            raise ValueError(
+                f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}"
+            )
         num_frames, height, width = frames.shape[:3]
-        if queries.size and (queries[:, 0].min() < 0 or np.round(queries[:, 0]).max() >= num_frames):
+        if queries.size and (
+            queries[:, 0].min() < 0 or np.round(queries[:, 0]).max() >= num_frames
+        ):
             raise ValueError(f"query frame indices must lie in [0, {num_frames - 1}]")
         num_queries = queries.shape[0]
         out = {

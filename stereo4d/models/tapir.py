@@ -150,7 +150,9 @@ class TAPIR(nn.Module):
         video_hw = tuple(video.shape[2:4])
         if refinement_resolutions is None:
             refinement_resolutions = self.refinement_resolutions(video_hw)
-        resolutions = [tuple(self.config.initial_resolution)] + [tuple(r) for r in refinement_resolutions]
+        resolutions = [tuple(self.config.initial_resolution)] + [
+            tuple(r) for r in refinement_resolutions
+        ]
         lowres, hires = [], []
         for i, res in enumerate(resolutions):
             if res[0] % ops.RESOLUTION_MULTIPLE or res[1] % ops.RESOLUTION_MULTIPLE:
@@ -160,7 +162,9 @@ class TAPIR(nn.Module):
                 hires.append(hires[-1])
                 continue
             resized = (
-                video if res == video_hw else ops.resize_video(video, res, self.config.antialias_resize)
+                video
+                if res == video_hw
+                else ops.resize_video(video, res, self.config.antialias_resize)
             )
             lo, hi = self._encode(resized)
             lowres.append(lo)
@@ -174,10 +178,14 @@ class TAPIR(nn.Module):
         lowres, hires = [], []
         for lo, hi in zip(grids.lowres, grids.hires):
             lowres.append(
-                ops.sample_video_trilinear(lo, ops.scale_tyx(query_points_tyx, video_hw, lo.shape[2:4]))
+                ops.sample_video_trilinear(
+                    lo, ops.scale_tyx(query_points_tyx, video_hw, lo.shape[2:4])
+                )
             )
             hires.append(
-                ops.sample_video_trilinear(hi, ops.scale_tyx(query_points_tyx, video_hw, hi.shape[2:4]))
+                ops.sample_video_trilinear(
+                    hi, ops.scale_tyx(query_points_tyx, video_hw, hi.shape[2:4])
+                )
             )
         return QueryFeatures(tuple(lowres), tuple(hires))
 
@@ -206,7 +214,9 @@ class TAPIR(nn.Module):
         cost = torch.einsum("bnc,bthwc->bnthw", query_feats, grid_bthwc).reshape(b * n * t, 1, h, w)
         hidden = torch.relu(conv2d_same(mods["hid1"], cost))
         logits = conv2d_same(mods["hid2"], hidden).reshape(b, n, t, h * w)
-        heatmaps = F.softmax(logits * self.config.softmax_temperature, dim=-1).reshape(b, n, t, h, w)
+        heatmaps = F.softmax(logits * self.config.softmax_temperature, dim=-1).reshape(
+            b, n, t, h, w
+        )
         points_cells = ops.soft_argmax_xy(heatmaps, self.config.soft_argmax_radius)
         points = ops.scale_xy(points_cells, (h, w), self.config.initial_resolution)
         if query_points_tyx is not None:
@@ -312,7 +322,9 @@ class TAPIR(nn.Module):
         for start in range(0, num_queries, query_chunk_size):
             sl = slice(start, start + query_chunk_size)
             init_queries = (
-                None if query_points_tyx is None else ops.scale_tyx(query_points_tyx[:, sl], video_hw, init_hw)
+                None
+                if query_points_tyx is None
+                else ops.scale_tyx(query_points_tyx[:, sl], video_hw, init_hw)
             )
             points, occ0, expd0 = self.tracks_from_cost_volume(
                 query_feats.lowres[0][:, sl], grids.lowres[0], init_queries

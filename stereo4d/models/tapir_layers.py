@@ -137,7 +137,9 @@ class TapirResNet(nn.Module):
         channels_in = (stem_channels,) + tuple(group_channels[:-1])
         self.block_groups = nn.ModuleList(
             ResNetBlockGroup(c_in, c_out, n, s, use_projection=True)
-            for c_in, c_out, n, s in zip(channels_in, group_channels, blocks_per_group, group_strides)
+            for c_in, c_out, n, s in zip(
+                channels_in, group_channels, blocks_per_group, group_strides
+            )
         )
 
     def forward(self, images_bchw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

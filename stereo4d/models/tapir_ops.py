@@ -37,7 +37,7 @@ def default_refinement_resolutions(
     if tuple(video_hw) == tuple(train_hw):
         return [tuple(train_hw)]
     ratio = np.asarray(video_hw, dtype=np.float64) / np.asarray(train_hw, dtype=np.float64)
-    num_levels = int(math.ceil(float(np.max(np.log2(ratio))))) + 1
+    num_levels = math.ceil(float(np.max(np.log2(ratio)))) + 1
     if num_levels <= 1:
         return [tuple(train_hw)]
     fractions = np.arange(num_levels) / (num_levels - 1)
@@ -48,7 +48,9 @@ def default_refinement_resolutions(
     return [(int(h), int(w)) for h, w in zip(*sizes)]
 
 
-def resize_video(video_bthwc: torch.Tensor, size_hw: tuple[int, int], antialias: bool) -> torch.Tensor:
+def resize_video(
+    video_bthwc: torch.Tensor, size_hw: tuple[int, int], antialias: bool
+) -> torch.Tensor:
     """Bilinear resize (half-pixel centres) of ``[B, T, H, W, C]`` to ``size_hw``.
 
     ``antialias=True`` widens the kernel when downsampling, as ``jax.image.resize``
@@ -69,13 +71,17 @@ def l2_normalise(features: torch.Tensor, min_sq_norm: float = 1e-12) -> torch.Te
     return features / torch.sqrt(torch.clamp(sq_norm, min=min_sq_norm))
 
 
-def scale_xy(points_xy: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
+def scale_xy(
+    points_xy: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]
+) -> torch.Tensor:
     """Rescales raster (x, y) points from a ``from_hw`` grid to a ``to_hw`` grid."""
     factor = points_xy.new_tensor([to_hw[1] / from_hw[1], to_hw[0] / from_hw[0]])
     return points_xy * factor
 
 
-def scale_tyx(points_tyx: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
+def scale_tyx(
+    points_tyx: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]
+) -> torch.Tensor:
     """Rescales (t, y, x) points between grids; t (frame index) is unchanged."""
     factor = points_tyx.new_tensor([1.0, to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]])
     return points_tyx * factor
@@ -112,12 +118,14 @@ def sample_video_trilinear(grid_bthwc: torch.Tensor, points_bntyx: torch.Tensor)
     Returns:
       ``[B, N, C]``.
     """
-    b, t, h, w, c = grid_bthwc.shape
+    t, h, w = grid_bthwc.shape[1:4]
     volume = grid_bthwc.permute(0, 4, 1, 2, 3)  # [B, C, T, H, W]
     centred = points_bntyx + points_bntyx.new_tensor([0.5, 0.0, 0.0])  # frame t -> raster t + 0.5
     unit = 2.0 * centred / points_bntyx.new_tensor([t, h, w]) - 1.0
     unit_xyt = unit.flip(-1)[:, :, None, None, :]  # [B, N, 1, 1, 3]
-    out = F.grid_sample(volume, unit_xyt, mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(
+        volume, unit_xyt, mode="bilinear", padding_mode="border", align_corners=False
+    )
     return out[:, :, :, 0, 0].permute(0, 2, 1)
 
 
@@ -135,9 +143,10 @@ def soft_argmax_xy(heatmaps: torch.Tensor, radius: float) -> torch.Tensor:
     near = (centre_x - centre_x[peak]) ** 2 + (centre_y - centre_y[peak]) ** 2 < radius**2
     weights = flat * near
     total = torch.clamp(weights.sum(-1), min=SOFT_ARGMAX_MIN_WEIGHT)
-    return torch.stack([(weights * centre_x).sum(-1), (weights * centre_y).sum(-1)], dim=-1) / total[
-        ..., None
-    ]
+    return (
+        torch.stack([(weights * centre_x).sum(-1), (weights * centre_y).sum(-1)], dim=-1)
+        / total[..., None]
+    )
 
 
 def patch_offsets_yx(radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -30,19 +30,23 @@ from stereo4d.models.tapir import TAPIR, TapirConfig
 from stereo4d.weights import CheckpointError, WeightsNotFoundError, cache_dir, download_url
 
 __all__ = [
-    "TORCH_CHECKPOINT_URL",
     "JAX_CHECKPOINT_URL",
+    "TORCH_CHECKPOINT_URL",
     "find_tapir_checkpoint",
     "haiku_key",
     "haiku_params_to_state_dict",
-    "state_dict_to_haiku_params",
-    "read_tapir_state_dict",
-    "load_tapir_state_dict",
     "load_tapir",
+    "load_tapir_state_dict",
+    "read_tapir_state_dict",
+    "state_dict_to_haiku_params",
 ]
 
-TORCH_CHECKPOINT_URL = "https://storage.googleapis.com/dm-tapnet/bootstap/bootstapir_checkpoint_v2.pt"
-JAX_CHECKPOINT_URL = "https://storage.googleapis.com/dm-tapnet/bootstap/bootstapir_checkpoint_v2.npy"
+TORCH_CHECKPOINT_URL = (
+    "https://storage.googleapis.com/dm-tapnet/bootstap/bootstapir_checkpoint_v2.pt"
+)
+JAX_CHECKPOINT_URL = (
+    "https://storage.googleapis.com/dm-tapnet/bootstap/bootstapir_checkpoint_v2.npy"
+)
 CHECKPOINT_URLS = (TORCH_CHECKPOINT_URL, JAX_CHECKPOINT_URL)
 """Official BootsTAPIR checkpoints, in order of preference."""
 CACHE_SUBDIR = "tapir"
@@ -86,21 +90,31 @@ _NORM = {"weight": "scale", "bias": "offset"}
 _NAME_RULES: list[tuple[re.Pattern, object]] = [
     (re.compile(r"resnet_torch\.initial_conv\.weight"), lambda m: ("resnet/~/initial_conv", "w")),
     (
-        re.compile(r"resnet_torch\.block_groups\.(\d+)\.blocks\.(\d+)\.(proj_conv|(?:bn|conv)_(\d))\.(\w+)"),
+        re.compile(
+            r"resnet_torch\.block_groups\.(\d+)\.blocks\.(\d+)\.(proj_conv|(?:bn|conv)_(\d))\.(\w+)"
+        ),
         _resnet_key,
     ),
     (
         re.compile(r"torch_cost_volume_track_mods\.(\w+)\.(weight|bias)"),
         lambda m: (_COST_VOLUME_MODULES[m[1]], _WB[m[2]]),
     ),
-    (re.compile(r"torch_pips_mixer\.(linear|linear_1)\.(weight|bias)"), lambda m: (f"pips_mlp_mixer/{m[1]}", _WB[m[2]])),
-    (re.compile(r"torch_pips_mixer\.layer_norm\.weight"), lambda m: ("pips_mlp_mixer/layer_norm", "scale")),
+    (
+        re.compile(r"torch_pips_mixer\.(linear|linear_1)\.(weight|bias)"),
+        lambda m: (f"pips_mlp_mixer/{m[1]}", _WB[m[2]]),
+    ),
+    (
+        re.compile(r"torch_pips_mixer\.layer_norm\.weight"),
+        lambda m: ("pips_mlp_mixer/layer_norm", "scale"),
+    ),
     (
         re.compile(r"torch_pips_mixer\.blocks\.(\d+)\.(layer_norm|layer_norm_1)\.weight"),
         lambda m: (f"pips_mlp_mixer/{_hk('block', int(m[1]))}/{m[2]}", "scale"),
     ),
     (
-        re.compile(r"torch_pips_mixer\.blocks\.(\d+)\.(?:conv_channels_mixer\.)?(mlp1_up|mlp1_up_1|mlp2_up|mlp2_down)\.(weight|bias)"),
+        re.compile(
+            r"torch_pips_mixer\.blocks\.(\d+)\.(?:conv_channels_mixer\.)?(mlp1_up|mlp1_up_1|mlp2_up|mlp2_down)\.(weight|bias)"
+        ),
         lambda m: (f"pips_mlp_mixer/{_hk('block', int(m[1]))}/{m[2]}", _WB[m[3]]),
     ),
     (
@@ -158,7 +172,9 @@ def haiku_params_to_state_dict(
         )
     extra = [f"{m}/{p}" for m, d in params.items() for p in d if (m, p) not in used]
     if extra:
-        warnings.warn(f"ignoring {len(extra)} unused Haiku arrays: {_key_list(extra)}", stacklevel=2)
+        warnings.warn(
+            f"ignoring {len(extra)} unused Haiku arrays: {_key_list(extra)}", stacklevel=2
+        )
     return state_dict
 
 
@@ -169,7 +185,9 @@ def state_dict_to_haiku_params(
     params: dict[str, dict[str, np.ndarray]] = {}
     for name, value in state_dict.items():
         module, param = haiku_key(name)
-        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        array = (
+            value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        )
         params.setdefault(module, {})[param] = np.ascontiguousarray(
             array.transpose(_inverse(_HAIKU_TO_TORCH_AXES[array.ndim]))
         )
@@ -206,7 +224,9 @@ def find_tapir_checkpoint(path: str | Path | None = None, download: bool = True)
         path = Path(path).expanduser()
         if path.is_file():
             return path
-        raise WeightsNotFoundError(f"TAPIR checkpoint {path} does not exist. " + _download_hint(folder))
+        raise WeightsNotFoundError(
+            f"TAPIR checkpoint {path} does not exist. " + _download_hint(folder)
+        )
     candidates = [folder / url.rsplit("/", 1)[-1] for url in CHECKPOINT_URLS]
     for candidate in candidates:
         if candidate.is_file():
@@ -239,8 +259,12 @@ def _read_npy_pickle(path: Path) -> object:
     return content.item() if isinstance(content, np.ndarray) else content
 
 
-def read_tapir_state_dict(path: str | Path, config: TapirConfig = TapirConfig()) -> dict[str, torch.Tensor]:
+def read_tapir_state_dict(
+    path: str | Path, config: TapirConfig | None = None
+) -> dict[str, torch.Tensor]:
     """Reads a torch ``.pt`` state dict or a Haiku ``.npy`` checkpoint as our state dict (CPU).
+
+    ``config`` (default ``TapirConfig()``) decides which entries a Haiku checkpoint must hold.
 
     Raises ``CheckpointError`` for corrupt files and content that is not a TAPIR checkpoint.
     """
@@ -252,7 +276,7 @@ def read_tapir_state_dict(path: str | Path, config: TapirConfig = TapirConfig())
             content = _read_npy_pickle(path)
         else:
             content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt files raise many different types
+    except Exception as exc:  # noqa: BLE001 (corrupt files raise many different types)
         raise CheckpointError(
             f"could not read TAPIR checkpoint {path} ({exc.__class__.__name__}: {exc}). The file "
             "is corrupt, truncated or not a TAPIR .pt/.npy checkpoint; download it again."
@@ -261,7 +285,7 @@ def read_tapir_state_dict(path: str | Path, config: TapirConfig = TapirConfig())
         if not isinstance(content, Mapping) or not isinstance(content.get("params"), Mapping):
             raise CheckpointError(f"{path} is not a Haiku checkpoint dict with 'params'")
         with torch.device("meta"):  # names and shapes only, no memory
-            names = list(TAPIR(config).state_dict())
+            names = list(TAPIR(config or TapirConfig()).state_dict())
         return haiku_params_to_state_dict(content["params"], names)
     if not isinstance(content, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in content.items()
@@ -297,14 +321,16 @@ def load_tapir_state_dict(
 def load_tapir(
     path: str | Path | None = None,
     device: torch.device | str = "cpu",
-    config: TapirConfig = TapirConfig(),
+    config: TapirConfig | None = None,
     download: bool = True,
 ) -> TAPIR:
     """Builds ``TAPIR(config)``, loads the checkpoint strictly, returns it in eval mode.
 
-    ``path``/``download`` as in ``find_tapir_checkpoint``. Raises
+    ``path``/``download`` as in ``find_tapir_checkpoint``; ``config`` defaults to
+    ``TapirConfig()`` (BootsTAPIR as the pipeline runs it). Raises
     ``WeightsNotFoundError`` (nothing to load) or ``CheckpointError`` (unusable file).
     """
+    config = config or TapirConfig()
     checkpoint = find_tapir_checkpoint(path, download)
     model = TAPIR(config)
     load_tapir_state_dict(model, read_tapir_state_dict(checkpoint, config), str(checkpoint))
