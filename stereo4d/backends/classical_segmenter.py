@@ -2,9 +2,9 @@
 
 It labels what the track filters need, and nothing finer:
 
-* **sky** (``ade20k.SKY``): pixels with no valid stereo depth (the stereo checks reject them or
-  they lie beyond ``stereo4d.depth.MAX_DEPTH_M``), little texture, sky-like colour (bluish or
-  very bright), in a connected region that touches the top of the image.
+* **sky** (``ade20k.SKY``): pixels with no valid stereo depth or a far one (stereo checks
+  reject sky, or fill it with the farthest nearby disparity), little texture, sky-like colour
+  (bluish or very bright), in a connected region that touches the top of the image.
 * **moving things** (``ade20k.OTHER``): regions whose dense optical flow (OpenCV DIS, frame t to
   t +- ``flow_gap_frames``) disagrees with the flow a rigid scene would produce given the
   stereo depth and the npz cameras. Evidence is only taken on *textured* pixels, then spread
@@ -49,6 +49,9 @@ class ClassicalSegmenterSettings:
       sky_min_blue_excess: blue minus red (levels) of a bluish sky pixel.
       sky_min_brightness: grey level above which a pixel may be (overcast) sky whatever its hue.
       sky_close_px: closing kernel smoothing the sky mask.
+      sky_min_depth_m: stereo depth beyond which a pixel may still be sky. Stereo matchers
+        that fill rejected pixels (SGBM with fill-in) give smooth sky the disparity of the
+        farthest textured surface next to it, so "no depth" alone misses much of the sky.
       flow_gap_frames: frame gap of the optical flow compared with the rigid flow.
       residual_min_px: flow residual (px) above which a textured pixel is evidence of motion.
       residual_relative: plus this fraction of the rigid flow's length (depth noise scales with it).
@@ -64,6 +67,7 @@ class ClassicalSegmenterSettings:
     sky_min_blue_excess: float = 12.0
     sky_min_brightness: float = 215.0
     sky_close_px: int = 5
+    sky_min_depth_m: float = 8.0
     flow_gap_frames: int = 3
     residual_min_px: float = 1.5
     residual_relative: float = 0.15
@@ -91,13 +95,16 @@ def _ellipse(size_px: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size_px, size_px))
 
 
-def sky_mask(frame_rgb: np.ndarray, has_depth: np.ndarray, texture: np.ndarray,
+def sky_mask(frame_rgb: np.ndarray, has_near_depth: np.ndarray, texture: np.ndarray,
              s: ClassicalSegmenterSettings) -> np.ndarray:
-    """[H, W] bool sky: no depth, smooth, sky-coloured, connected to the top row."""
+    """[H, W] bool sky: no near depth, smooth, sky-coloured, connected to the top row.
+
+    ``has_near_depth``: valid stereo depth closer than ``s.sky_min_depth_m``.
+    """
     rgb = frame_rgb.astype(np.float32)
     bluish = rgb[..., 2] - rgb[..., 0] > s.sky_min_blue_excess
     bright = rgb.mean(axis=-1) > s.sky_min_brightness
-    coloured = ~has_depth & (bluish | bright)
+    coloured = ~has_near_depth & (bluish | bright)
     candidate = coloured & (texture < s.sky_max_texture)
     candidate = cv2.morphologyEx(candidate.astype(np.uint8), cv2.MORPH_CLOSE, _ellipse(s.sky_close_px))
     _, components = cv2.connectedComponents(candidate, connectivity=4)
@@ -210,13 +217,13 @@ class ClassicalSegmenter:
         use_motion = cameras is not None and num_frames > s.flow_gap_frames
         for t in range(num_frames):
             texture = texture_energy(video_rgb[t], s.texture_window_px)
-            has_depth = depth_m[t] > 0
+            has_near_depth = (depth_m[t] > 0) & (depth_m[t] < s.sky_min_depth_m)
             if cameras is not None:
                 labels[t][ground_mask(depth_m[t], cameras, t, s)] = ade20k.ROAD
             if use_motion:
                 moving = moving_mask(self.motion_evidence(video_rgb, depth_m, cameras, t, texture), s)
                 labels[t][moving] = ade20k.OTHER
-            labels[t][sky_mask(video_rgb[t], has_depth, texture, s)] = ade20k.SKY
+            labels[t][sky_mask(video_rgb[t], has_near_depth, texture, s)] = ade20k.SKY
         return labels
 
 
