@@ -11,24 +11,24 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "CLASS_NAMES",
-    "OTHER",
-    "WALL",
     "BUILDING",
-    "SKY",
-    "FLOOR",
-    "TREE",
-    "ROAD",
-    "GRASS",
-    "SIDEWALK",
-    "PERSON",
-    "EARTH",
     "CAR",
-    "STATIC_CLASS_IDS",
+    "CLASS_NAMES",
+    "EARTH",
+    "FLOOR",
+    "GRASS",
+    "OTHER",
+    "PERSON",
+    "ROAD",
+    "SIDEWALK",
+    "SKY",
     "SKY_CLASS_IDS",
+    "STATIC_CLASS_IDS",
+    "TREE",
+    "WALL",
     "class_id",
-    "is_static",
     "is_sky",
+    "is_static",
 ]
 
 #: Short names of the ADE20K SceneParsing classes, indexed by id (0 = other / unlabelled).

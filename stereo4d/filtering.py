@@ -30,16 +30,16 @@ import numpy as np
 from stereo4d import ade20k
 
 __all__ = [
-    "FilterSettings",
     "FilterResult",
-    "labels_at_tracks",
-    "sky_track_mask",
-    "static_fraction",
+    "FilterSettings",
     "boundary_track_mask",
     "drift_track_mask",
     "filter_tracks",
     "format_stats",
+    "labels_at_tracks",
     "sample_for_display",
+    "sky_track_mask",
+    "static_fraction",
 ]
 
 DRIFT_THRESHOLD_PX = 5.0
@@ -174,7 +174,7 @@ def filter_tracks(labels_at_points: np.ndarray, visibles: np.ndarray, valid_3d: 
                              settings.drift_threshold_px)
     keep = ~(sky | boundary | drift)
     stats = {
-        "num_tracks": int(len(keep)),
+        "num_tracks": len(keep),
         "sky_share": _share(sky),
         "static_point_share": _share(on_static),
         "boundary_share": _share(boundary),
@@ -192,8 +192,8 @@ def format_stats(stats: dict) -> str:
         f"percentage of static points: {100 * stats['static_point_share']:.2f}%",
         f"percentage of boundary tracks: {100 * stats['boundary_share']:.2f}%",
         f"percentage of drifting tracks: {100 * stats['drift_share']:.2f}%",
-        f"remaining tracks: {100 * stats['remaining_share']:.2f}% "
-        f"({stats['num_remaining']} of {stats['num_tracks']})",
+        (f"remaining tracks: {100 * stats['remaining_share']:.2f}% "
+        f"({stats['num_remaining']} of {stats['num_tracks']})"),
     ])
 
 

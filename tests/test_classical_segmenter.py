@@ -15,9 +15,9 @@ import pytest
 from stereo4d import ade20k
 from stereo4d.backends.classical_segmenter import (
     ClassicalSegmenter,
+    ClassicalSegmenterSettings,
     fill_holes,
     moving_mask,
-    ClassicalSegmenterSettings,
 )
 from stereo4d.geometry import PinholeCamera
 from stereo4d.metrics.segmentation import class_set_iou

@@ -15,11 +15,11 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from stereo4d import ade20k  # noqa: E402
-from stereo4d.backends.deeplab import resize_for_deeplab  # noqa: E402
-from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS  # noqa: E402
-from stereo4d.weights import CheckpointError, WeightsNotFoundError  # noqa: E402
-from stereo4d.weights.deeplab import find_deeplab_model, read_frozen_graph_bytes  # noqa: E402
+from stereo4d import ade20k
+from stereo4d.backends.deeplab import resize_for_deeplab
+from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS
+from stereo4d.weights import CheckpointError, WeightsNotFoundError
+from stereo4d.weights.deeplab import find_deeplab_model, read_frozen_graph_bytes
 
 BLUE_MIN = 150
 """Test graph: blue > BLUE_MIN and red < RED_MAX -> sky; red > RED_MIN -> building; else 0."""

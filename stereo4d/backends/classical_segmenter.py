@@ -32,8 +32,16 @@ import numpy as np
 from stereo4d import ade20k
 from stereo4d.geometry import PinholeCamera
 
-__all__ = ["ClassicalSegmenterSettings", "ClassicalSegmenter", "build_classical_segmenter",
-           "texture_energy", "sky_mask", "rigid_flow", "moving_mask", "fill_holes"]
+__all__ = [
+    "ClassicalSegmenter",
+    "ClassicalSegmenterSettings",
+    "build_classical_segmenter",
+    "fill_holes",
+    "moving_mask",
+    "rigid_flow",
+    "sky_mask",
+    "texture_energy",
+]
 
 SOBEL_GAIN = 8.0
 """cv2.Sobel (3x3) returns 8x the per-pixel grey-level difference; divided out."""
@@ -147,7 +155,7 @@ def moving_mask(evidence: np.ndarray, s: ClassicalSegmenterSettings) -> np.ndarr
     closed = cv2.morphologyEx(evidence.astype(np.uint8), cv2.MORPH_CLOSE, _ellipse(s.motion_close_px))
     filled = fill_holes(closed > 0).astype(np.uint8)
     opened = cv2.morphologyEx(filled, cv2.MORPH_OPEN, _ellipse(s.motion_open_px))
-    count, components, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    _count, components, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
     min_area = s.min_motion_area_fraction * evidence.size
     big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
     big = big[big != 0]

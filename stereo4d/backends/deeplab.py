@@ -25,8 +25,15 @@ from tqdm import tqdm
 from stereo4d.weights import WeightsNotFoundError
 from stereo4d.weights.deeplab import find_deeplab_model, read_frozen_graph_bytes
 
-__all__ = ["DeepLabSegmenter", "deeplab_unavailable_reason", "build_deeplab_segmenter",
-           "INPUT_TENSOR", "OUTPUT_TENSOR", "INPUT_SIZE_PX", "resize_for_deeplab"]
+__all__ = [
+    "INPUT_SIZE_PX",
+    "INPUT_TENSOR",
+    "OUTPUT_TENSOR",
+    "DeepLabSegmenter",
+    "build_deeplab_segmenter",
+    "deeplab_unavailable_reason",
+    "resize_for_deeplab",
+]
 
 INPUT_TENSOR = "ImageTensor:0"
 OUTPUT_TENSOR = "SemanticPredictions:0"

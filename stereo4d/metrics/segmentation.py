@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BAD_TRACK_ERROR_PX", "class_set_iou", "bad_track_mask", "filter_scores"]
+__all__ = ["BAD_TRACK_ERROR_PX", "bad_track_mask", "class_set_iou", "filter_scores"]
 
 BAD_TRACK_ERROR_PX = 8.0
 """2D error (px) in any visible frame above which a track counts as bad."""
@@ -55,7 +55,7 @@ def filter_scores(removed: np.ndarray, bad: np.ndarray) -> dict:
         "precision": hits / num_removed if num_removed else float("nan"),
         "recall": hits / num_bad if num_bad else float("nan"),
         "good_kept": np.count_nonzero(~removed & ~bad) / num_good if num_good else float("nan"),
-        "num_tracks": int(len(bad)),
+        "num_tracks": len(bad),
         "num_bad": int(num_bad),
         "num_removed": int(num_removed),
     }

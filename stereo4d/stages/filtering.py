@@ -15,8 +15,8 @@ the segmentation backend, then the filters of ``stereo4d.filtering``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
 from stereo4d.videoio import VideoWriter, read_video
 
-__all__ = ["FilteringConfig", "run", "filtered_track_frames", "STAGE_NAME"]
+__all__ = ["STAGE_NAME", "FilteringConfig", "filtered_track_frames", "run"]
 
 STAGE_NAME = "filtering"
 """Provenance name: ``<vid>-filtering.json``."""
@@ -176,7 +176,7 @@ def run(config: FilteringConfig) -> dict:
         "num_frames": num_frames,
         "num_tracks_in": tracks.num_tracks,
         "num_tracks_kept": result.num_kept,
-        "num_tracks_shown": int(len(shown)),
+        "num_tracks_shown": len(shown),
         "filters": result.stats,
         "outputs": {"tracks": str(paths.filtered_tracks), "video": str(paths.filtered_tracks_video)},
         "timings_s": {**timer.seconds, "total": timer.total_s},

@@ -16,8 +16,13 @@ from pathlib import Path
 
 from stereo4d.weights import CheckpointError, WeightsNotFoundError, cache_dir, download_url
 
-__all__ = ["TARBALL_URL", "TARBALL_NAME", "GRAPH_NAME", "find_deeplab_model",
-           "read_frozen_graph_bytes"]
+__all__ = [
+    "GRAPH_NAME",
+    "TARBALL_NAME",
+    "TARBALL_URL",
+    "find_deeplab_model",
+    "read_frozen_graph_bytes",
+]
 
 TARBALL_URL = "http://download.tensorflow.org/models/deeplabv3_xception_ade20k_train_2018_05_29.tar.gz"
 TARBALL_NAME = TARBALL_URL.rsplit("/", 1)[-1]
