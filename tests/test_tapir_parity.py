@@ -197,23 +197,24 @@ def _transposed_weights(
     return out
 
 
-def test_transposed_non_square_video_gives_transposed_tracks():
-    """A 128x320 video and its transpose (320x128), with transposed weights, agree.
+def _transposition_case(sample_fn=None):
+    """Max |difference| (tracks px, logits) between a 96x192 video and its 192x96 transpose.
 
-    Exercises every place where x and y scale differently: query-feature sampling,
-    the resize to the square initial grid, the non-square refinement grid (128x320,
-    sampled around each guess) and the mapping back to video pixels. Any x/y mix-up
-    (e.g. normalising both by the height) breaks the symmetry. A reduced network
-    (no extra convs, 2 mixer blocks) keeps it fast; the geometry is the same.
+    ``sample_fn`` replaces ``tapir_ops.sample_frames_bilinear`` (to show the test's power).
     """
-    config = TapirConfig(extra_convs=False, num_mixer_blocks=2, num_pips_iter=2)
+    # A reduced network (smaller square initial grid, no extra convs, 2 mixer blocks)
+    # keeps this fast; the geometry is the one of the full model.
+    config = TapirConfig(
+        initial_resolution=(128, 128), extra_convs=False, num_mixer_blocks=2, num_pips_iter=2
+    )
     model = TAPIR(config).eval()
     weights = deterministic_weights(model)
     model.load_state_dict(weights)
     model_t = TAPIR(config).eval()
     model_t.load_state_dict(_transposed_weights(weights, config.patch_radius))
 
-    frames, height, width = 3, 128, 320
+    frames, height, width = 3, 96, 192
+    assert model.refinement_resolutions((height, width)) == [(128, 128), (96, 192)]
     t, y, x = np.meshgrid(np.arange(frames), np.arange(height), np.arange(width), indexing="ij")
     xs, ys = x - 2.0 * t, y + 1.0 * t  # texture moving by (+2, -1) px per frame
     texture = np.stack(
@@ -221,18 +222,47 @@ def test_transposed_non_square_video_gives_transposed_tracks():
     )
     video = torch.from_numpy(texture.astype(np.float32))[None]
     queries = torch.tensor(
-        [[[0, 40.5, 100.5], [1, 64.0, 250.0], [2, 100.0, 30.0], [0, 10.0, 300.0]]]
+        [[[0, 40.5, 100.5], [1, 64.0, 150.0], [2, 90.0, 30.0], [0, 10.0, 180.0], [1, 50, 60]]]
     )
+    original = tapir_ops.sample_frames_bilinear
+    try:
+        if sample_fn is not None:
+            tapir_ops.sample_frames_bilinear = sample_fn
+        with torch.inference_mode():
+            out = model(video, queries)
+            out_t = model_t(video.transpose(2, 3), queries[..., [0, 2, 1]])
+    finally:
+        tapir_ops.sample_frames_bilinear = original
+    tracks_diff = (out_t["tracks"].flip(-1) - out["tracks"]).abs().max().item()
+    logits_diff = max(
+        (out_t[k] - out[k]).abs().max().item() for k in ("occlusion", "expected_dist")
+    )
+    return tracks_diff, logits_diff
 
-    assert model.refinement_resolutions((height, width)) == [(256, 256), (128, 320)]
-    with torch.inference_mode():
-        out = model(video, queries)
-        out_t = model_t(video.transpose(2, 3), queries[..., [0, 2, 1]])
-    tracks = out["tracks"][0].numpy()
-    assert 0 <= tracks[..., 0].min() and tracks[..., 0].max() <= width
-    assert np.abs(out_t["tracks"][0].numpy()[..., ::-1] - tracks).max() <= TRACKS_TOL_PX
-    assert (out_t["occlusion"] - out["occlusion"]).abs().max() <= LOGITS_TOL
-    assert (out_t["expected_dist"] - out["expected_dist"]).abs().max() <= LOGITS_TOL
+
+def test_transposed_non_square_video_gives_transposed_tracks():
+    """A 96x192 video and its transpose, with transposed weights, agree.
+
+    Exercises every place where x and y scale differently: query-feature sampling,
+    the resize to the square initial grid, the non-square refinement grid (96x192,
+    sampled around each guess) and the mapping back to video pixels. Any x/y mix-up
+    breaks the symmetry.
+    """
+    tracks_diff, logits_diff = _transposition_case()
+    assert tracks_diff <= TRACKS_TOL_PX
+    assert logits_diff <= LOGITS_TOL
+
+
+def test_transposition_check_catches_height_normalised_sampling():
+    """The check above fails for tapnet torch's sampling (x divided by the height)."""
+    ours = tapir_ops.sample_frames_bilinear
+
+    def by_height(grid, coords_yx):
+        height, width = grid.shape[2:4]
+        return ours(grid, coords_yx * coords_yx.new_tensor([1.0, width / height]))
+
+    tracks_diff, logits_diff = _transposition_case(by_height)
+    assert tracks_diff > 10 * TRACKS_TOL_PX or logits_diff > 10 * LOGITS_TOL
 
 
 class _EchoModel(torch.nn.Module):

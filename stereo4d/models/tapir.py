@@ -318,6 +318,10 @@ class TAPIR(nn.Module):
         init_hw = self.config.initial_resolution
         pyramids = self._pyramids(grids)
         num_queries = query_feats.lowres[0].shape[1]
+        if num_queries == 0 or query_chunk_size < 1:
+            raise ValueError(
+                f"need >= 1 query and chunk size, got {num_queries}, {query_chunk_size}"
+            )
         chunks: list[dict[str, list[torch.Tensor]]] = []
         for start in range(0, num_queries, query_chunk_size):
             sl = slice(start, start + query_chunk_size)
