@@ -19,7 +19,7 @@ import numpy as np
 from stereo4d.geometry import PinholeCamera
 from stereo4d.io import InputError, save_dataset_npz
 
-__all__ = ["COPIED_KEYS", "optimized_tracks_record", "export_released_npz"]
+__all__ = ["COPIED_KEYS", "export_released_npz", "optimized_tracks_record"]
 
 COPIED_KEYS = ("name", "video_id", "timestamps", "camera2world", "rectified2rig", "fov_bounds")
 """Keys of the input npz that the export carries over unchanged."""

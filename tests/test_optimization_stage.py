@@ -38,7 +38,7 @@ def golden_scores(parity_dir):
     result = optimize_tracks(z["track3d"], z["visible_list"], z["extrs"],
                              (cameras.fx, cameras.fy, cameras.cx, cameras.cy), imh, imw)
     _, gt_depth, _ = cameras.project(z["gt_track3d"], imh, imw)
-    truth = dict(tracks3d_world=z["gt_track3d"], visibles=z["visible_list"], depth_m=gt_depth)
+    truth = {"tracks3d_world": z["gt_track3d"], "visibles": z["visible_list"], "depth_m": gt_depth}
     return {
         "before": score_against_truth(z["track3d"], z["visible_list"], truth, HFOV_DEG),
         "before_same_frames": score_against_truth(z["track3d"], result.visible, truth, HFOV_DEG),
@@ -65,7 +65,7 @@ def test_score_against_truth_known_values():
     gt[..., 2] = 2.0
     pred = gt.copy()
     pred[0, 1, 0] = 0.1  # 0.1 m error at 2 m depth: 0.1 / (2 / f256) = 11.1 px at 256 px
-    truth = dict(tracks3d_world=gt, visibles=np.ones((1, 4), bool), depth_m=gt[..., 2])
+    truth = {"tracks3d_world": gt, "visibles": np.ones((1, 4), bool), "depth_m": gt[..., 2]}
     visible = np.array([[True, True, True, False]])
     s = score_against_truth(pred, visible, truth, HFOV_DEG)
     assert s["pct_within_8"] == pytest.approx(0.5)  # 2 exact of 4 (one missing, one 11 px off)
@@ -121,7 +121,7 @@ def _make_clip(root, num_static: int = 12, num_movers: int = 4) -> tuple[ClipPat
     save_pickle([{"fwd": fwd, "bwd": -fwd} for _ in range(NUM_FRAMES)], paths.flows_stereo)
     write_video(paths.left_video, [np.broadcast_to(VIDEO_RGB, (IMH, IMW, 3)).astype(np.uint8)]
                 * NUM_FRAMES)
-    return paths, dict(world=world, visible=visible, num_static=num_static)
+    return paths, {"world": world, "visible": visible, "num_static": num_static}
 
 
 VIDEO_SUFFIXES = ["raw_depth.mp4", "optimized_depth.mp4"] + [

@@ -10,7 +10,6 @@ from stereo4d.viz import scene3d
 from stereo4d.viz.depth import colorize_depth, colormap_lut, depth_from_tracks, inverse_depth_range
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
 
-
 # ------------------------------------------------------------------------------------ depth
 
 
@@ -69,7 +68,7 @@ def test_scene_view_frames_the_cube_with_up_on_top():
     rng = np.random.default_rng(1)
     points = rng.uniform(-1, 1, (500, 3)) + [0.0, 0.0, 5.0]
     view = SceneView.fit(points, 64, 96)
-    xy, _, ok = view.project(view.centre_m)
+    xy, _, _ok = view.project(view.centre_m)
     np.testing.assert_allclose(xy, [48.0, 32.0], atol=1e-9)  # the centre is in the middle
     xy_cube, _, ok_cube = view.project(view.cube_corners())
     assert ok_cube.all() and (xy_cube >= 0).all() and (xy_cube <= [96, 64]).all()

@@ -39,7 +39,7 @@ from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
 from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors, sample_tracks_for_display
 
-__all__ = ["STAGE_NAME", "OptimizationConfig", "run", "select_dynamic_tracks", "score_against_truth"]
+__all__ = ["STAGE_NAME", "OptimizationConfig", "run", "score_against_truth", "select_dynamic_tracks"]
 
 STAGE_NAME = "optimization"
 """Provenance name: ``<vid>-optimization.json``."""
@@ -196,7 +196,7 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
             w2d.append(frame_2d)
             w3d.append(frame_3d)
             wcat.append(np.concatenate([frame_2d, frame_3d], axis=1))
-    return int(len(shown))
+    return len(shown)
 
 
 # ------------------------------------------------------------------------------------- run

@@ -17,13 +17,13 @@ from stereo4d.geometry import PinholeCamera
 
 __all__ = [
     "COLORMAP",
-    "LUT_SIZE",
-    "LOW_PERCENTILE",
     "HIGH_PERCENTILE",
-    "colormap_lut",
-    "inverse_depth_range",
+    "LOW_PERCENTILE",
+    "LUT_SIZE",
     "colorize_depth",
+    "colormap_lut",
     "depth_from_tracks",
+    "inverse_depth_range",
 ]
 
 COLORMAP = "turbo"

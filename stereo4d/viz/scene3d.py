@@ -19,8 +19,8 @@ pixels are continuous (x, y).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ import numpy as np
 from stereo4d.geometry import PinholeCamera
 from stereo4d.viz.trails import DOT_RADIUS_PX, TRAIL_FRAMES, draw_trails_frame
 
-__all__ = ["SceneView", "render_scene3d", "render_scene_motion_2d", "background_points"]
+__all__ = ["SceneView", "background_points", "render_scene3d", "render_scene_motion_2d"]
 
 VIEW_ELEVATION_DEG = 30.0
 """Elevation of the virtual camera above the horizontal plane (matplotlib's default)."""
@@ -83,7 +83,7 @@ class SceneView:
     @classmethod
     def fit(cls, points_world: np.ndarray, height: int = 512, width: int = 512,
             elevation_deg: float = VIEW_ELEVATION_DEG,
-            azimuth_deg: float = VIEW_AZIMUTH_DEG) -> "SceneView":
+            azimuth_deg: float = VIEW_AZIMUTH_DEG) -> SceneView:
         """View of the cube around ``points_world`` [M, 3] (finite rows used; M may be 0)."""
         points = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
         points = points[np.all(np.isfinite(points), axis=-1)]
@@ -180,19 +180,26 @@ def background_points(depth_m: np.ndarray, rgb: np.ndarray, camera: PinholeCamer
 
 
 def _splat_background(image: np.ndarray, view: SceneView, xyz: np.ndarray, rgb: np.ndarray) -> None:
-    """Draws points as squares, far to near, blended at ``BACKGROUND_ALPHA`` over white."""
+    """Draws points as squares, nearest on top, blended at ``BACKGROUND_ALPHA`` over white.
+
+    Each point's pixel gets its nearness rank (far to near, 1..M; the nearest point wins a
+    shared pixel); a max filter of the square's size then spreads every rank over its square
+    (the nearest covering point wins), and the ranks index the points' colours.
+    """
     xy, depth, ok = view.project(xyz)
-    order = np.argsort(-depth[ok], kind="stable")
-    xy, colour = xy[ok][order], rgb[ok][order].astype(np.float32)
+    height, width = view.height, view.width
+    ok &= (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
+    order = np.argsort(-depth[ok].astype(np.float32))
+    cols = np.floor(xy[ok, 0]).astype(np.int64)[order]
+    rows = np.floor(xy[ok, 1]).astype(np.int64)[order]
+    colour = rgb[ok][order].astype(np.float32)
     colour = np.round(BACKGROUND_ALPHA * colour + (1 - BACKGROUND_ALPHA) * 255.0).astype(np.uint8)
-    half = BACKGROUND_SPLAT_PX // 2
-    offsets = np.stack(np.mgrid[-half:BACKGROUND_SPLAT_PX - half, -half:BACKGROUND_SPLAT_PX - half],
-                       axis=-1).reshape(-1, 2)  # (dy, dx)
-    rows = np.floor(xy[:, 1]).astype(np.int64)[:, None] + offsets[:, 0]
-    cols = np.floor(xy[:, 0]).astype(np.int64)[:, None] + offsets[:, 1]
-    inside = (rows >= 0) & (rows < view.height) & (cols >= 0) & (cols < view.width)
-    # Row-major flattening keeps the far-to-near order, so the nearest point is written last.
-    image[rows[inside], cols[inside]] = np.broadcast_to(colour[:, None], (*rows.shape, 3))[inside]
+    rank = np.zeros((height, width), np.float32)  # float32 holds integer ranks exactly to 2^24
+    rank[rows, cols] = np.arange(1, len(order) + 1, dtype=np.float32)
+    kernel = np.ones((BACKGROUND_SPLAT_PX, BACKGROUND_SPLAT_PX), np.uint8)
+    spread = cv2.dilate(rank, kernel).astype(np.int64)
+    covered = spread > 0
+    image[covered] = colour[spread[covered] - 1]
 
 
 def render_scene3d(
