@@ -1,0 +1,338 @@
+"""The synthetic clip: raw side-by-side VR180 video, released-format npz, ground truth, and oracle.
+
+Files (paths from ``ClipPaths``):
+* ``raw/<video_id>.mp4``: side-by-side equirectangular stereo (left eye left), ``fps``; the clip's
+  first frame is video frame ``round(timestamp_us * fps / 1e6)``; ``trailing_frames`` follow it.
+  Each raw eye is rendered through its rig mis-rotation: raw-eye ray ``d_rig`` -> rectified ray
+  ``R_e^T d_rig`` (``R_e = rectified2rig[e]``) -> world through the rectified camera's rotation.
+  The right rectified camera sits at ``+baseline_m`` on the left camera's x axis.
+* ``npz/<vid>.npz``: timestamps, ``camera2world`` [T, 3, 4] (rectified left camera),
+  ``rectified2rig`` [2, 3, 3] (left, right), ``fov_bounds`` and the ground-truth tracks.
+* ``gt/<vid>.npz``: ground truth of the rectified perspective LEFT view (``gt_size_px``
+  square, ``gt_hfov_deg``): see ``make_synthetic_clip``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import tqdm
+
+from stereo4d import geometry
+from stereo4d.io import ClipPaths, InputError, atomic_path, save_dataset_npz, split_vid
+from stereo4d.synthetic.render import NO_HIT, render_rays, single_tile, tile_rays
+from stereo4d.synthetic.scene import ADE20K, Scene, build_scene
+from stereo4d.videoio import write_video
+
+__all__ = ["SyntheticClipConfig", "SyntheticOracle", "make_synthetic_clip", "render_view",
+           "clip_times_s", "rectified_cameras"]
+
+#: Relative distance tolerance of the oracle's occlusion test (ray-cast hit vs the point).
+OCCLUSION_REL_TOL = 1e-4
+#: float32 mantissa bits kept in the stored depth and disparity maps (relative precision
+#: 2**-16 = 1.5e-5, i.e. < 0.3 mm at 20 m): halves the gt file, far below any estimator's error.
+STORED_MANTISSA_BITS = 16
+#: Grey level of the unrendered lead frames of the raw video (before the rendered ones).
+LEAD_FILL_LEVEL = 128
+
+
+@dataclass(frozen=True)
+class SyntheticClipConfig:
+    """Settings of the synthetic clip (all stored in the gt file; the oracle rebuilds from them).
+
+    Attributes:
+      num_frames: clip frames T. seed: scene colours, heights, sway phases, query points.
+      eye_height_m: camera height above the ground.
+      eye_size_px: side of each square equirectangular eye in the raw video.
+      fov_bounds_deg: (start_yaw, end_yaw, start_tilt, end_tilt) of each raw eye.
+      baseline_m: stereo baseline (right eye at +x of the left rectified camera).
+      rig_rotation_deg: per eye (left, right) x, y, z angles of ``rectified2rig`` (Rz Ry Rx).
+      fps: video frame rate. crf: x264 quality of the raw video (4:4:4 chroma).
+      trailing_frames: video frames after the clip. rendered_lead_frames: lead frames just
+        before the clip that show the scene (earlier lead frames are flat grey).
+      gt_size_px, gt_hfov_deg: the rectified perspective view the ground truth describes.
+      num_tracks: ground-truth query points; dynamic_track_fraction: share on moving objects.
+      tile_px: ray tile side for culling (speed only).
+      render_threads: torch threads while rendering (1 is fastest on shared cores: ffmpeg
+        encodes on another core, and oversubscribed torch threads spin).
+    """
+
+    num_frames: int = 48
+    seed: int = 0
+    eye_height_m: float = 1.6
+    eye_size_px: int = 1024
+    fov_bounds_deg: tuple[float, float, float, float] = (-50.0, 50.0, -50.0, 50.0)
+    baseline_m: float = 0.063
+    rig_rotation_deg: tuple[tuple[float, float, float], ...] = ((2.0, -3.0, 1.5), (-1.5, 2.0, -2.5))
+    fps: float = 30.0
+    crf: int = 10
+    trailing_frames: int = 2
+    rendered_lead_frames: int = 2
+    gt_size_px: int = 512
+    gt_hfov_deg: float = 60.0
+    num_tracks: int = 3000
+    dynamic_track_fraction: float = 0.25
+    tile_px: int = 16
+    render_threads: int = 1
+
+    @property
+    def rectified2rig(self) -> np.ndarray:
+        """[2, 3, 3] left then right; rectified rays -> raw (rig) rays."""
+        return np.stack([geometry.rotation_xyz_deg(*a) for a in self.rig_rotation_deg])
+
+    @property
+    def focal_px(self) -> float:
+        return geometry.focal_length_px(self.gt_hfov_deg, self.gt_size_px)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "SyntheticClipConfig":
+        raw = json.loads(text)
+        raw["fov_bounds_deg"] = tuple(raw["fov_bounds_deg"])
+        raw["rig_rotation_deg"] = tuple(tuple(a) for a in raw["rig_rotation_deg"])
+        return cls(**raw)
+
+
+@contextlib.contextmanager
+def _torch_threads(num: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(num)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _truncate_mantissa(values: np.ndarray, bits: int = STORED_MANTISSA_BITS) -> np.ndarray:
+    """float32 array with the low ``23 - bits`` mantissa bits zeroed (inf and 0 unchanged)."""
+    mask = np.uint32((0xFFFFFFFF << (23 - bits)) & 0xFFFFFFFF)
+    return (np.ascontiguousarray(values, np.float32).view(np.uint32) & mask).view(np.float32)
+
+
+def clip_times_s(timestamps_us: np.ndarray) -> np.ndarray:
+    """Scene time [T] seconds of each clip frame (0 at the first frame)."""
+    ts = np.asarray(timestamps_us, dtype=np.int64)
+    return (ts - ts[0]) / 1e6
+
+
+def rectified_cameras(scene: Scene, times_s: np.ndarray, baseline_m: float) -> np.ndarray:
+    """[2, T, 3, 4] camera-to-world of the rectified left and right cameras."""
+    left = scene.camera.camera_to_world(times_s)
+    right = left.copy()
+    right[..., 3] += left[..., :3, 0] * baseline_m
+    return np.stack([left, right])
+
+
+def render_view(scene: Scene, time_s: float, camera_to_world: np.ndarray, rays,
+                dtype=torch.float32) -> dict[str, np.ndarray]:
+    """Renders an image. ``rays``: [H, W, 3] camera-frame rays or a ``TiledRays``.
+
+    Returns: rgb [H, W, 3] uint8; dist_m [H, W] float32 ray length (inf on sky);
+    depth_m [H, W] float32 camera z (inf on sky); labels [H, W] uint8; obj [H, W] int8.
+    """
+    tiled = rays if not isinstance(rays, np.ndarray) else tile_rays(rays, dtype=dtype)
+    out = render_rays(scene, time_s, camera_to_world, tiled)
+    rgb = tiled.untile(torch.round(out["rgb"] * 255).to(torch.uint8))
+    dist = tiled.untile(out["dist_m"]).astype(np.float32)
+    cam_z = tiled.untile(tiled.dirs.reshape(-1, 3)[:, 2])
+    return dict(rgb=rgb, dist_m=dist, depth_m=(dist * cam_z).astype(np.float32),
+                labels=tiled.untile(out["labels"]), obj=tiled.untile(out["obj"]).astype(np.int8))
+
+
+class SyntheticOracle:
+    """Exact tracks of arbitrary query points in the rectified left perspective view.
+
+    A query (t, y, x) casts the pixel's ray at frame t; the hit's object-local point is moved
+    with its object through time, projected into every frame's left camera, and is visible
+    where it is in view (``PinholeCamera.project``'s rule) and the ray cast towards it first
+    hits it (within ``OCCLUSION_REL_TOL`` of its distance). Sky queries give NaN and False.
+    """
+
+    def __init__(self, config: SyntheticClipConfig, timestamps_us: np.ndarray):
+        self.config = config
+        self.scene = build_scene(config.seed, config.eye_height_m)
+        self.times_s = clip_times_s(timestamps_us)
+        self.camera_to_world = rectified_cameras(self.scene, self.times_s, config.baseline_m)[0]
+        self.camera = geometry.PinholeCamera.from_hfov(
+            geometry.invert_rigid(self.camera_to_world), config.gt_hfov_deg)
+        self.rots, self.centres = self.scene.poses(self.times_s)  # [P, T, 3, 3], [P, T, 3]
+
+    @classmethod
+    def from_gt_file(cls, path: str | Path) -> "SyntheticOracle":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"missing ground-truth file: {path}")
+        with np.load(path, allow_pickle=False) as z:
+            return cls(SyntheticClipConfig.from_json(str(z["config_json"])), z["timestamps"])
+
+    def _cast(self, frame: int, origin: np.ndarray, dirs_w: np.ndarray):
+        out = render_rays(self.scene, self.times_s[frame],
+                          np.concatenate([np.eye(3), origin[:, None]], 1),
+                          single_tile(dirs_w), shade=False)
+        return out["dist_m"].numpy(), out["obj"].numpy(), out["p_local"].numpy()
+
+    def surface_points(self, query_points_tyx: np.ndarray):
+        """Object id [N] (``NO_HIT`` on sky) and object-local point [N, 3] of each query."""
+        q = np.asarray(query_points_tyx, dtype=np.float64).reshape(-1, 3)
+        frames = np.round(q[:, 0]).astype(int)
+        if len(q) and (frames.min() < 0 or frames.max() >= len(self.times_s)):
+            raise InputError("query frame outside the clip")
+        size, f_px = self.config.gt_size_px, self.config.focal_px
+        rays = np.stack([(q[:, 2] - size / 2) / f_px, (q[:, 1] - size / 2) / f_px,
+                         np.ones(len(q))], axis=-1)
+        rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+        obj = np.full(len(q), NO_HIT, np.int64)
+        p_local = np.full((len(q), 3), np.nan)
+        for t in np.unique(frames):
+            sel = frames == t
+            c2w = self.camera_to_world[t]
+            _, obj[sel], p_local[sel] = self._cast(t, c2w[:, 3], rays[sel] @ c2w[:, :3].T)
+        return obj, p_local
+
+    def tracks_for_queries(self, query_points_tyx: np.ndarray) -> dict[str, np.ndarray]:
+        """Ground truth of query points [N, 3] (t, y, x; continuous pixel coordinates).
+
+        Returns: tracks_xy [N, T, 2], visibles [N, T] bool, tracks3d_world [N, T, 3] metres,
+        is_dynamic [N] bool, depth_m [N, T] camera z; plus object_id [N] (-1 = sky).
+        """
+        obj, p_local = self.surface_points(query_points_tyx)
+        hit = obj != NO_HIT
+        safe = np.where(hit, obj, 0)
+        xyz = np.einsum("ntij,nj->nti", self.rots[safe], p_local) + self.centres[safe]
+        xyz[~hit] = np.nan
+        size = self.config.gt_size_px
+        xy, depth, in_view = self.camera.project(xyz, size, size)
+        visible = in_view & hit[:, None]
+        for t in range(len(self.times_s)):
+            sel = np.nonzero(visible[:, t])[0]
+            if not len(sel):
+                continue
+            offset = xyz[sel, t] - self.camera_to_world[t, :, 3]
+            dist = np.linalg.norm(offset, axis=-1)
+            hit_dist, _, _ = self._cast(t, self.camera_to_world[t, :, 3], offset / dist[:, None])
+            visible[sel, t] = hit_dist >= dist * (1 - OCCLUSION_REL_TOL)
+        return dict(tracks_xy=xy, visibles=visible, tracks3d_world=xyz, depth_m=depth,
+                    is_dynamic=hit & self.scene.is_dynamic[safe], object_id=obj)
+
+
+def _sample_queries(oracle: SyntheticOracle, config: SyntheticClipConfig) -> np.ndarray:
+    """[num_tracks, 3] (t, y, x) on surfaces, a ``dynamic_track_fraction`` share on movers."""
+    rng = np.random.default_rng(config.seed + 1)
+    n = config.num_tracks
+    size = config.gt_size_px
+    cand = np.stack([rng.integers(0, config.num_frames, 8 * n).astype(float),
+                     rng.uniform(0.5, size - 0.5, 8 * n), rng.uniform(0.5, size - 0.5, 8 * n)], 1)
+    obj, _ = oracle.surface_points(cand)
+    dynamic = (obj != NO_HIT) & oracle.scene.is_dynamic[np.where(obj == NO_HIT, 0, obj)]
+    static = (obj != NO_HIT) & ~dynamic
+    n_dyn = min(int(round(n * config.dynamic_track_fraction)), int(dynamic.sum()))
+    picked = np.concatenate([np.nonzero(dynamic)[0][:n_dyn], np.nonzero(static)[0][:n - n_dyn]])
+    return cand[np.sort(picked)]
+
+
+def _raw_video_frames(scene, config, cams, times_s, lead, gt_rays, gt, timings):
+    """Yields the raw side-by-side frames; fills ``gt`` with the perspective renders on the way."""
+    eye_hw = (config.eye_size_px, config.eye_size_px)
+    rig_rays = geometry.equirect_pixel_rays(eye_hw, config.fov_bounds_deg)
+    eye_rays = [tile_rays(rig_rays @ rot, config.tile_px) for rot in config.rectified2rig]
+    blank = np.full((*eye_hw, 6), LEAD_FILL_LEVEL, np.uint8).reshape(eye_hw[0], -1, 3)
+    for _ in range(lead - min(lead, config.rendered_lead_frames)):
+        yield blank
+    frame_dt = 1.0 / config.fps
+    extra_before = min(lead, config.rendered_lead_frames)
+    num = len(times_s)
+    steps = range(-extra_before, num + config.trailing_frames)
+    for i in tqdm.tqdm(steps, desc="render synthetic clip", unit="frame"):
+        t0 = time.perf_counter()
+        time_s = times_s[i] if 0 <= i < num else i * frame_dt
+        cam = cams if 0 <= i < num else rectified_cameras(scene, np.array([time_s]), config.baseline_m)
+        frame_idx = i if 0 <= i < num else 0
+        eyes = [render_view(scene, time_s, cam[e, frame_idx], eye_rays[e])["rgb"] for e in (0, 1)]
+        if 0 <= i < num:
+            view = render_view(scene, time_s, cams[0, i], gt_rays)
+            for key in ("rgb", "depth_m", "labels", "obj"):
+                gt[key].append(view[key])
+        timings["render_s"] += time.perf_counter() - t0
+        yield np.concatenate(eyes, axis=1)
+
+
+def make_synthetic_clip(paths: ClipPaths, config: SyntheticClipConfig = SyntheticClipConfig()) -> dict:
+    """Renders the clip and writes the raw video, the released-format npz and the gt npz.
+
+    The gt file holds, for the rectified perspective left view: depth_m [T, H, W] float32
+    (inf on sky; stored to ``STORED_MANTISSA_BITS``), disparity_px [T, H, W] float32 (``f_px * baseline / depth``, 0 on sky),
+    labels [T, H, W] uint8 (ADE20K), object_id [T, H, W] int8 (-1 sky), rgb_left
+    [T, H, W, 3] uint8, query_points_tyx [N, 3], tracks_xy [N, T, 2], visibles [N, T],
+    tracks3d_world [N, T, 3], depth_track_m [N, T], is_dynamic [N], hfov_deg, focal_px,
+    baseline_m, timestamps, camera2world [T, 3, 4], seed, num_frames, eye_height_m,
+    config_json (rebuilds everything) and scene_description.
+
+    Returns a summary: paths, timings, depth range, track counts, file sizes.
+    """
+    video_id, stamp = split_vid(paths.vid)
+    ts0 = int(stamp)
+    timestamps = ts0 + np.round(np.arange(config.num_frames) * 1e6 / config.fps).astype(np.int64)
+    lead = int(round(ts0 * config.fps / 1e6))
+    scene = build_scene(config.seed, config.eye_height_m)
+    times_s = clip_times_s(timestamps)
+    cams = rectified_cameras(scene, times_s, config.baseline_m)
+    size = config.gt_size_px
+    gt_rays = tile_rays(geometry.perspective_pixel_rays(size, size, config.gt_hfov_deg),
+                        config.tile_px)
+    gt: dict[str, list] = {k: [] for k in ("rgb", "depth_m", "labels", "obj")}
+    timings = dict(render_s=0.0)
+    t_start = time.perf_counter()
+    with _torch_threads(config.render_threads):
+        write_video(paths.raw_video, _raw_video_frames(scene, config, cams, times_s, lead,
+                                                       gt_rays, gt, timings),
+                    fps=config.fps, crf=config.crf, chroma_444=True)
+        timings["render_and_encode_s"] = time.perf_counter() - t_start
+        t0 = time.perf_counter()
+        oracle = SyntheticOracle(config, timestamps)
+        queries = _sample_queries(oracle, config)
+        tracks = oracle.tracks_for_queries(queries)
+        timings["tracks_s"] = time.perf_counter() - t0
+
+    save_dataset_npz(paths.npz, name=paths.vid, video_id=video_id, timestamps_us=timestamps,
+                     camera2world=cams[0], track3d=tracks["tracks3d_world"],
+                     visible=tracks["visibles"], rectified2rig=config.rectified2rig,
+                     fov_bounds_deg=np.asarray(config.fov_bounds_deg, np.float64))
+    depth = np.stack(gt["depth_m"])
+    with np.errstate(divide="ignore"):
+        disparity = np.where(np.isfinite(depth), config.focal_px * config.baseline_m / depth, 0.0)
+    arrays = dict(
+        depth_m=_truncate_mantissa(depth), disparity_px=_truncate_mantissa(disparity), labels=np.stack(gt["labels"]),
+        object_id=np.stack(gt["obj"]), rgb_left=np.stack(gt["rgb"]),
+        query_points_tyx=queries, tracks_xy=tracks["tracks_xy"], visibles=tracks["visibles"],
+        tracks3d_world=tracks["tracks3d_world"], depth_track_m=tracks["depth_m"],
+        is_dynamic=tracks["is_dynamic"], query_object_id=tracks["object_id"],
+        hfov_deg=np.float64(config.gt_hfov_deg), focal_px=np.float64(config.focal_px),
+        baseline_m=np.float64(config.baseline_m), timestamps=timestamps, camera2world=cams[0],
+        seed=np.int64(config.seed), num_frames=np.int64(config.num_frames),
+        eye_height_m=np.float64(config.eye_height_m), config_json=np.asarray(config.to_json()),
+        scene_description=np.asarray(scene.describe()),
+        label_names=np.asarray(json.dumps({v: k for k, v in ADE20K.items()})))
+    with atomic_path(paths.gt) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    finite = depth[np.isfinite(depth)]
+    summary = dict(
+        raw_video=str(paths.raw_video), npz=str(paths.npz), gt=str(paths.gt),
+        lead_frames=lead, video_frames=lead + config.num_frames + config.trailing_frames,
+        depth_range_m=(float(finite.min()), float(finite.max())),
+        sky_fraction=float(np.mean(~np.isfinite(depth))), num_tracks=len(queries),
+        dynamic_tracks=int(tracks["is_dynamic"].sum()),
+        visible_fraction=float(tracks["visibles"].mean()),
+        file_sizes_bytes={k: Path(p).stat().st_size for k, p in
+                          (("raw_video", paths.raw_video), ("npz", paths.npz), ("gt", paths.gt))},
+        timings_s=timings)
+    return summary

@@ -1,0 +1,267 @@
+"""Scene description of the synthetic VR180 street clip: primitives, labels, textures, motion.
+
+World frame: the camera convention (x right, y down, z forward); the ground is the plane
+``y = eye_height_m`` and the rectified left camera starts near the origin looking down +z,
+walking forward along a street. Every primitive is an oriented box or a sphere with a rigid
+pose per time, ``x_world = R(t) @ x_local + c(t)``; textures and labels are functions of the
+object-local point, so a surface point keeps its colour and label for the whole clip.
+
+Everything here is deterministic from ``(seed, eye_height_m)``: ``build_scene`` is what the
+ground-truth oracle calls to rebuild the scene from the values stored in the gt file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "ADE20K", "GROUND_STRIPS", "Texture", "Motion", "Primitive", "CameraPath", "Scene", "build_scene",
+    "rotations_xyz_deg",
+]
+
+#: ADE20K (150 classes, 1-based as in the reference segmentation) ids used by the scene.
+ADE20K = dict(wall=1, building=2, sky=3, road=7, sidewalk=12, person=13, earth=14, car=21, ball=120)
+
+#: Sinusoids per texture (sum of plane waves in object-local coordinates).
+NUM_WAVES = 8
+#: Street layout across x (metres from the street centre line): road, grass/earth strip, sidewalk.
+ROAD_HALF_WIDTH_M = 3.0
+EARTH_OUTER_M = 3.8
+SIDEWALK_OUTER_M = 6.0
+#: Width over which ground strip colours blend (band-limits the strip edges), metres.
+STRIP_BLEND_M = 0.1
+#: World z of the facade closing the street; keeps every non-sky depth under ~20 m.
+BACK_FACADE_Z_M = 19.0
+#: Light direction (object-local, y down) for the baked, time-constant Lambertian shading.
+LIGHT_DIR_LOCAL = np.array([-0.4, -0.8, -0.45]) / np.linalg.norm([-0.4, -0.8, -0.45])
+#: Shading = AMBIENT + (1 - AMBIENT) * max(0, n . l).
+AMBIENT = 0.7
+#: Sky colours (linear RGB in [0, 1]) at the horizon and straight up.
+SKY_HORIZON_RGB = np.array([0.78, 0.84, 0.90])
+SKY_ZENITH_RGB = np.array([0.42, 0.58, 0.84])
+#: Ground strips: (outer |x| in metres, ADE20K id, base colour), from the centre line outwards.
+GROUND_STRIPS = (
+    (ROAD_HALF_WIDTH_M, ADE20K["road"], (0.38, 0.38, 0.40)),
+    (EARTH_OUTER_M, ADE20K["earth"], (0.47, 0.38, 0.27)),
+    (np.inf, ADE20K["sidewalk"], (0.66, 0.64, 0.60)),
+)
+
+
+def rotations_xyz_deg(angles_deg: np.ndarray) -> np.ndarray:
+    """``Rz @ Ry @ Rx`` (as ``geometry.rotation_xyz_deg``) for angles [..., 3] degrees -> [..., 3, 3]."""
+    a = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    cx, cy, cz = np.cos(a[..., 0]), np.cos(a[..., 1]), np.cos(a[..., 2])
+    sx, sy, sz = np.sin(a[..., 0]), np.sin(a[..., 1]), np.sin(a[..., 2])
+    rows = [
+        [cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx],
+        [sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx],
+        [-sy, cy * sx, cy * cx],
+    ]
+    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+
+
+@dataclass(frozen=True)
+class Texture:
+    """Band-limited procedural colour: ``base * shade * (1 + sum_k amp_k sin(2 pi w_k . p + phi_k))``.
+
+    Attributes:
+      base_rgb: [3] in [0, 1].
+      wave_cycles_per_m: [K, 3] wave vectors in object-local coordinates (cycles per metre);
+        the finest wavelength is ``1 / max |w_k|``.
+      wave_phase: [K] radians.
+      wave_amp_rgb: [K, 3] relative amplitude per wave and channel.
+      wave_fade_z_m: [K, 2] local z where a wave starts and ends fading out (ground only;
+        inf = no fade). Keeps fine ground texture from aliasing at grazing angles far away.
+    """
+
+    base_rgb: np.ndarray
+    wave_cycles_per_m: np.ndarray
+    wave_phase: np.ndarray
+    wave_amp_rgb: np.ndarray
+    wave_fade_z_m: np.ndarray
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Rigid motion: ``c(t) = c0 + v t + bob``, rotation angles ``r0 + spin t + wobble sin(2 pi f t)``.
+
+    Attributes (times in seconds, angles ``Rz @ Ry @ Rx`` degrees):
+      centre_m: [3]; velocity_m_s: [3]; rotation_deg: [3]; spin_deg_s: [3];
+      wobble_deg: [3]; wobble_hz: float; bob_m: vertical bob amplitude at twice ``wobble_hz``.
+    """
+
+    centre_m: np.ndarray
+    velocity_m_s: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    rotation_deg: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    spin_deg_s: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    wobble_deg: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    wobble_hz: float = 0.0
+    bob_m: float = 0.0
+
+    def pose(self, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Object-to-world rotation [T, 3, 3] and centre [T, 3] at times [T] seconds."""
+        t = np.asarray(times_s, dtype=np.float64)[:, None]
+        wave = np.sin(2 * np.pi * self.wobble_hz * t)
+        angles = self.rotation_deg + self.spin_deg_s * t + self.wobble_deg * wave
+        bob = self.bob_m * np.sin(4 * np.pi * self.wobble_hz * t) * np.array([0.0, 1.0, 0.0])
+        return rotations_xyz_deg(angles), self.centre_m + self.velocity_m_s * t + bob
+
+    @property
+    def is_static(self) -> bool:
+        moving = (self.velocity_m_s, self.spin_deg_s, self.wobble_deg * self.wobble_hz)
+        return not any(np.any(m != 0) for m in moving) and self.bob_m * self.wobble_hz == 0
+
+
+@dataclass(frozen=True)
+class Primitive:
+    """One rigid object.
+
+    Attributes:
+      name: for humans; shape: "box" or "sphere"; half_size_m: [3] half extents (sphere:
+      radius three times); label: ADE20K id (the ground overrides it per strip);
+      texture; motion; ground: True for the street surface (strip labels and colours).
+    """
+
+    name: str
+    shape: str
+    half_size_m: np.ndarray
+    label: int
+    texture: Texture
+    motion: Motion
+    ground: bool = False
+
+    @property
+    def is_dynamic(self) -> bool:
+        return not self.motion.is_static
+
+
+@dataclass(frozen=True)
+class CameraPath:
+    """Rectified left camera: walks along +z with a small sway.
+
+    Attributes:
+      speed_m_s: forward speed; eye_height_m: height above the ground;
+      sway_m: [3] lateral / vertical / forward position sway amplitudes;
+      sway_deg: [3] pitch (x), yaw (y), roll (z) amplitudes; sway_hz: [3] per angle;
+      phases: [6] radians (position x, y, z, then the three angles).
+    """
+
+    speed_m_s: float
+    eye_height_m: float
+    sway_m: np.ndarray
+    sway_deg: np.ndarray
+    sway_hz: np.ndarray
+    phases: np.ndarray
+
+    def camera_to_world(self, times_s: np.ndarray) -> np.ndarray:
+        """[T, 3, 4] camera-to-world ``[R | c]`` of the rectified left camera."""
+        t = np.asarray(times_s, dtype=np.float64)[:, None]
+        pos_hz = np.array([0.9, 1.8, 1.8])  # step frequency: side sway once, bob twice per stride
+        pos = self.sway_m * np.sin(2 * np.pi * pos_hz * t + self.phases[:3])
+        pos = pos + np.array([0.0, 0.0, self.speed_m_s]) * t
+        angles = self.sway_deg * np.sin(2 * np.pi * self.sway_hz * t + self.phases[3:])
+        return np.concatenate([rotations_xyz_deg(angles), pos[..., None]], axis=-1)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Primitives (index = object id) and the camera path."""
+
+    primitives: tuple[Primitive, ...]
+    camera: CameraPath
+    seed: int
+
+    def poses(self, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Object-to-world rotations [P, T, 3, 3] and centres [P, T, 3]."""
+        rots, centres = zip(*(p.motion.pose(times_s) for p in self.primitives))
+        return np.stack(rots), np.stack(centres)
+
+    @property
+    def is_dynamic(self) -> np.ndarray:
+        """[P] bool."""
+        return np.array([p.is_dynamic for p in self.primitives])
+
+    def describe(self) -> str:
+        """One line per primitive (stored in the gt file for humans)."""
+        return "\n".join(
+            f"{i}: {p.name} {p.shape} half={np.round(p.half_size_m, 3).tolist()} label={p.label} "
+            f"dynamic={p.is_dynamic}" for i, p in enumerate(self.primitives))
+
+
+def _texture(rng: np.random.Generator, base_rgb, finest_m: float, coarsest_m: float,
+             contrast: float, fade_z_m=None) -> Texture:
+    """Random plane waves with wavelengths log-uniform in [finest_m, coarsest_m]."""
+    dirs = rng.normal(size=(NUM_WAVES, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    wavelength = np.sort(np.exp(rng.uniform(np.log(finest_m), np.log(coarsest_m), NUM_WAVES)))
+    amp = contrast / np.sqrt(NUM_WAVES) * rng.uniform(0.6, 1.4, (NUM_WAVES, 1))
+    amp_rgb = amp * rng.uniform(0.75, 1.25, (NUM_WAVES, 3))  # a little chroma variation
+    fade = np.full((NUM_WAVES, 2), np.inf) if fade_z_m is None else np.asarray(fade_z_m, float)
+    return Texture(np.asarray(base_rgb, float), dirs / wavelength[:, None],
+                   rng.uniform(0, 2 * np.pi, NUM_WAVES), amp_rgb, fade)
+
+
+def _box(name, half, centre, label, texture, **motion) -> Primitive:
+    return Primitive(name, "box", np.asarray(half, float), label, texture,
+                     Motion(np.asarray(centre, float), **{k: np.asarray(v, float) if k not in
+                                                          ("wobble_hz", "bob_m") else v
+                                                          for k, v in motion.items()}))
+
+
+def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
+    """The street scene: ground strips, two rows of buildings, a back facade, a plain wall,
+    a car, two pedestrians and a rolling ball. Deterministic from the arguments."""
+    rng = np.random.default_rng(seed)
+    h = float(eye_height_m)
+    prims: list[Primitive] = []
+
+    # Ground: a thick slab whose top face is the street (local z = world z - 20). The finer half
+    # of its waves fades out over world z 2.5-6 m, the rest over 8-14 m (grazing-angle aliasing).
+    fade = np.where(np.arange(NUM_WAVES)[:, None] < NUM_WAVES // 2, [[-17.5, -14.0]], [[-12.0, -6.0]])
+    ground_tex = _texture(rng, [0.5, 0.5, 0.5], 0.12, 2.5, 0.35, fade_z_m=fade)
+    prims.append(Primitive("ground", "box", np.array([40.0, 0.5, 40.0]), ADE20K["road"], ground_tex,
+                           Motion(np.array([0.0, h + 0.5, 20.0])), ground=True))
+
+    # Building rows on both sides: segments of random height and colour.
+    palette = np.array([[0.72, 0.52, 0.42], [0.80, 0.74, 0.62], [0.62, 0.64, 0.66],
+                        [0.70, 0.62, 0.50], [0.58, 0.50, 0.46], [0.76, 0.70, 0.66]])
+    z_edges = np.array([-6.0, 1.0, 6.5, 11.0, 15.5, BACK_FACADE_Z_M + 0.5])
+    for side in (-1.0, 1.0):
+        for z0, z1 in zip(z_edges[:-1], z_edges[1:]):
+            height = rng.uniform(5.0, 13.0)
+            colour = palette[rng.integers(len(palette))] * rng.uniform(0.9, 1.1)
+            prims.append(_box(f"building_{'LR'[side > 0]}{z0:+.0f}", [4.0, height / 2, (z1 - z0) / 2],
+                              [side * (SIDEWALK_OUTER_M + 4.0), h - height / 2, (z0 + z1) / 2],
+                              ADE20K["building"], _texture(rng, colour, 0.35, 3.0, 0.45)))
+    prims.append(_box("back_facade", [14.0, 3.5, 2.0], [0.0, h - 3.5, BACK_FACADE_Z_M + 2.0],
+                      ADE20K["building"], _texture(rng, [0.74, 0.66, 0.58], 0.4, 3.0, 0.45)))
+    # Low-texture wall on the right sidewalk (where trackers drift).
+    prims.append(_box("plain_wall", [0.1, 1.25, 3.0], [4.2, h - 1.25, 9.0], ADE20K["wall"],
+                      _texture(rng, [0.80, 0.78, 0.72], 1.0, 4.0, 0.03)))
+
+    # Dynamic objects: velocities in m/s, spins in deg/s; they cross and occlude each other.
+    prims.append(_box("car", [0.9, 0.7, 2.1], [1.7, h - 0.7, 13.0], ADE20K["car"],
+                      _texture(rng, [0.62, 0.22, 0.20], 0.1, 1.5, 0.5),
+                      velocity_m_s=[0.0, 0.0, -3.0], rotation_deg=[0.0, 5.0, 0.0],
+                      spin_deg_s=[0.0, 4.0, 0.0]))
+    prims.append(_box("person_crossing", [0.25, 0.85, 0.15], [-2.2, h - 0.85, 5.5], ADE20K["person"],
+                      _texture(rng, [0.30, 0.38, 0.62], 0.08, 0.8, 0.5),
+                      velocity_m_s=[2.0, 0.0, 0.0], rotation_deg=[0.0, 55.0, 0.0],
+                      spin_deg_s=[0.0, 15.0, 0.0], wobble_deg=[0.0, 8.0, 3.0], wobble_hz=0.9,
+                      bob_m=0.02))
+    prims.append(_box("person_ahead", [0.22, 0.85, 0.14], [-0.55, h - 0.85, 1.2], ADE20K["person"],
+                      _texture(rng, [0.55, 0.48, 0.30], 0.08, 0.8, 0.5),
+                      velocity_m_s=[0.0, 0.0, 1.3], rotation_deg=[0.0, -5.0, 0.0],
+                      wobble_deg=[0.0, 10.0, 2.0], wobble_hz=0.9, bob_m=0.02))
+    radius, speed = 0.3, -1.5
+    prims.append(Primitive("ball", "sphere", np.full(3, radius), ADE20K["ball"],
+                           _texture(rng, [0.85, 0.72, 0.25], 0.08, 0.6, 0.5),
+                           Motion(np.array([2.0, h - radius, 3.2]), np.array([speed, 0.0, 0.0]),
+                                  spin_deg_s=np.array([0.0, 0.0, np.degrees(speed / radius)]))))
+
+    camera = CameraPath(speed_m_s=0.94, eye_height_m=h, sway_m=np.array([0.03, 0.015, 0.0]),
+                        sway_deg=np.array([2.0, 3.0, 1.5]), sway_hz=np.array([0.5, 0.35, 0.6]),
+                        phases=rng.uniform(0, 2 * np.pi, 6))
+    return Scene(tuple(prims), camera, int(seed))
