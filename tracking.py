@@ -23,6 +23,8 @@ def main(argv=None):
     parser.add_argument("--viz_tracks", type=int, default=tracking.VIZ_TRACKS, help="tracks drawn")
     parser.add_argument("--skip_video", action="store_true", help="do not write <vid>-tapir_2d.mp4")
     args = parser.parse_args(argv)
+    if args.query_stride_frames < 1 or args.grid_stride_px < 1:
+        parser.error("--query_stride_frames and --grid_stride_px must be >= 1")
     tracking.run(tracking.TrackingConfig(
         vid=args.vid, output_folder=args.output_folder, backend=args.backend, path=args.path,
         device=args.device, chunk_size=args.chunk_size,
