@@ -8,7 +8,9 @@ lifted tracks and of the optimised tracks against the true tracks of the same qu
 - Always: the parity golden scene (tests/parity/track_opt_golden.npz, noisy lifted tracks with
   known truth).
 "before" scores the lifted tracks on the frames the optimisation keeps (eroded visibility), so
-both rows score the same points; "before (all)" scores them on their own visibility.
+both rows score the same points; "before (all)" scores them on their own visibility. On the
+clip, "(no clamp)" rows are a diagnostic of Eq. 5 without its edge-clamped terms
+(``_without_edge_clamping``).
 
 Speed: time per frame of our renderers (3D view with background cloud, frustum, path and 256
 trails; scene-motion trails over the video; depth colouring) at 512 x 512, and of one
@@ -28,7 +30,7 @@ import numpy as np
 
 from stereo4d.geometry import PinholeCamera
 from stereo4d.stages.optimization import OptimizationConfig, _load_inputs, score_against_truth
-from stereo4d.track_opt import optimize_tracks
+from stereo4d.track_opt import TrackOptConfig, optimize_tracks
 from stereo4d.viz.depth import colorize_depth, inverse_depth_range
 from stereo4d.viz.scene3d import render_scene3d, render_scene_motion_2d
 from stereo4d.viz.trails import rainbow_colors
@@ -72,6 +74,22 @@ def golden_accuracy() -> None:
                   _rows(z["track3d"], z["visible_list"], result, truth))
 
 
+def _without_edge_clamping(lifted, lifted_visible, world_to_camera, cameras, imh, imw):
+    """Diagnostic: Eq. 5 with no second difference reaching past the clip's ends.
+
+    ``track_opt`` (as the reference) clamps frame indices at the clip's ends, so near them the
+    dynamic term compares a point with copies of the end point: a constant-velocity track then
+    has a non-zero "acceleration" and is pulled along its rays. Padding the clip with invisible
+    frames makes those terms invalid instead (it also erodes the 2 end frames of the clip).
+    """
+    pad = max(TrackOptConfig().dynamic_strides)
+    result = optimize_tracks(np.pad(lifted, ((0, 0), (pad, pad), (0, 0)), mode="edge"),
+                             np.pad(lifted_visible, ((0, 0), (pad, pad))),
+                             np.pad(world_to_camera, ((pad, pad), (0, 0), (0, 0)), mode="edge"),
+                             (cameras.fx, cameras.fy, cameras.cx, cameras.cy), imh, imw)
+    return result._replace(track3d=result.track3d[:, pad:-pad], visible=result.visible[:, pad:-pad])
+
+
 def clip_accuracy(config: OptimizationConfig) -> None:
     from stereo4d.depth import depth_maps_from_flows
     from stereo4d.synthetic import SyntheticOracle
@@ -89,6 +107,11 @@ def clip_accuracy(config: OptimizationConfig) -> None:
     seconds = time.perf_counter() - t0
     truth = SyntheticOracle.from_gt_file(paths.gt).tracks_for_queries(tracks.query_points_tyx)
     rows = _rows(lifted, lifted_visible, result, truth)
+    unclamped = _without_edge_clamping(lifted, lifted_visible, meta["extrs_rectified"], cameras,
+                                       imh, imw)
+    rows["before (no clamp)"] = score_against_truth(lifted, unclamped.visible, truth, HFOV_DEG)
+    rows["after (no clamp)"] = score_against_truth(unclamped.track3d, unclamped.visible, truth,
+                                                   HFOV_DEG)
     for name, keep in (("moving", truth["is_dynamic"]), ("static", ~truth["is_dynamic"])):
         part = {k: v[keep] for k, v in truth.items()}
         rows[f"before ({name})"] = score_against_truth(lifted[keep], result.visible[keep], part,

@@ -127,13 +127,21 @@ def score_against_truth(track3d_world: np.ndarray, visible: np.ndarray, truth: d
     return scores
 
 
-def _accuracy(paths: ClipPaths, query_points_tyx: np.ndarray, lifted: np.ndarray,
-              lifted_visible: np.ndarray, optimized: np.ndarray, optimized_visible: np.ndarray,
-              hfov_deg: float) -> dict:
-    """Scores before / after; ``before_same_frames`` uses the frames the optimisation kept."""
+def _load_oracle(paths: ClipPaths, imh: int, imw: int, hfov_deg: float):
+    """The synthetic clip's ground-truth oracle, checked to describe the clip's view."""
     from stereo4d.synthetic import SyntheticOracle
 
-    truth = SyntheticOracle.from_gt_file(paths.gt).tracks_for_queries(query_points_tyx)
+    oracle = SyntheticOracle.from_gt_file(paths.gt)
+    size, gt_hfov = oracle.config.gt_size_px, oracle.config.gt_hfov_deg
+    if (size, size, gt_hfov) != (imh, imw, hfov_deg):
+        raise InputError(f"{paths.gt}: ground truth describes a {size}x{size} px, {gt_hfov} deg "
+                         f"view; the clip's is {imw}x{imh} px, {hfov_deg} deg")
+    return oracle
+
+
+def _accuracy(truth: dict, lifted: np.ndarray, lifted_visible: np.ndarray,
+              optimized: np.ndarray, optimized_visible: np.ndarray, hfov_deg: float) -> dict:
+    """Scores before / after; ``before_same_frames`` uses the frames the optimisation kept."""
     return {
         "before": score_against_truth(lifted, lifted_visible, truth, hfov_deg),
         "before_same_frames": score_against_truth(lifted, optimized_visible, truth, hfov_deg),
@@ -211,9 +219,8 @@ def run(config: OptimizationConfig) -> dict:
     timer = Timer()
     with timer("load"):
         meta, tracks, flows, video = _load_inputs(paths)
-        if config.gt_folder and not paths.gt.is_file():
-            raise InputError(f"missing ground-truth file: {paths.gt}")
     num_frames, imh, imw = video.shape[:3]
+    oracle = _load_oracle(paths, imh, imw, config.hfov_deg) if config.gt_folder else None
     cameras = PinholeCamera.from_hfov(meta["extrs_rectified"], config.hfov_deg, aspect_hw=imh / imw)
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     if tracks.num_tracks == 0:
@@ -251,10 +258,11 @@ def run(config: OptimizationConfig) -> dict:
                 depth_optimized_m, video)
 
     accuracy = None
-    if config.gt_folder:
+    if oracle is not None:
         with timer("score"):
-            accuracy = _accuracy(paths, tracks.query_points_tyx, lifted, lifted_visible, optimized,
-                                 optimized_visible, config.hfov_deg)
+            truth = oracle.tracks_for_queries(tracks.query_points_tyx)
+            accuracy = _accuracy(truth, lifted, lifted_visible, optimized, optimized_visible,
+                                 config.hfov_deg)
     summary = {
         "num_frames": num_frames,
         "num_tracks": tracks.num_tracks,
