@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from stereo4d.cli import run_cli, stage_parser
 from stereo4d.io import ClipPaths
@@ -21,13 +21,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--num_frames", type=int, default=defaults.num_frames)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--eye_height", type=float, default=defaults.eye_height_m, help="metres")
-    parser.add_argument("--eye_size", type=int, default=defaults.eye_size_px,
-                        help="pixels per side of each equirect eye")
+    parser.add_argument(
+        "--eye_size",
+        type=int,
+        default=defaults.eye_size_px,
+        help="pixels per side of each equirect eye",
+    )
     args = parser.parse_args(argv)
-    paths = ClipPaths(args.vid, args.npz_folder, args.raw_video_folder, args.output_folder,
-                      args.gt_folder)
-    config = SyntheticClipConfig(num_frames=args.num_frames, seed=args.seed,
-                                 eye_height_m=args.eye_height, eye_size_px=args.eye_size)
+    paths = ClipPaths(
+        args.vid, args.npz_folder, args.raw_video_folder, args.output_folder, args.gt_folder
+    )
+    config = SyntheticClipConfig(
+        num_frames=args.num_frames,
+        seed=args.seed,
+        eye_height_m=args.eye_height,
+        eye_size_px=args.eye_size,
+    )
     summary = make_synthetic_clip(paths, config)
     print(json.dumps(summary, indent=2))
     return summary

@@ -1,8 +1,19 @@
 """Synthetic VR180 stereo clip with exact ground truth (scene, renderer, clip writer, oracle)."""
 
-from stereo4d.synthetic.clip import (SyntheticClipConfig, SyntheticOracle, make_synthetic_clip,
-                                     render_view)
+from stereo4d.synthetic.clip import (
+    SyntheticClipConfig,
+    SyntheticOracle,
+    make_synthetic_clip,
+    render_view,
+)
 from stereo4d.synthetic.scene import ADE20K, Scene, build_scene
 
-__all__ = ["ADE20K", "Scene", "SyntheticClipConfig", "SyntheticOracle", "build_scene",
-           "make_synthetic_clip", "render_view"]
+__all__ = [
+    "ADE20K",
+    "Scene",
+    "SyntheticClipConfig",
+    "SyntheticOracle",
+    "build_scene",
+    "make_synthetic_clip",
+    "render_view",
+]

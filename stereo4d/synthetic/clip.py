@@ -31,8 +31,14 @@ from stereo4d.synthetic.render import NO_HIT, render_rays, single_tile, tile_ray
 from stereo4d.synthetic.scene import ADE20K, Scene, build_scene
 from stereo4d.videoio import write_video
 
-__all__ = ["SyntheticClipConfig", "SyntheticOracle", "make_synthetic_clip", "render_view",
-           "clip_times_s", "rectified_cameras"]
+__all__ = [
+    "SyntheticClipConfig",
+    "SyntheticOracle",
+    "clip_times_s",
+    "make_synthetic_clip",
+    "rectified_cameras",
+    "render_view",
+]
 
 #: Relative distance tolerance of the oracle's occlusion test (ray-cast hit vs the point).
 OCCLUSION_REL_TOL = 1e-4
@@ -95,7 +101,7 @@ class SyntheticClipConfig:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "SyntheticClipConfig":
+    def from_json(cls, text: str) -> SyntheticClipConfig:
         raw = json.loads(text)
         raw["fov_bounds_deg"] = tuple(raw["fov_bounds_deg"])
         raw["rig_rotation_deg"] = tuple(tuple(a) for a in raw["rig_rotation_deg"])
@@ -132,8 +138,9 @@ def rectified_cameras(scene: Scene, times_s: np.ndarray, baseline_m: float) -> n
     return np.stack([left, right])
 
 
-def render_view(scene: Scene, time_s: float, camera_to_world: np.ndarray, rays,
-                dtype=torch.float32) -> dict[str, np.ndarray]:
+def render_view(
+    scene: Scene, time_s: float, camera_to_world: np.ndarray, rays, dtype=torch.float32
+) -> dict[str, np.ndarray]:
     """Renders an image. ``rays``: [H, W, 3] camera-frame rays or a ``TiledRays``.
 
     Returns: rgb [H, W, 3] uint8; dist_m [H, W] float32 ray length (inf on sky);
@@ -144,8 +151,13 @@ def render_view(scene: Scene, time_s: float, camera_to_world: np.ndarray, rays,
     rgb = tiled.untile(torch.round(out["rgb"] * 255).to(torch.uint8))
     dist = tiled.untile(out["dist_m"]).astype(np.float32)
     cam_z = tiled.untile(tiled.dirs.reshape(-1, 3)[:, 2])
-    return dict(rgb=rgb, dist_m=dist, depth_m=(dist * cam_z).astype(np.float32),
-                labels=tiled.untile(out["labels"]), obj=tiled.untile(out["obj"]).astype(np.int8))
+    return {
+        "rgb": rgb,
+        "dist_m": dist,
+        "depth_m": (dist * cam_z).astype(np.float32),
+        "labels": tiled.untile(out["labels"]),
+        "obj": tiled.untile(out["obj"]).astype(np.int8),
+    }
 
 
 class SyntheticOracle:
@@ -163,11 +175,12 @@ class SyntheticOracle:
         self.times_s = clip_times_s(timestamps_us)
         self.camera_to_world = rectified_cameras(self.scene, self.times_s, config.baseline_m)[0]
         self.camera = geometry.PinholeCamera.from_hfov(
-            geometry.invert_rigid(self.camera_to_world), config.gt_hfov_deg)
+            geometry.invert_rigid(self.camera_to_world), config.gt_hfov_deg
+        )
         self.rots, self.centres = self.scene.poses(self.times_s)  # [P, T, 3, 3], [P, T, 3]
 
     @classmethod
-    def from_gt_file(cls, path: str | Path) -> "SyntheticOracle":
+    def from_gt_file(cls, path: str | Path) -> SyntheticOracle:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"missing ground-truth file: {path}")
@@ -175,9 +188,13 @@ class SyntheticOracle:
             return cls(SyntheticClipConfig.from_json(str(z["config_json"])), z["timestamps"])
 
     def _cast(self, frame: int, origin: np.ndarray, dirs_w: np.ndarray):
-        out = render_rays(self.scene, self.times_s[frame],
-                          np.concatenate([np.eye(3), origin[:, None]], 1),
-                          single_tile(dirs_w), shade=False)
+        out = render_rays(
+            self.scene,
+            self.times_s[frame],
+            np.concatenate([np.eye(3), origin[:, None]], 1),
+            single_tile(dirs_w),
+            shade=False,
+        )
         return out["dist_m"].numpy(), out["obj"].numpy(), out["p_local"].numpy()
 
     def surface_points(self, query_points_tyx: np.ndarray):
@@ -187,8 +204,9 @@ class SyntheticOracle:
         if len(q) and (frames.min() < 0 or frames.max() >= len(self.times_s)):
             raise InputError("query frame outside the clip")
         size, f_px = self.config.gt_size_px, self.config.focal_px
-        rays = np.stack([(q[:, 2] - size / 2) / f_px, (q[:, 1] - size / 2) / f_px,
-                         np.ones(len(q))], axis=-1)
+        rays = np.stack(
+            [(q[:, 2] - size / 2) / f_px, (q[:, 1] - size / 2) / f_px, np.ones(len(q))], axis=-1
+        )
         rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
         obj = np.full(len(q), NO_HIT, np.int64)
         p_local = np.full((len(q), 3), np.nan)
@@ -220,8 +238,14 @@ class SyntheticOracle:
             dist = np.linalg.norm(offset, axis=-1)
             hit_dist, _, _ = self._cast(t, self.camera_to_world[t, :, 3], offset / dist[:, None])
             visible[sel, t] = hit_dist >= dist * (1 - OCCLUSION_REL_TOL)
-        return dict(tracks_xy=xy, visibles=visible, tracks3d_world=xyz, depth_m=depth,
-                    is_dynamic=hit & self.scene.is_dynamic[safe], object_id=obj)
+        return {
+            "tracks_xy": xy,
+            "visibles": visible,
+            "tracks3d_world": xyz,
+            "depth_m": depth,
+            "is_dynamic": hit & self.scene.is_dynamic[safe],
+            "object_id": obj,
+        }
 
 
 def _sample_queries(oracle: SyntheticOracle, config: SyntheticClipConfig) -> np.ndarray:
@@ -229,13 +253,19 @@ def _sample_queries(oracle: SyntheticOracle, config: SyntheticClipConfig) -> np.
     rng = np.random.default_rng(config.seed + 1)
     n = config.num_tracks
     size = config.gt_size_px
-    cand = np.stack([rng.integers(0, config.num_frames, 8 * n).astype(float),
-                     rng.uniform(0.5, size - 0.5, 8 * n), rng.uniform(0.5, size - 0.5, 8 * n)], 1)
+    cand = np.stack(
+        [
+            rng.integers(0, config.num_frames, 8 * n).astype(float),
+            rng.uniform(0.5, size - 0.5, 8 * n),
+            rng.uniform(0.5, size - 0.5, 8 * n),
+        ],
+        1,
+    )
     obj, _ = oracle.surface_points(cand)
     dynamic = (obj != NO_HIT) & oracle.scene.is_dynamic[np.where(obj == NO_HIT, 0, obj)]
     static = (obj != NO_HIT) & ~dynamic
-    n_dyn = min(int(round(n * config.dynamic_track_fraction)), int(dynamic.sum()))
-    picked = np.concatenate([np.nonzero(dynamic)[0][:n_dyn], np.nonzero(static)[0][:n - n_dyn]])
+    n_dyn = min(round(n * config.dynamic_track_fraction), int(dynamic.sum()))
+    picked = np.concatenate([np.nonzero(dynamic)[0][:n_dyn], np.nonzero(static)[0][: n - n_dyn]])
     return cand[np.sort(picked)]
 
 
@@ -254,7 +284,11 @@ def _raw_video_frames(scene, config, cams, times_s, lead, gt_rays, gt, timings):
     for i in tqdm.tqdm(steps, desc="render synthetic clip", unit="frame"):
         t0 = time.perf_counter()
         time_s = times_s[i] if 0 <= i < num else i * frame_dt
-        cam = cams if 0 <= i < num else rectified_cameras(scene, np.array([time_s]), config.baseline_m)
+        cam = (
+            cams
+            if 0 <= i < num
+            else rectified_cameras(scene, np.array([time_s]), config.baseline_m)
+        )
         frame_idx = i if 0 <= i < num else 0
         eyes = [render_view(scene, time_s, cam[e, frame_idx], eye_rays[e])["rgb"] for e in (0, 1)]
         if 0 <= i < num:
@@ -265,7 +299,9 @@ def _raw_video_frames(scene, config, cams, times_s, lead, gt_rays, gt, timings):
         yield np.concatenate(eyes, axis=1)
 
 
-def make_synthetic_clip(paths: ClipPaths, config: SyntheticClipConfig = SyntheticClipConfig()) -> dict:
+def make_synthetic_clip(
+    paths: ClipPaths, config: SyntheticClipConfig = SyntheticClipConfig()
+) -> dict:
     """Renders the clip and writes the raw video, the released-format npz and the gt npz.
 
     The gt file holds, for the rectified perspective left view: depth_m [T, H, W] float32
@@ -281,20 +317,25 @@ def make_synthetic_clip(paths: ClipPaths, config: SyntheticClipConfig = Syntheti
     video_id, stamp = split_vid(paths.vid)
     ts0 = int(stamp)
     timestamps = ts0 + np.round(np.arange(config.num_frames) * 1e6 / config.fps).astype(np.int64)
-    lead = int(round(ts0 * config.fps / 1e6))
+    lead = round(ts0 * config.fps / 1e6)
     scene = build_scene(config.seed, config.eye_height_m)
     times_s = clip_times_s(timestamps)
     cams = rectified_cameras(scene, times_s, config.baseline_m)
     size = config.gt_size_px
-    gt_rays = tile_rays(geometry.perspective_pixel_rays(size, size, config.gt_hfov_deg),
-                        config.tile_px)
+    gt_rays = tile_rays(
+        geometry.perspective_pixel_rays(size, size, config.gt_hfov_deg), config.tile_px
+    )
     gt: dict[str, list] = {k: [] for k in ("rgb", "depth_m", "labels", "obj")}
-    timings = dict(render_s=0.0)
+    timings = {"render_s": 0.0}
     t_start = time.perf_counter()
     with _torch_threads(config.render_threads):
-        write_video(paths.raw_video, _raw_video_frames(scene, config, cams, times_s, lead,
-                                                       gt_rays, gt, timings),
-                    fps=config.fps, crf=config.crf, chroma_444=True)
+        write_video(
+            paths.raw_video,
+            _raw_video_frames(scene, config, cams, times_s, lead, gt_rays, gt, timings),
+            fps=config.fps,
+            crf=config.crf,
+            chroma_444=True,
+        )
         timings["render_and_encode_s"] = time.perf_counter() - t_start
         t0 = time.perf_counter()
         oracle = SyntheticOracle(config, timestamps)
@@ -302,37 +343,63 @@ def make_synthetic_clip(paths: ClipPaths, config: SyntheticClipConfig = Syntheti
         tracks = oracle.tracks_for_queries(queries)
         timings["tracks_s"] = time.perf_counter() - t0
 
-    save_dataset_npz(paths.npz, name=paths.vid, video_id=video_id, timestamps_us=timestamps,
-                     camera2world=cams[0], track3d=tracks["tracks3d_world"],
-                     visible=tracks["visibles"], rectified2rig=config.rectified2rig,
-                     fov_bounds_deg=np.asarray(config.fov_bounds_deg, np.float64))
+    save_dataset_npz(
+        paths.npz,
+        name=paths.vid,
+        video_id=video_id,
+        timestamps_us=timestamps,
+        camera2world=cams[0],
+        track3d=tracks["tracks3d_world"],
+        visible=tracks["visibles"],
+        rectified2rig=config.rectified2rig,
+        fov_bounds_deg=np.asarray(config.fov_bounds_deg, np.float64),
+    )
     depth = np.stack(gt["depth_m"])
     with np.errstate(divide="ignore"):
         disparity = np.where(np.isfinite(depth), config.focal_px * config.baseline_m / depth, 0.0)
-    arrays = dict(
-        depth_m=_truncate_mantissa(depth), disparity_px=_truncate_mantissa(disparity), labels=np.stack(gt["labels"]),
-        object_id=np.stack(gt["obj"]), rgb_left=np.stack(gt["rgb"]),
-        query_points_tyx=queries, tracks_xy=tracks["tracks_xy"], visibles=tracks["visibles"],
-        tracks3d_world=tracks["tracks3d_world"], depth_track_m=tracks["depth_m"],
-        is_dynamic=tracks["is_dynamic"], query_object_id=tracks["object_id"],
-        hfov_deg=np.float64(config.gt_hfov_deg), focal_px=np.float64(config.focal_px),
-        baseline_m=np.float64(config.baseline_m), timestamps=timestamps, camera2world=cams[0],
-        seed=np.int64(config.seed), num_frames=np.int64(config.num_frames),
-        eye_height_m=np.float64(config.eye_height_m), config_json=np.asarray(config.to_json()),
-        scene_description=np.asarray(scene.describe()),
-        label_names=np.asarray(json.dumps({v: k for k, v in ADE20K.items()})))
-    with atomic_path(paths.gt) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+    arrays = {
+        "depth_m": _truncate_mantissa(depth),
+        "disparity_px": _truncate_mantissa(disparity),
+        "labels": np.stack(gt["labels"]),
+        "object_id": np.stack(gt["obj"]),
+        "rgb_left": np.stack(gt["rgb"]),
+        "query_points_tyx": queries,
+        "tracks_xy": tracks["tracks_xy"],
+        "visibles": tracks["visibles"],
+        "tracks3d_world": tracks["tracks3d_world"],
+        "depth_track_m": tracks["depth_m"],
+        "is_dynamic": tracks["is_dynamic"],
+        "query_object_id": tracks["object_id"],
+        "hfov_deg": np.float64(config.gt_hfov_deg),
+        "focal_px": np.float64(config.focal_px),
+        "baseline_m": np.float64(config.baseline_m),
+        "timestamps": timestamps,
+        "camera2world": cams[0],
+        "seed": np.int64(config.seed),
+        "num_frames": np.int64(config.num_frames),
+        "eye_height_m": np.float64(config.eye_height_m),
+        "config_json": np.asarray(config.to_json()),
+        "scene_description": np.asarray(scene.describe()),
+        "label_names": np.asarray(json.dumps({v: k for k, v in ADE20K.items()})),
+    }
+    with atomic_path(paths.gt) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     finite = depth[np.isfinite(depth)]
-    summary = dict(
-        raw_video=str(paths.raw_video), npz=str(paths.npz), gt=str(paths.gt),
-        lead_frames=lead, video_frames=lead + config.num_frames + config.trailing_frames,
-        depth_range_m=(float(finite.min()), float(finite.max())),
-        sky_fraction=float(np.mean(~np.isfinite(depth))), num_tracks=len(queries),
-        dynamic_tracks=int(tracks["is_dynamic"].sum()),
-        visible_fraction=float(tracks["visibles"].mean()),
-        file_sizes_bytes={k: Path(p).stat().st_size for k, p in
-                          (("raw_video", paths.raw_video), ("npz", paths.npz), ("gt", paths.gt))},
-        timings_s=timings)
+    summary = {
+        "raw_video": str(paths.raw_video),
+        "npz": str(paths.npz),
+        "gt": str(paths.gt),
+        "lead_frames": lead,
+        "video_frames": lead + config.num_frames + config.trailing_frames,
+        "depth_range_m": (float(finite.min()), float(finite.max())),
+        "sky_fraction": float(np.mean(~np.isfinite(depth))),
+        "num_tracks": len(queries),
+        "dynamic_tracks": int(tracks["is_dynamic"].sum()),
+        "visible_fraction": float(tracks["visibles"].mean()),
+        "file_sizes_bytes": {
+            k: Path(p).stat().st_size
+            for k, p in (("raw_video", paths.raw_video), ("npz", paths.npz), ("gt", paths.gt))
+        },
+        "timings_s": timings,
+    }
     return summary

@@ -9,16 +9,32 @@ images; the culling is conservative, so both give the same first hit.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from stereo4d.synthetic.scene import (AMBIENT, GROUND_STRIPS, LIGHT_DIR_LOCAL, SKY_HORIZON_RGB,
-                                      SKY_ZENITH_RGB, STRIP_BLEND_M, ADE20K, Scene)
+from stereo4d.synthetic.scene import (
+    ADE20K,
+    AMBIENT,
+    GROUND_STRIPS,
+    LIGHT_DIR_LOCAL,
+    SKY_HORIZON_RGB,
+    SKY_ZENITH_RGB,
+    STRIP_BLEND_M,
+    Scene,
+)
 
-__all__ = ["TiledRays", "tile_rays", "single_tile", "cast_rays", "shade_hits", "render_rays",
-           "NO_HIT"]
+__all__ = [
+    "NO_HIT",
+    "TiledRays",
+    "cast_rays",
+    "render_rays",
+    "shade_hits",
+    "single_tile",
+    "tile_rays",
+]
 
 #: Object id of rays that hit nothing (sky).
 NO_HIT = -1
@@ -72,8 +88,13 @@ def tile_rays(rays_hw3: np.ndarray, tile_px: int = TILE_PX, dtype=torch.float32)
 def single_tile(dirs: np.ndarray, dtype=torch.float64) -> TiledRays:
     """Unstructured rays [N, 3] as one tile without culling."""
     d = np.asarray(dirs, np.float64).reshape(1, -1, 3)
-    return TiledRays(torch.from_numpy(d).to(dtype), np.array([[0.0, 0.0, 1.0]]), np.array([np.pi]),
-                     (1, d.shape[1]), 1)
+    return TiledRays(
+        torch.from_numpy(d).to(dtype),
+        np.array([[0.0, 0.0, 1.0]]),
+        np.array([np.pi]),
+        (1, d.shape[1]),
+        1,
+    )
 
 
 def _box_corners(half: np.ndarray) -> np.ndarray:
@@ -112,8 +133,15 @@ def _candidate_tiles(prim, rot, centre, origin, axis_w, radius) -> np.ndarray:
     return keep
 
 
-def cast_rays(scene: Scene, rots: np.ndarray, centres: np.ndarray, origin: np.ndarray,
-              dirs_w: torch.Tensor, axis_w: np.ndarray, radius: np.ndarray):
+def cast_rays(
+    scene: Scene,
+    rots: np.ndarray,
+    centres: np.ndarray,
+    origin: np.ndarray,
+    dirs_w: torch.Tensor,
+    axis_w: np.ndarray,
+    radius: np.ndarray,
+):
     """First hit of every ray.
 
     Args:
@@ -169,7 +197,7 @@ def _ground_base(p_local: torch.Tensor):
     ax = p_local[:, 0].abs()
     labels = torch.full(ax.shape, GROUND_STRIPS[-1][1], dtype=torch.uint8)
     rgb = torch.tensor(GROUND_STRIPS[0][2], dtype=p_local.dtype).expand(len(ax), 3)
-    for (edge, label, _), (_, _, outer_rgb) in zip(GROUND_STRIPS[:-1], GROUND_STRIPS[1:]):
+    for (edge, label, _), (_, _, outer_rgb) in itertools.pairwise(GROUND_STRIPS):
         w = _smoothstep((ax - edge) / STRIP_BLEND_M + 0.5)[:, None]
         rgb = rgb * (1 - w) + torch.tensor(outer_rgb, dtype=p_local.dtype) * w
     for edge, label, _ in reversed(GROUND_STRIPS[:-1]):
@@ -212,8 +240,9 @@ def sky_rgb(dirs_w: torch.Tensor) -> torch.Tensor:
     return horizon + (torch.from_numpy(SKY_ZENITH_RGB).to(dirs_w.dtype) - horizon) * up
 
 
-def render_rays(scene: Scene, time_s: float, camera_to_world: np.ndarray, rays: TiledRays,
-                shade: bool = True) -> dict[str, torch.Tensor]:
+def render_rays(
+    scene: Scene, time_s: float, camera_to_world: np.ndarray, rays: TiledRays, shade: bool = True
+) -> dict[str, torch.Tensor]:
     """Casts camera-frame rays from a camera at one time.
 
     Args:
@@ -232,7 +261,7 @@ def render_rays(scene: Scene, time_s: float, camera_to_world: np.ndarray, rays: 
     dist, obj = cast_rays(scene, rots, centres, origin, dirs_w, rays.axis @ rot_c.T, rays.radius)
     dist, obj, dirs_w = dist.reshape(-1), obj.reshape(-1), dirs_w.reshape(-1, 3)
     p_local = torch.full(dirs_w.shape, float("nan"), dtype=dtype)
-    out = dict(dist_m=dist, obj=obj, p_local=p_local, dirs_w=dirs_w)
+    out = {"dist_m": dist, "obj": obj, "p_local": p_local, "dirs_w": dirs_w}
     if shade:
         out["labels"] = torch.full(dist.shape, ADE20K["sky"], dtype=torch.uint8)
         out["rgb"] = torch.empty(dirs_w.shape, dtype=dtype)
@@ -240,7 +269,7 @@ def render_rays(scene: Scene, time_s: float, camera_to_world: np.ndarray, rays: 
     order = torch.argsort(obj)
     bounds = [0] + torch.cumsum(torch.bincount(obj + 1, minlength=len(rots) + 1), 0).tolist()
     for p in range(NO_HIT, len(rots)):
-        idx = order[bounds[p + 1]:bounds[p + 2]]
+        idx = order[bounds[p + 1] : bounds[p + 2]]
         if not len(idx):
             continue
         if p == NO_HIT:

@@ -12,17 +12,35 @@ ground-truth oracle calls to rebuild the scene from the values stored in the gt 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = [
-    "ADE20K", "GROUND_STRIPS", "Texture", "Motion", "Primitive", "CameraPath", "Scene", "build_scene",
+    "ADE20K",
+    "GROUND_STRIPS",
+    "CameraPath",
+    "Motion",
+    "Primitive",
+    "Scene",
+    "Texture",
+    "build_scene",
     "rotations_xyz_deg",
 ]
 
 #: ADE20K (150 classes, 1-based as in the reference segmentation) ids used by the scene.
-ADE20K = dict(wall=1, building=2, sky=3, road=7, sidewalk=12, person=13, earth=14, car=21, ball=120)
+ADE20K = {
+    "wall": 1,
+    "building": 2,
+    "sky": 3,
+    "road": 7,
+    "sidewalk": 12,
+    "person": 13,
+    "earth": 14,
+    "car": 21,
+    "ball": 120,
+}
 
 #: Sinusoids per texture (sum of plane waves in object-local coordinates).
 NUM_WAVES = 8
@@ -187,11 +205,19 @@ class Scene:
         """One line per primitive (stored in the gt file for humans)."""
         return "\n".join(
             f"{i}: {p.name} {p.shape} half={np.round(p.half_size_m, 3).tolist()} label={p.label} "
-            f"dynamic={p.is_dynamic}" for i, p in enumerate(self.primitives))
+            f"dynamic={p.is_dynamic}"
+            for i, p in enumerate(self.primitives)
+        )
 
 
-def _texture(rng: np.random.Generator, base_rgb, finest_m: float, coarsest_m: float,
-             contrast: float, fade_z_m=None) -> Texture:
+def _texture(
+    rng: np.random.Generator,
+    base_rgb,
+    finest_m: float,
+    coarsest_m: float,
+    contrast: float,
+    fade_z_m=None,
+) -> Texture:
     """Random plane waves with wavelengths log-uniform in [finest_m, coarsest_m]."""
     dirs = rng.normal(size=(NUM_WAVES, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
@@ -199,15 +225,30 @@ def _texture(rng: np.random.Generator, base_rgb, finest_m: float, coarsest_m: fl
     amp = contrast / np.sqrt(NUM_WAVES) * rng.uniform(0.6, 1.4, (NUM_WAVES, 1))
     amp_rgb = amp * rng.uniform(0.75, 1.25, (NUM_WAVES, 3))  # a little chroma variation
     fade = np.full((NUM_WAVES, 2), np.inf) if fade_z_m is None else np.asarray(fade_z_m, float)
-    return Texture(np.asarray(base_rgb, float), dirs / wavelength[:, None],
-                   rng.uniform(0, 2 * np.pi, NUM_WAVES), amp_rgb, fade)
+    return Texture(
+        np.asarray(base_rgb, float),
+        dirs / wavelength[:, None],
+        rng.uniform(0, 2 * np.pi, NUM_WAVES),
+        amp_rgb,
+        fade,
+    )
 
 
 def _box(name, half, centre, label, texture, **motion) -> Primitive:
-    return Primitive(name, "box", np.asarray(half, float), label, texture,
-                     Motion(np.asarray(centre, float), **{k: np.asarray(v, float) if k not in
-                                                          ("wobble_hz", "bob_m") else v
-                                                          for k, v in motion.items()}))
+    return Primitive(
+        name,
+        "box",
+        np.asarray(half, float),
+        label,
+        texture,
+        Motion(
+            np.asarray(centre, float),
+            **{
+                k: np.asarray(v, float) if k not in ("wobble_hz", "bob_m") else v
+                for k, v in motion.items()
+            },
+        ),
+    )
 
 
 def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
@@ -219,49 +260,131 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
 
     # Ground: a thick slab whose top face is the street (local z = world z - 20). The finer half
     # of its waves fades out over world z 2.5-6 m, the rest over 8-14 m (grazing-angle aliasing).
-    fade = np.where(np.arange(NUM_WAVES)[:, None] < NUM_WAVES // 2, [[-17.5, -14.0]], [[-12.0, -6.0]])
+    fade = np.where(
+        np.arange(NUM_WAVES)[:, None] < NUM_WAVES // 2, [[-17.5, -14.0]], [[-12.0, -6.0]]
+    )
     ground_tex = _texture(rng, [0.5, 0.5, 0.5], 0.12, 2.5, 0.35, fade_z_m=fade)
-    prims.append(Primitive("ground", "box", np.array([40.0, 0.5, 40.0]), ADE20K["road"], ground_tex,
-                           Motion(np.array([0.0, h + 0.5, 20.0])), ground=True))
+    prims.append(
+        Primitive(
+            "ground",
+            "box",
+            np.array([40.0, 0.5, 40.0]),
+            ADE20K["road"],
+            ground_tex,
+            Motion(np.array([0.0, h + 0.5, 20.0])),
+            ground=True,
+        )
+    )
 
     # Building rows on both sides: segments of random height and colour.
-    palette = np.array([[0.72, 0.52, 0.42], [0.80, 0.74, 0.62], [0.62, 0.64, 0.66],
-                        [0.70, 0.62, 0.50], [0.58, 0.50, 0.46], [0.76, 0.70, 0.66]])
+    palette = np.array(
+        [
+            [0.72, 0.52, 0.42],
+            [0.80, 0.74, 0.62],
+            [0.62, 0.64, 0.66],
+            [0.70, 0.62, 0.50],
+            [0.58, 0.50, 0.46],
+            [0.76, 0.70, 0.66],
+        ]
+    )
     z_edges = np.array([-6.0, 1.0, 6.5, 11.0, 15.5, BACK_FACADE_Z_M + 0.5])
     for side in (-1.0, 1.0):
-        for z0, z1 in zip(z_edges[:-1], z_edges[1:]):
+        for z0, z1 in itertools.pairwise(z_edges):
             height = rng.uniform(5.0, 13.0)
             colour = palette[rng.integers(len(palette))] * rng.uniform(0.9, 1.1)
-            prims.append(_box(f"building_{'LR'[side > 0]}{z0:+.0f}", [4.0, height / 2, (z1 - z0) / 2],
-                              [side * (SIDEWALK_OUTER_M + 4.0), h - height / 2, (z0 + z1) / 2],
-                              ADE20K["building"], _texture(rng, colour, 0.35, 3.0, 0.45)))
-    prims.append(_box("back_facade", [14.0, 3.5, 2.0], [0.0, h - 3.5, BACK_FACADE_Z_M + 2.0],
-                      ADE20K["building"], _texture(rng, [0.74, 0.66, 0.58], 0.4, 3.0, 0.45)))
+            prims.append(
+                _box(
+                    f"building_{'LR'[side > 0]}{z0:+.0f}",
+                    [4.0, height / 2, (z1 - z0) / 2],
+                    [side * (SIDEWALK_OUTER_M + 4.0), h - height / 2, (z0 + z1) / 2],
+                    ADE20K["building"],
+                    _texture(rng, colour, 0.35, 3.0, 0.45),
+                )
+            )
+    prims.append(
+        _box(
+            "back_facade",
+            [14.0, 3.5, 2.0],
+            [0.0, h - 3.5, BACK_FACADE_Z_M + 2.0],
+            ADE20K["building"],
+            _texture(rng, [0.74, 0.66, 0.58], 0.4, 3.0, 0.45),
+        )
+    )
     # Low-texture wall on the right sidewalk (where trackers drift).
-    prims.append(_box("plain_wall", [0.1, 1.25, 3.0], [4.2, h - 1.25, 9.0], ADE20K["wall"],
-                      _texture(rng, [0.80, 0.78, 0.72], 1.0, 4.0, 0.03)))
+    prims.append(
+        _box(
+            "plain_wall",
+            [0.1, 1.25, 3.0],
+            [4.2, h - 1.25, 9.0],
+            ADE20K["wall"],
+            _texture(rng, [0.80, 0.78, 0.72], 1.0, 4.0, 0.03),
+        )
+    )
 
     # Dynamic objects: velocities in m/s, spins in deg/s; they cross and occlude each other.
-    prims.append(_box("car", [0.9, 0.7, 2.1], [1.7, h - 0.7, 13.0], ADE20K["car"],
-                      _texture(rng, [0.62, 0.22, 0.20], 0.1, 1.5, 0.5),
-                      velocity_m_s=[0.0, 0.0, -3.0], rotation_deg=[0.0, 5.0, 0.0],
-                      spin_deg_s=[0.0, 4.0, 0.0]))
-    prims.append(_box("person_crossing", [0.25, 0.85, 0.15], [-2.2, h - 0.85, 5.5], ADE20K["person"],
-                      _texture(rng, [0.30, 0.38, 0.62], 0.08, 0.8, 0.5),
-                      velocity_m_s=[2.0, 0.0, 0.0], rotation_deg=[0.0, 55.0, 0.0],
-                      spin_deg_s=[0.0, 15.0, 0.0], wobble_deg=[0.0, 8.0, 3.0], wobble_hz=0.9,
-                      bob_m=0.02))
-    prims.append(_box("person_ahead", [0.22, 0.85, 0.14], [-0.55, h - 0.85, 1.2], ADE20K["person"],
-                      _texture(rng, [0.55, 0.48, 0.30], 0.08, 0.8, 0.5),
-                      velocity_m_s=[0.0, 0.0, 1.3], rotation_deg=[0.0, -5.0, 0.0],
-                      wobble_deg=[0.0, 10.0, 2.0], wobble_hz=0.9, bob_m=0.02))
+    prims.append(
+        _box(
+            "car",
+            [0.9, 0.7, 2.1],
+            [1.7, h - 0.7, 13.0],
+            ADE20K["car"],
+            _texture(rng, [0.62, 0.22, 0.20], 0.1, 1.5, 0.5),
+            velocity_m_s=[0.0, 0.0, -3.0],
+            rotation_deg=[0.0, 5.0, 0.0],
+            spin_deg_s=[0.0, 4.0, 0.0],
+        )
+    )
+    prims.append(
+        _box(
+            "person_crossing",
+            [0.25, 0.85, 0.15],
+            [-2.2, h - 0.85, 5.5],
+            ADE20K["person"],
+            _texture(rng, [0.30, 0.38, 0.62], 0.08, 0.8, 0.5),
+            velocity_m_s=[2.0, 0.0, 0.0],
+            rotation_deg=[0.0, 55.0, 0.0],
+            spin_deg_s=[0.0, 15.0, 0.0],
+            wobble_deg=[0.0, 8.0, 3.0],
+            wobble_hz=0.9,
+            bob_m=0.02,
+        )
+    )
+    prims.append(
+        _box(
+            "person_ahead",
+            [0.22, 0.85, 0.14],
+            [-0.55, h - 0.85, 1.2],
+            ADE20K["person"],
+            _texture(rng, [0.55, 0.48, 0.30], 0.08, 0.8, 0.5),
+            velocity_m_s=[0.0, 0.0, 1.3],
+            rotation_deg=[0.0, -5.0, 0.0],
+            wobble_deg=[0.0, 10.0, 2.0],
+            wobble_hz=0.9,
+            bob_m=0.02,
+        )
+    )
     radius, speed = 0.3, -1.5
-    prims.append(Primitive("ball", "sphere", np.full(3, radius), ADE20K["ball"],
-                           _texture(rng, [0.85, 0.72, 0.25], 0.08, 0.6, 0.5),
-                           Motion(np.array([2.0, h - radius, 3.2]), np.array([speed, 0.0, 0.0]),
-                                  spin_deg_s=np.array([0.0, 0.0, np.degrees(speed / radius)]))))
+    prims.append(
+        Primitive(
+            "ball",
+            "sphere",
+            np.full(3, radius),
+            ADE20K["ball"],
+            _texture(rng, [0.85, 0.72, 0.25], 0.08, 0.6, 0.5),
+            Motion(
+                np.array([2.0, h - radius, 3.2]),
+                np.array([speed, 0.0, 0.0]),
+                spin_deg_s=np.array([0.0, 0.0, np.degrees(speed / radius)]),
+            ),
+        )
+    )
 
-    camera = CameraPath(speed_m_s=0.94, eye_height_m=h, sway_m=np.array([0.03, 0.015, 0.0]),
-                        sway_deg=np.array([2.0, 3.0, 1.5]), sway_hz=np.array([0.5, 0.35, 0.6]),
-                        phases=rng.uniform(0, 2 * np.pi, 6))
+    camera = CameraPath(
+        speed_m_s=0.94,
+        eye_height_m=h,
+        sway_m=np.array([0.03, 0.015, 0.0]),
+        sway_deg=np.array([2.0, 3.0, 1.5]),
+        sway_hz=np.array([0.5, 0.35, 0.6]),
+        phases=rng.uniform(0, 2 * np.pi, 6),
+    )
     return Scene(tuple(prims), camera, int(seed))
