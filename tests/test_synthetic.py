@@ -16,6 +16,7 @@ from stereo4d.synthetic import (
     render_view,
 )
 from stereo4d.synthetic.clip import clip_times_s, rectified_cameras
+from stereo4d.synthetic.render import trace
 
 VID = "synthtest_66667"  # first clip frame = video frame 2
 CONFIG = SyntheticClipConfig(num_frames=8, eye_size_px=320, gt_size_px=160, num_tracks=400)
@@ -234,6 +235,33 @@ def test_oracle_known_values(clip):
     sky_t, sky_y, sky_x = np.argwhere(gt["labels"] == ADE20K["sky"])[0]
     out = oracle.tracks_for_queries(np.array([[sky_t, sky_y + 0.5, sky_x + 0.5]]))
     assert np.all(np.isnan(out["tracks3d_world"])) and not out["visibles"].any()
+
+
+def test_ray_caster_known_values():
+    """Hand-computed hits: the street below the eye, the sky above, the ball's near side."""
+    scene = build_scene(0, eye_height_m=1.6)
+    ball = [p.name for p in scene.primitives].index("ball")
+    _, centre = scene.primitives[ball].motion.pose(np.array([0.5]))
+    origins = np.array([[0.3, -0.2, 2.0], [0.3, -0.2, 2.0], [0.0, 0.0, 0.0]])
+    to_ball = centre[0] - origins[2]
+    dirs = np.array([[0.0, 1.0, 0.0], [0.0, -1.0, 0.1], to_ball])
+    out = trace(scene, 0.5, origins, dirs)
+    np.testing.assert_allclose(out["dist_m"][0], 1.8, atol=1e-12)  # down to the plane y = 1.6
+    assert out["obj"][0] == 0 and out["labels"][0] == ADE20K["road"]
+    np.testing.assert_allclose(out["p_local"][0], [0.3, -0.5, 2.0 - 20.0], atol=1e-12)
+    assert np.isinf(out["dist_m"][1]) and out["labels"][1] == ADE20K["sky"]
+    assert np.all(np.isnan(out["p_local"][1]))
+    np.testing.assert_allclose(out["dist_m"][2], np.linalg.norm(to_ball) - 0.3, atol=1e-12)
+    assert out["obj"][2] == ball and out["labels"][2] == ADE20K["ball"]
+    np.testing.assert_allclose(np.linalg.norm(out["p_local"][2]), 0.3, atol=1e-12)
+    # float32 tiled images agree with the float64 caster on the first hit.
+    rays = geometry.perspective_pixel_rays(48, 64, 60.0)
+    cam = scene.camera.camera_to_world(np.array([0.5]))[0]
+    image = render_view(scene, 0.5, cam, rays)
+    ref = trace(scene, 0.5, cam[:, 3], rays @ cam[:, :3].T)
+    assert np.mean(image["obj"] == ref["obj"]) > 0.995
+    fin = np.isfinite(ref["dist_m"])
+    np.testing.assert_allclose(image["dist_m"][fin], ref["dist_m"][fin], rtol=1e-4)
 
 
 def test_cli_prints_paths(tmp_path, capsys):

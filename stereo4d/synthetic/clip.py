@@ -308,7 +308,7 @@ def make_synthetic_clip(
     (inf on sky; stored to ``STORED_MANTISSA_BITS``), disparity_px [T, H, W] float32 (``f_px * baseline / depth``, 0 on sky),
     labels [T, H, W] uint8 (ADE20K), object_id [T, H, W] int8 (-1 sky), rgb_left
     [T, H, W, 3] uint8, query_points_tyx [N, 3], tracks_xy [N, T, 2], visibles [N, T],
-    tracks3d_world [N, T, 3], depth_track_m [N, T], is_dynamic [N], hfov_deg, focal_px,
+    tracks3d_world [N, T, 3] (every frame, hidden or not), depth_track_m [N, T], is_dynamic [N], hfov_deg, focal_px,
     baseline_m, timestamps, camera2world [T, 3, 4], seed, num_frames, eye_height_m,
     config_json (rebuilds everything) and scene_description.
 

@@ -34,6 +34,7 @@ __all__ = [
     "shade_hits",
     "single_tile",
     "tile_rays",
+    "trace",
 ]
 
 #: Object id of rays that hit nothing (sky).
@@ -284,3 +285,36 @@ def render_rays(
             out["labels"][idx] = labels
             out["rgb"][idx] = rgb
     return out
+
+
+def trace(
+    scene: Scene, time_s: float, origins: np.ndarray, dirs: np.ndarray, shade: bool = True
+) -> dict[str, np.ndarray]:
+    """First hits of arbitrary world rays (float64, no culling).
+
+    Args:
+      origins: [3] or [..., 3] world ray origins (metres); dirs: [..., 3] world directions.
+    Returns numpy arrays over the leading axes: dist_m [...] (ray length along the unit
+    direction, inf on sky), obj [...] int64 (``NO_HIT`` on sky), p_local [..., 3] (NaN on
+    sky); with ``shade``: labels [...] uint8 and rgb [..., 3] in [0, 1].
+    """
+    dirs = np.asarray(dirs, np.float64)
+    lead = dirs.shape[:-1]
+    if not np.prod(lead, dtype=int):
+        raise ValueError("trace needs at least one ray")
+    flat_dirs = dirs.reshape(-1, 3) / np.linalg.norm(dirs, axis=-1).reshape(-1, 1)
+    flat_orig = np.broadcast_to(np.asarray(origins, np.float64), dirs.shape).reshape(-1, 3)
+    uniq, group = np.unique(flat_orig, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    keys = ("dist_m", "obj", "p_local") + (("labels", "rgb") if shade else ())
+    out: dict[str, np.ndarray] = {}
+    for g, origin in enumerate(uniq):  # one vectorised cast per distinct origin
+        sel = np.nonzero(group == g)[0]
+        cam = np.concatenate([np.eye(3), origin[:, None]], axis=1)
+        res = render_rays(scene, time_s, cam, single_tile(flat_dirs[sel]), shade=shade)
+        for k in keys:
+            v = res[k].numpy()
+            if k not in out:
+                out[k] = np.empty((len(flat_dirs), *v.shape[1:]), v.dtype)
+            out[k][sel] = v
+    return {k: v.reshape(*lead, *v.shape[1:]) for k, v in out.items()}
