@@ -6,6 +6,7 @@ from stereo4d.synthetic.clip import (
     make_synthetic_clip,
     render_view,
 )
+from stereo4d.synthetic.render import trace
 from stereo4d.synthetic.scene import ADE20K, Scene, build_scene
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "build_scene",
     "make_synthetic_clip",
     "render_view",
+    "trace",
 ]

@@ -304,13 +304,15 @@ def make_synthetic_clip(
 ) -> dict:
     """Renders the clip and writes the raw video, the released-format npz and the gt npz.
 
-    The gt file holds, for the rectified perspective left view: depth_m [T, H, W] float32
-    (inf on sky; stored to ``STORED_MANTISSA_BITS``), disparity_px [T, H, W] float32 (``f_px * baseline / depth``, 0 on sky),
-    labels [T, H, W] uint8 (ADE20K), object_id [T, H, W] int8 (-1 sky), rgb_left
-    [T, H, W, 3] uint8, query_points_tyx [N, 3], tracks_xy [N, T, 2], visibles [N, T],
-    tracks3d_world [N, T, 3] (every frame, hidden or not), depth_track_m [N, T], is_dynamic [N], hfov_deg, focal_px,
-    baseline_m, timestamps, camera2world [T, 3, 4], seed, num_frames, eye_height_m,
-    config_json (rebuilds everything) and scene_description.
+    The gt file holds, for the rectified perspective left view (H = W = ``gt_size_px``):
+    depth_m [T, H, W] float32 camera z (inf on sky; ``STORED_MANTISSA_BITS`` kept),
+    disparity_px [T, H, W] float32 (``f_px * baseline / depth``, 0 on sky), labels
+    [T, H, W] uint8 (ADE20K), object_id [T, H, W] int8 (-1 on sky), rgb_left [T, H, W, 3]
+    uint8; for ``num_tracks`` queries: query_points_tyx [N, 3], tracks_xy [N, T, 2],
+    visibles [N, T] bool, tracks3d_world [N, T, 3] (every frame, hidden or not),
+    depth_track_m [N, T], is_dynamic [N], query_object_id [N]; hfov_deg, focal_px,
+    baseline_m, timestamps [T], camera2world [T, 3, 4], seed, num_frames, eye_height_m,
+    config_json (rebuilds everything), scene_description and label_names (JSON id -> name).
 
     Returns a summary: paths, timings, depth range, track counts, file sizes.
     """
