@@ -55,6 +55,24 @@ def score(name: str, queries_tyx, pred_xy, pred_vis, gt: dict, image_hw) -> None
                       f"AJ {m['average_jaccard']:.3f}")
 
 
+#: Oracle tracks of the gt file's queries must match the stored ones to this (px).
+ORACLE_CHECK_TOL_PX = 0.01
+#: Queries of the gt file re-traced by the oracle for the consistency check.
+ORACLE_CHECK_QUERIES = 50
+
+
+def check_oracle(oracle, gt_path) -> None:
+    """Warns when the oracle disagrees with the gt file (scene code changed after rendering)."""
+    with np.load(gt_path) as z:
+        queries = z["query_points_tyx"][:ORACLE_CHECK_QUERIES]
+        stored_xy, stored_vis = z["tracks_xy"][:ORACLE_CHECK_QUERIES], z["visibles"][:ORACLE_CHECK_QUERIES]
+    traced = oracle.tracks_for_queries(queries)
+    diff = np.nanmax(np.abs(traced["tracks_xy"] - stored_xy)) if len(queries) else 0.0
+    if diff > ORACLE_CHECK_TOL_PX or np.any(traced["visibles"] != stored_vis):
+        print(f"WARNING: the oracle does not reproduce {gt_path} (max {diff:.2f} px): the scene code "
+              "changed since the clip was rendered; re-render it. Pipeline-query scores are invalid.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vid", default="synthetic_street_1000000")
@@ -87,6 +105,7 @@ def main() -> None:
           f"ms/frame), prune {timer.seconds['prune']:.2f} s, total {total:.2f} s")
 
     oracle = SyntheticOracle.from_gt_file(paths.gt)
+    check_oracle(oracle, paths.gt)
     rng = np.random.default_rng(args.seed)
     pick = np.sort(rng.choice(tracks.num_tracks, min(args.num_scored, tracks.num_tracks), replace=False))
     queries = tracks.query_points_tyx[pick].astype(np.float64)

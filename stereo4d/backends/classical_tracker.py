@@ -80,13 +80,13 @@ class ClassicalTrackerConfig:
     flow_method: str = "dis"
     dis_preset: str = "medium"
     dis_finest_scale: int = 0
-    dis_patch_size: int = 8
-    dis_patch_stride: int = 4
+    dis_patch_size: int = 16
+    dis_patch_stride: int = 8
     dis_refinement_iters: int = 5
     fb_rel_tol: float = 0.01
     fb_abs_tol_px: float = 0.75
-    readmit_tol_px: float = 1.0
-    readmit_rel_tol: float = 0.25
+    readmit_tol_px: float = 2.0
+    readmit_rel_tol: float = 0.5
     accel_tol_px: float = 2.0
     accel_rel_tol: float = 0.5
     color_tol: float = 30.0
