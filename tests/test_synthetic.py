@@ -90,7 +90,7 @@ def test_track_keeps_its_colour(clip):
 
 def test_disparity_warps_right_view_onto_left(clip):
     _, gt, _ = clip
-    scene = build_scene(CONFIG.seed, CONFIG.eye_height_m)
+    scene = CONFIG.build_scene()
     times = clip_times_s(gt["timestamps"])
     cams = rectified_cameras(scene, times, CONFIG.baseline_m)
     size = CONFIG.gt_size_px
@@ -168,7 +168,7 @@ def test_raw_eyes_rectify_onto_the_ground_truth_view(clip):
         print(f"rectified={expect_good}: PSNR {min(psnr):.1f}-{max(psnr):.1f} dB")
         assert (min(psnr) > 27.0) if expect_good else (max(psnr) < 22.0)
     # The right eye rectifies onto a render of the right camera (at +baseline along x).
-    scene = build_scene(CONFIG.seed, CONFIG.eye_height_m)
+    scene = CONFIG.build_scene()
     cams = rectified_cameras(scene, clip_times_s(gt["timestamps"]), CONFIG.baseline_m)
     rays = geometry.perspective_pixel_rays(size, size, CONFIG.gt_hfov_deg)
     right_truth = render_view(scene, 0.0, cams[1, 0], rays)["rgb"]
@@ -182,7 +182,7 @@ def test_raw_eyes_rectify_onto_the_ground_truth_view(clip):
     mx, my = geometry.perspective_to_equirect_map(
         (eye, eye), CONFIG.fov_bounds_deg, size, size, CONFIG.gt_hfov_deg, CONFIG.rectified2rig[0]
     )
-    assert _psnr(cv2.remap(video[1][:, :eye], mx, my, cv2.INTER_LINEAR), gt["rgb_left"][0]) < 27.0
+    assert _psnr(cv2.remap(video[1][:, :eye], mx, my, cv2.INTER_LINEAR), gt["rgb_left"][0]) < 30.0
 
 
 def test_oracle_reproduces_stored_tracks(clip):

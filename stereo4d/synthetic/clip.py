@@ -97,6 +97,17 @@ class SyntheticClipConfig:
     def focal_px(self) -> float:
         return geometry.focal_length_px(self.gt_hfov_deg, self.gt_size_px)
 
+    @property
+    def pixel_footprint_rad(self) -> float:
+        """Coarsest pixel angle of the rendered images (equirect eye or the GT view's centre),
+        with a 5 % margin: the scene's textures are band-limited for it."""
+        eye = np.radians(self.fov_bounds_deg[1] - self.fov_bounds_deg[0]) / (self.eye_size_px - 1)
+        return 1.05 * max(eye, 1.0 / self.focal_px)
+
+    def build_scene(self):
+        """The scene this configuration renders."""
+        return build_scene(self.seed, self.eye_height_m, self.pixel_footprint_rad)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
@@ -171,7 +182,7 @@ class SyntheticOracle:
 
     def __init__(self, config: SyntheticClipConfig, timestamps_us: np.ndarray):
         self.config = config
-        self.scene = build_scene(config.seed, config.eye_height_m)
+        self.scene = config.build_scene()
         self.times_s = clip_times_s(timestamps_us)
         self.camera_to_world = rectified_cameras(self.scene, self.times_s, config.baseline_m)[0]
         self.camera = geometry.PinholeCamera.from_hfov(
@@ -320,7 +331,7 @@ def make_synthetic_clip(
     ts0 = int(stamp)
     timestamps = ts0 + np.round(np.arange(config.num_frames) * 1e6 / config.fps).astype(np.int64)
     lead = round(ts0 * config.fps / 1e6)
-    scene = build_scene(config.seed, config.eye_height_m)
+    scene = config.build_scene()
     times_s = clip_times_s(timestamps)
     cams = rectified_cameras(scene, times_s, config.baseline_m)
     size = config.gt_size_px

@@ -24,6 +24,7 @@ from stereo4d.synthetic.scene import (
     SKY_ZENITH_RGB,
     STRIP_BLEND_M,
     Scene,
+    WAVE_FADE_PX,
 )
 
 __all__ = [
@@ -206,8 +207,14 @@ def _ground_base(p_local: torch.Tensor):
     return labels, rgb
 
 
-def shade_hits(scene: Scene, obj_id: int, p_local: torch.Tensor):
-    """Label [n] uint8 and colour [n, 3] in [0, 1] of points ``p_local`` [n, 3] on one object."""
+def shade_hits(scene: Scene, obj_id: int, p_local: torch.Tensor, dist_m: torch.Tensor,
+               dirs_local: torch.Tensor):
+    """Label [n] uint8 and colour [n, 3] in [0, 1] of points ``p_local`` [n, 3] on one object.
+
+    ``dist_m`` [n] (ray length) and ``dirs_local`` [n, 3] (unit ray directions in the object's
+    frame) band-limit the texture: a wave fades out linearly as its projected wavelength,
+    foreshortened by the incidence angle, shrinks from ``WAVE_FADE_PX[1]`` to ``WAVE_FADE_PX[0]`` pixels.
+    """
     prim = scene.primitives[obj_id]
     dtype = p_local.dtype
     tex = prim.texture
@@ -221,10 +228,11 @@ def shade_hits(scene: Scene, obj_id: int, p_local: torch.Tensor):
     shade = AMBIENT + (1 - AMBIENT) * (normal @ light).clamp(min=0)
     phase = 2 * np.pi * (p_local @ torch.from_numpy(tex.wave_cycles_per_m.T).to(dtype))
     waves = torch.sin(phase + torch.from_numpy(tex.wave_phase).to(dtype))
-    fade = tex.wave_fade_z_m
-    if np.all(np.isfinite(fade)):
-        start, end = (torch.from_numpy(fade[:, i]).to(dtype) for i in (0, 1))
-        waves = waves * _smoothstep((end - p_local[:, 2:3]) / (end - start))
+    incidence = (normal * dirs_local).sum(-1).abs().clamp(min=1e-3)
+    px_per_metre = incidence / (dist_m * scene.pixel_footprint_rad)  # [n]
+    lo, hi = WAVE_FADE_PX
+    wave_px = px_per_metre[:, None] * torch.from_numpy(tex.wavelength_m / (hi - lo)).to(dtype)
+    waves.mul_(wave_px.sub_(lo / (hi - lo)).clamp_(0.0, 1.0))  # linear fade, [n, K]
     modulation = 1 + waves @ torch.from_numpy(tex.wave_amp_rgb).to(dtype)
     if prim.ground:
         labels, base = _ground_base(p_local)
@@ -281,7 +289,8 @@ def render_rays(
         pts = o_l + dist[idx, None] * (dirs_w[idx] @ torch.from_numpy(rots[p]).to(dtype))
         p_local[idx] = pts
         if shade:
-            labels, rgb = shade_hits(scene, p, pts)
+            dirs_l = dirs_w[idx] @ torch.from_numpy(rots[p]).to(dtype)
+            labels, rgb = shade_hits(scene, p, pts, dist[idx], dirs_l)
             out["labels"][idx] = labels
             out["rgb"][idx] = rgb
     return out

@@ -42,8 +42,15 @@ ADE20K = {
     "ball": 120,
 }
 
-#: Sinusoids per texture (sum of plane waves in object-local coordinates).
-NUM_WAVES = 8
+#: Sinusoids per texture (sum of plane waves in object-local coordinates). Many waves in random
+#: directions give isotropic, blob-like texture (few waves look like stripes: aperture problems).
+NUM_WAVES = 24
+#: Angle of one pixel used to band-limit textures (radians): slightly above the coarsest of the
+#: equirect eye (100 deg / 1024 px) and the 512 px 60-degree view, so both renders agree.
+PIXEL_FOOTPRINT_RAD = 0.0021
+#: A wave fades out as its projected wavelength shrinks from WAVE_FADE_PX[1] to WAVE_FADE_PX[0]
+#: pixels (anti-aliasing: prefiltered procedural texture).
+WAVE_FADE_PX = (2.0, 4.0)
 #: Street layout across x (metres from the street centre line): road, grass/earth strip, sidewalk.
 ROAD_HALF_WIDTH_M = 3.0
 EARTH_OUTER_M = 3.8
@@ -90,15 +97,20 @@ class Texture:
         the finest wavelength is ``1 / max |w_k|``.
       wave_phase: [K] radians.
       wave_amp_rgb: [K, 3] relative amplitude per wave and channel.
-      wave_fade_z_m: [K, 2] local z where a wave starts and ends fading out (ground only;
-        inf = no fade). Keeps fine ground texture from aliasing at grazing angles far away.
+
+    Waves are band-limited at render time by their projected size in pixels (see
+    ``PIXEL_FOOTPRINT_RAD``), so fine detail appears on near surfaces without aliasing far away.
     """
 
     base_rgb: np.ndarray
     wave_cycles_per_m: np.ndarray
     wave_phase: np.ndarray
     wave_amp_rgb: np.ndarray
-    wave_fade_z_m: np.ndarray
+
+    @property
+    def wavelength_m(self) -> np.ndarray:
+        """[K] wavelength of each wave in metres."""
+        return 1.0 / np.linalg.norm(self.wave_cycles_per_m, axis=1)
 
 
 @dataclass(frozen=True)
@@ -190,6 +202,8 @@ class Scene:
     primitives: tuple[Primitive, ...]
     camera: CameraPath
     seed: int
+    #: Pixel angle (radians) that textures are band-limited for (see ``PIXEL_FOOTPRINT_RAD``).
+    pixel_footprint_rad: float = PIXEL_FOOTPRINT_RAD
 
     def poses(self, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Object-to-world rotations [P, T, 3, 3] and centres [P, T, 3]."""
@@ -216,7 +230,6 @@ def _texture(
     finest_m: float,
     coarsest_m: float,
     contrast: float,
-    fade_z_m=None,
 ) -> Texture:
     """Random plane waves with wavelengths log-uniform in [finest_m, coarsest_m]."""
     dirs = rng.normal(size=(NUM_WAVES, 3))
@@ -224,13 +237,11 @@ def _texture(
     wavelength = np.sort(np.exp(rng.uniform(np.log(finest_m), np.log(coarsest_m), NUM_WAVES)))
     amp = contrast / np.sqrt(NUM_WAVES) * rng.uniform(0.6, 1.4, (NUM_WAVES, 1))
     amp_rgb = amp * rng.uniform(0.75, 1.25, (NUM_WAVES, 3))  # a little chroma variation
-    fade = np.full((NUM_WAVES, 2), np.inf) if fade_z_m is None else np.asarray(fade_z_m, float)
     return Texture(
         np.asarray(base_rgb, float),
         dirs / wavelength[:, None],
         rng.uniform(0, 2 * np.pi, NUM_WAVES),
         amp_rgb,
-        fade,
     )
 
 
@@ -251,19 +262,19 @@ def _box(name, half, centre, label, texture, **motion) -> Primitive:
     )
 
 
-def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
+def build_scene(seed: int = 0, eye_height_m: float = 1.6,
+                pixel_footprint_rad: float = PIXEL_FOOTPRINT_RAD) -> Scene:
     """The street scene: ground strips, two rows of buildings, a back facade, a plain wall,
-    a car, two pedestrians and a rolling ball. Deterministic from the arguments."""
+    a car, two pedestrians and a rolling ball. Deterministic from the arguments.
+
+    ``pixel_footprint_rad``: the coarsest pixel angle of the images that will be rendered;
+    textures drop detail finer than a few such pixels (see ``WAVE_FADE_PX``)."""
     rng = np.random.default_rng(seed)
     h = float(eye_height_m)
     prims: list[Primitive] = []
 
-    # Ground: a thick slab whose top face is the street (local z = world z - 20). The finer half
-    # of its waves fades out over world z 2.5-6 m, the rest over 8-14 m (grazing-angle aliasing).
-    fade = np.where(
-        np.arange(NUM_WAVES)[:, None] < NUM_WAVES // 2, [[-17.5, -14.0]], [[-12.0, -6.0]]
-    )
-    ground_tex = _texture(rng, [0.5, 0.5, 0.5], 0.12, 2.5, 0.35, fade_z_m=fade)
+    # Ground: a thick slab whose top face is the street (local z = world z - 20).
+    ground_tex = _texture(rng, [0.5, 0.5, 0.5], 0.03, 1.5, 0.45)
     prims.append(
         Primitive(
             "ground",
@@ -298,7 +309,7 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
                     [4.0, height / 2, (z1 - z0) / 2],
                     [side * (SIDEWALK_OUTER_M + 4.0), h - height / 2, (z0 + z1) / 2],
                     ADE20K["building"],
-                    _texture(rng, colour, 0.35, 3.0, 0.45),
+                    _texture(rng, colour, 0.06, 2.0, 0.5),
                 )
             )
     prims.append(
@@ -307,7 +318,7 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
             [14.0, 3.5, 2.0],
             [0.0, h - 3.5, BACK_FACADE_Z_M + 2.0],
             ADE20K["building"],
-            _texture(rng, [0.74, 0.66, 0.58], 0.4, 3.0, 0.45),
+            _texture(rng, [0.74, 0.66, 0.58], 0.1, 2.0, 0.5),
         )
     )
     # Low-texture wall on the right sidewalk (where trackers drift).
@@ -328,7 +339,7 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
             [0.9, 0.7, 2.1],
             [1.7, h - 0.7, 13.0],
             ADE20K["car"],
-            _texture(rng, [0.62, 0.22, 0.20], 0.1, 1.5, 0.5),
+            _texture(rng, [0.62, 0.22, 0.20], 0.04, 1.0, 0.5),
             velocity_m_s=[0.0, 0.0, -3.0],
             rotation_deg=[0.0, 5.0, 0.0],
             spin_deg_s=[0.0, 4.0, 0.0],
@@ -340,7 +351,7 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
             [0.25, 0.85, 0.15],
             [-2.2, h - 0.85, 5.5],
             ADE20K["person"],
-            _texture(rng, [0.30, 0.38, 0.62], 0.08, 0.8, 0.5),
+            _texture(rng, [0.30, 0.38, 0.62], 0.02, 0.5, 0.5),
             velocity_m_s=[2.0, 0.0, 0.0],
             rotation_deg=[0.0, 55.0, 0.0],
             spin_deg_s=[0.0, 15.0, 0.0],
@@ -355,7 +366,7 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
             [0.22, 0.85, 0.14],
             [-0.55, h - 0.85, 1.2],
             ADE20K["person"],
-            _texture(rng, [0.55, 0.48, 0.30], 0.08, 0.8, 0.5),
+            _texture(rng, [0.55, 0.48, 0.30], 0.02, 0.5, 0.5),
             velocity_m_s=[0.0, 0.0, 1.3],
             rotation_deg=[0.0, -5.0, 0.0],
             wobble_deg=[0.0, 10.0, 2.0],
@@ -370,7 +381,7 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
             "sphere",
             np.full(3, radius),
             ADE20K["ball"],
-            _texture(rng, [0.85, 0.72, 0.25], 0.08, 0.6, 0.5),
+            _texture(rng, [0.85, 0.72, 0.25], 0.02, 0.4, 0.5),
             Motion(
                 np.array([2.0, h - radius, 3.2]),
                 np.array([speed, 0.0, 0.0]),
@@ -387,4 +398,4 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6) -> Scene:
         sway_hz=np.array([0.5, 0.35, 0.6]),
         phases=rng.uniform(0, 2 * np.pi, 6),
     )
-    return Scene(tuple(prims), camera, int(seed))
+    return Scene(tuple(prims), camera, int(seed), float(pixel_footprint_rad))
