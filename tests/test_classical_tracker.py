@@ -155,3 +155,32 @@ def test_bad_inputs():
         tracker.track(frames, np.array([[3, 1, 1]]))
     with pytest.raises(ValueError):
         ClassicalTrackerConfig(flow_method="lucas-kanade")
+
+
+def test_tapvid_figures_on_the_synthetic_street():
+    """The rendered street (camera walking, car, pedestrians, ball): a 24-frame 256 px version.
+
+    Tracks the ground truth's own query points on the exact perspective render. Measured:
+    query-first <delta_avg 0.967, OA 0.964, AJ 0.911 (the full 48-frame 512 px clip in the
+    benchmark: 0.92 / 0.93 / 0.85). The textures are band-limited by the raw eye's pixel size,
+    so the eye is kept at 512 px.
+    """
+    import tempfile
+
+    from stereo4d.io import ClipPaths
+    from stereo4d.synthetic import SyntheticClipConfig, make_synthetic_clip
+
+    with tempfile.TemporaryDirectory() as root:
+        paths = ClipPaths("synthtrack_1000000", f"{root}/npz", f"{root}/raw", f"{root}/processed", f"{root}/gt")
+        size = 256
+        make_synthetic_clip(paths, SyntheticClipConfig(num_frames=24, eye_size_px=512, gt_size_px=size,
+                                                       num_tracks=600, rendered_lead_frames=0,
+                                                       trailing_frames=0))
+        with np.load(paths.gt) as z:
+            frames, queries = z["rgb_left"], z["query_points_tyx"]
+            gt_tracks, gt_vis = np.nan_to_num(z["tracks_xy"]), z["visibles"]
+    tracks, vis = ClassicalTracker(ClassicalTrackerConfig(progress=False)).track(frames, queries)
+    m = compute_tapvid_metrics(queries, gt_tracks, gt_vis, tracks, vis, (size, size), "first")
+    assert m["average_pts_within_thresh"] > 0.9
+    assert m["occlusion_accuracy"] > 0.9
+    assert m["average_jaccard"] > 0.82
