@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["QueryConfig", "sample_grid_queries", "sample_video_queries", "prune_redundant_queries"]
+__all__ = ["QueryConfig", "prune_redundant_queries", "sample_grid_queries", "sample_video_queries"]
 
 
 @dataclass(frozen=True)

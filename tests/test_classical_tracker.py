@@ -11,7 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stereo4d.backends.classical_tracker import ClassicalTracker, ClassicalTrackerConfig, sample_field
+from stereo4d.backends.classical_tracker import (
+    ClassicalTracker,
+    ClassicalTrackerConfig,
+    sample_field,
+)
 from stereo4d.metrics.tapvid import compute_tapvid_metrics
 from stereo4d.queries import QueryConfig, sample_video_queries
 
@@ -125,7 +129,7 @@ def test_forward_and_backward_in_time(tracked):
 
 
 def test_occlusion_and_out_of_frame(tracked):
-    queries, tracks, vis, gt_tracks, gt_vis = tracked
+    queries, tracks, vis, _, gt_vis = tracked
     # Out of the frame is never visible.
     outside = (tracks[..., 0] < 0) | (tracks[..., 0] >= WIDTH) | (tracks[..., 1] < 0) | (tracks[..., 1] >= HEIGHT)
     assert not np.any(vis & outside)

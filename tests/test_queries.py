@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from stereo4d.queries import QueryConfig, prune_redundant_queries, sample_grid_queries, sample_video_queries
+from stereo4d.queries import (
+    QueryConfig,
+    prune_redundant_queries,
+    sample_grid_queries,
+    sample_video_queries,
+)
 
 
 def test_grid_without_jitter_is_the_reference_grid():

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import PARITY_DIR, REPO_ROOT
+
 from stereo4d.io import ClipPaths, load_json, load_pickle
 from stereo4d.queries import QueryConfig, prune_redundant_queries, sample_video_queries
 from stereo4d.tracks import Tracks2D

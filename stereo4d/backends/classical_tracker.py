@@ -37,8 +37,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["ClassicalTrackerConfig", "ClassicalTracker", "compute_flow", "sample_field",
-           "build_classical_tracker", "FLOW_METHODS"]
+__all__ = [
+    "FLOW_METHODS",
+    "ClassicalTracker",
+    "ClassicalTrackerConfig",
+    "build_classical_tracker",
+    "compute_flow",
+    "sample_field",
+]
 
 #: Supported dense flow methods.
 FLOW_METHODS = ("dis", "farneback")

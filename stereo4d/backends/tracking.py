@@ -18,7 +18,7 @@ import numpy as np
 
 from stereo4d.backends.registry import BackendEntry, Registry
 
-__all__ = ["TRACKING_BACKENDS", "PointTracker", "build_bootstapir", "bootstapir_unavailable_reason"]
+__all__ = ["TRACKING_BACKENDS", "PointTracker", "bootstapir_unavailable_reason", "build_bootstapir"]
 
 
 class PointTracker(Protocol):

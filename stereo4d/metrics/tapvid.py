@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TAPVID_THRESHOLDS_PX", "TAPVID_EVAL_SIZE_PX", "evaluation_mask", "compute_tapvid_metrics"]
+__all__ = ["TAPVID_EVAL_SIZE_PX", "TAPVID_THRESHOLDS_PX", "compute_tapvid_metrics", "evaluation_mask"]
 
 #: Distance thresholds in pixels of the 256 x 256 evaluation frame.
 TAPVID_THRESHOLDS_PX = (1, 2, 4, 8, 16)

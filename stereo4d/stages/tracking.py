@@ -27,7 +27,7 @@ from stereo4d.tracks import Tracks2D
 from stereo4d.videoio import VideoWriter, read_video
 from stereo4d.viz.trails import TRAIL_FRAMES, render_trails, sample_tracks_for_display
 
-__all__ = ["TrackingConfig", "run", "track_video", "VIZ_TRACKS"]
+__all__ = ["VIZ_TRACKS", "TrackingConfig", "run", "track_video"]
 
 #: Tracks drawn in the visualisation video (the reference's 64 * 64).
 VIZ_TRACKS = 4096
@@ -68,7 +68,7 @@ class TrackingConfig:
         return ClipPaths(self.vid, output_folder=self.output_folder)
 
 
-def track_video(frames: np.ndarray, tracker, queries: QueryConfig = QueryConfig(),
+def track_video(frames: np.ndarray, tracker, queries: QueryConfig | None = None,
                 timer: Timer | None = None) -> tuple[Tracks2D, dict]:
     """Samples queries, tracks them and prunes redundant ones.
 
@@ -80,6 +80,7 @@ def track_video(frames: np.ndarray, tracker, queries: QueryConfig = QueryConfig(
       (kept tracks, {"num_queries", "num_kept", "pruned_percent"}).
     """
     timer = timer or Timer()
+    queries = queries or QueryConfig()
     num_frames, height, width = frames.shape[:3]
     query_points_tyx = sample_video_queries(num_frames, height, width, queries)
     with timer("track"):
@@ -90,7 +91,7 @@ def track_video(frames: np.ndarray, tracker, queries: QueryConfig = QueryConfig(
     print(f"tracking: removed {pruned_percent:.2f}% redundant points "
           f"({len(keep) - int(keep.sum())} of {len(keep)} queries)")
     tracks = Tracks2D(tracks_xy[keep], visibles[keep], query_points_tyx[keep])
-    return tracks, {"num_queries": int(len(keep)), "num_kept": int(keep.sum()),
+    return tracks, {"num_queries": len(keep), "num_kept": int(keep.sum()),
                     "pruned_percent": float(pruned_percent)}
 
 
@@ -102,8 +103,8 @@ def run(config: TrackingConfig) -> dict:
         frames = read_video(paths.left_video)
     if frames.shape[0] < 1 or min(frames.shape[1:3]) < 1:
         raise InputError(f"{paths.left_video}: no frames to track")
-    options = dict(path=config.path, device=config.device, chunk_size=config.chunk_size,
-                   progress=config.progress)
+    options = {"path": config.path, "device": config.device, "chunk_size": config.chunk_size,
+               "progress": config.progress}
     with timer("load_backend"):
         entry, tracker = TRACKING_BACKENDS.build(config.backend, **options)
     tracks, counts = track_video(frames, tracker, config.queries, timer)

@@ -15,13 +15,20 @@ colours the pixel ``(floor(y), floor(x))``.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
-__all__ = ["TRAIL_FRAMES", "DOT_RADIUS_PX", "MAX_SEGMENT_SAMPLES", "rainbow_colors", "draw_trails_frame",
-           "render_trails", "sample_tracks_for_display"]
+__all__ = [
+    "DOT_RADIUS_PX",
+    "MAX_SEGMENT_SAMPLES",
+    "TRAIL_FRAMES",
+    "draw_trails_frame",
+    "rainbow_colors",
+    "render_trails",
+    "sample_tracks_for_display",
+]
 
 #: Frames of history drawn behind each point (the reference's ``tracks_leave_trace``).
 TRAIL_FRAMES = 16
