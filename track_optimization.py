@@ -7,6 +7,7 @@ import sys
 
 from stereo4d.cli import run_cli, stage_parser
 from stereo4d.stages import optimization
+from stereo4d.track_opt import TrackOptConfig
 
 
 def main(argv=None):
@@ -15,10 +16,14 @@ def main(argv=None):
     parser.add_argument("--gt_folder", default=None,
                         help="synthetic ground truth <vid>.npz: score the tracks before/after")
     parser.add_argument("--skip_videos", action="store_true", help="write only the pkl and npz")
+    parser.add_argument("--dynamic_edges", default="inside", choices=["inside", "clamp"],
+                        help="second differences past the clip ends: dropped (inside) or edge-"
+                             "clamped as in the reference (clamp; biases moving tracks)")
     args = parser.parse_args(argv)
     optimization.run(optimization.OptimizationConfig(
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
-        gt_folder=args.gt_folder, hfov_deg=args.hfov, write_videos=not args.skip_videos))
+        gt_folder=args.gt_folder, hfov_deg=args.hfov, write_videos=not args.skip_videos,
+        track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges)))
 
 
 if __name__ == "__main__":

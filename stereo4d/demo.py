@@ -57,7 +57,7 @@ def pipeline_stages() -> list[Stage]:
               lambda p: [p.tracks_2d, p.tracks_2d_video]),
         Stage("filtering", "segmentation.py",
               lambda p: [p.left_video, p.flows_stereo, p.tracks_2d, p.npz],
-              lambda p: [p.filtered_tracks, p.filtered_tracks_video]),
+              lambda p: [p.filtered_tracks, p.filtered_tracks_video, p.segmentation]),
         Stage("optimization", "track_optimization.py",
               lambda p: [p.filtered_tracks, p.flows_stereo, p.npz],
               lambda p: [p.optimized_tracks, p.export_npz]),

@@ -28,6 +28,8 @@ __all__ = [
     "load_pickle",
     "save_json",
     "load_json",
+    "save_segmentation",
+    "load_segmentation",
     "DATASET_KEYS",
     "load_dataset_npz",
     "save_dataset_npz",
@@ -139,6 +141,11 @@ class ClipPaths:
     @property
     def filtered_tracks_video(self) -> Path:
         return self.out("tapir_3dtrack_filtered.mp4")
+
+    @property
+    def segmentation(self) -> Path:
+        """Label maps [T, H, W] uint8 (ADE20K ids) and the filter's ``kept`` [N] mask."""
+        return self.out("segmentation.npz")
 
     # Stage 5: optimisation
     @property
@@ -266,6 +273,23 @@ def load_json(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise InputError(f"missing file: {path}")
     return json.loads(path.read_text())
+
+
+def save_segmentation(path: str | os.PathLike, labels: np.ndarray, kept: np.ndarray) -> Path:
+    """Filtering-stage record: ``labels`` [T, H, W] uint8 ADE20K ids, ``kept`` [N] bool."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, labels=np.asarray(labels, np.uint8), kept=np.asarray(kept, bool))
+    return Path(path)
+
+
+def load_segmentation(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of ``save_segmentation``: (labels [T, H, W] uint8, kept [N] bool)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"missing file: {path}")
+    with np.load(path, allow_pickle=False) as z:
+        return z["labels"], z["kept"]
 
 
 # --------------------------------------------------------------------------------------

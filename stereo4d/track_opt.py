@@ -78,6 +78,12 @@ class TrackOptConfig:
     ends) are visible; centred for odd windows (t - w//2 .. t + (w-1) - w//2)."""
     dynamic_strides: tuple[int, ...] = (1, 3, 5)
     """Frame strides of the second differences in the dynamic term."""
+    dynamic_edges: str = "clamp"
+    """How the dynamic term treats second differences that reach past the clip's ends:
+    ``"clamp"`` (the reference) repeats the first / last frame, so a track moving at constant
+    velocity looks like it accelerates there and the optimiser drags it along its rays;
+    ``"inside"`` drops those terms (only frames t with t - s >= 0 and t + s < T count). The
+    pipeline stage uses ``"inside"`` (see ``stages.optimization``); parity uses ``"clamp"``."""
     num_steps: int = 100
     """Adam steps (from d = 0)."""
     learning_rate: float = 0.05
@@ -209,9 +215,14 @@ def make_problem(
     mask_bt: jnp.ndarray,
     dyn_weight_b: jnp.ndarray,
     strides: tuple[int, ...],
+    dynamic_edges: str = "clamp",
 ) -> TrackProblem:
     """Constants for points P [3, B, T] (metres, any finite value off-mask), camera centres
-    [3, 1, T], mask [B, T] 0/1, dynamic weights [B]."""
+    [3, 1, T], mask [B, T] 0/1, dynamic weights [B]; ``dynamic_edges`` as in TrackOptConfig."""
+    if dynamic_edges not in ("clamp", "inside"):
+        raise ValueError(f"dynamic_edges must be 'clamp' or 'inside', got {dynamic_edges!r}")
+    num_frames = mask_bt.shape[-1]
+    frame = jnp.arange(num_frames)
     valid = mask_bt > 0
     points_cbt = jnp.where(valid[None], points_cbt, 0.0)
     ray = points_cbt - centres_c1t
@@ -222,6 +233,9 @@ def make_problem(
     dynamic = []
     for stride in strides:
         valid_s = mask_bt * _shift_edge(mask_bt, stride) * _shift_edge(mask_bt, -stride)
+        if dynamic_edges == "inside":
+            inside = (frame >= stride) & (frame + stride < num_frames)
+            valid_s = valid_s * inside.astype(mask_bt.dtype)
         second_diff = _shift_edge(points_cbt, stride) - 2.0 * points_cbt
         second_diff = second_diff + _shift_edge(points_cbt, -stride)
         dynamic.append(
@@ -314,7 +328,8 @@ def _optimize_batch(
     config: TrackOptConfig,
 ) -> jnp.ndarray:
     """All Adam steps for one batch in one compiled call -> [3, B, T] points, NaN off-mask."""
-    problem = make_problem(points_cbt, centres_c1t, mask_bt, dyn_weight_b, config.dynamic_strides)
+    problem = make_problem(points_cbt, centres_c1t, mask_bt, dyn_weight_b, config.dynamic_strides,
+                           config.dynamic_edges)
     optimizer = optax.adam(
         config.learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps
     )

@@ -23,7 +23,8 @@ import numpy as np
 from stereo4d import filtering
 from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS
 from stereo4d.geometry import PinholeCamera
-from stereo4d.io import ClipPaths, InputError, load_dataset_npz, load_pickle, save_pickle
+from stereo4d.io import (ClipPaths, InputError, load_dataset_npz, load_pickle, save_pickle,
+                         save_segmentation)
 from stereo4d.motion import project_to_pixels, scene_motion_displacement_px
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
@@ -171,6 +172,7 @@ def run(config: FilteringConfig) -> dict:
                 writer.append(frame)
     with timer("write"):
         save_pickle(tracks.subset(result.keep).to_dict(), paths.filtered_tracks)
+        save_segmentation(paths.segmentation, labels, result.keep)
     summary = {
         "backend": entry.name,
         "num_frames": num_frames,
@@ -178,7 +180,8 @@ def run(config: FilteringConfig) -> dict:
         "num_tracks_kept": result.num_kept,
         "num_tracks_shown": len(shown),
         "filters": result.stats,
-        "outputs": {"tracks": str(paths.filtered_tracks), "video": str(paths.filtered_tracks_video)},
+        "outputs": {"tracks": str(paths.filtered_tracks), "video": str(paths.filtered_tracks_video),
+                    "segmentation": str(paths.segmentation)},
         "timings_s": {**timer.seconds, "total": timer.total_s},
     }
     settings = {k: v for k, v in asdict(config).items() if k != "progress"}
