@@ -83,12 +83,25 @@ def evaluate_stereo(flows: list, gt: dict, hfov_deg: float) -> dict:
             "epe_all_px": m["epe_all_px"]}
 
 
+def _on_sky(query_points_tyx: np.ndarray, truth: dict) -> np.ndarray:
+    """[N] bool: the query pixel sees no surface (no true 3D point at the query frame)."""
+    t = np.asarray(query_points_tyx[:, 0]).astype(int)
+    return ~np.isfinite(truth["tracks3d_world"][np.arange(len(t)), t, 0])
+
+
 def evaluate_tracks2d(tracks: Tracks2D, truth: dict, image_hw: tuple[int, int]) -> dict:
-    """TAP-Vid figures (query-first) of the stage's tracks on the truth of their own queries."""
-    m = compute_tapvid_metrics(tracks.query_points_tyx, np.nan_to_num(truth["tracks_xy"], nan=-1e6),
-                               truth["visibles"], tracks.tracks_xy, tracks.visibles, image_hw)
+    """TAP-Vid figures (query-first) of the stage's tracks on the truth of their own queries.
+
+    Queries on the sky have no true track and are left out, as TAP-Vid queries only
+    points on surfaces.
+    """
+    on_surface = ~_on_sky(tracks.query_points_tyx, truth)
+    sel = tracks.subset(on_surface)
+    m = compute_tapvid_metrics(sel.query_points_tyx, truth["tracks_xy"][on_surface],
+                               truth["visibles"][on_surface], sel.tracks_xy, sel.visibles, image_hw)
     return {"delta_avg": m["average_pts_within_thresh"], "occlusion_accuracy": m["occlusion_accuracy"],
-            "average_jaccard": m["average_jaccard"], "num_tracks": tracks.num_tracks}
+            "average_jaccard": m["average_jaccard"], "num_tracks": sel.num_tracks,
+            "num_sky_queries": int((~on_surface).sum())}
 
 
 def evaluate_segmentation(labels: np.ndarray, gt_labels: np.ndarray) -> dict:
@@ -99,8 +112,7 @@ def evaluate_segmentation(labels: np.ndarray, gt_labels: np.ndarray) -> dict:
 
 def evaluate_filter(tracks: Tracks2D, kept: np.ndarray, truth: dict) -> dict:
     """Precision / recall of the filter at removing bad tracks; share of good tracks kept."""
-    q = tracks.query_points_tyx
-    on_sky = ~np.isfinite(truth["tracks3d_world"][np.arange(len(q)), q[:, 0].astype(int), 0])
+    on_sky = _on_sky(tracks.query_points_tyx, truth)
     bad = bad_track_mask(tracks.tracks_xy, tracks.visibles, truth["tracks_xy"], on_sky)
     scores = filter_scores(~np.asarray(kept, bool), bad)
     return {k: scores[k] for k in ("precision", "recall", "good_kept", "num_bad", "num_removed")}
