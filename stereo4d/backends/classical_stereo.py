@@ -8,11 +8,16 @@ Per rectified frame pair:
 2. Left-right check: a left pixel keeps its disparity ``d`` only if the right
    view's disparity at ``x - d`` agrees within ``lr_tolerance_px`` (and likewise
    for the right view).
-3. Sub-pixel refinement of the kept disparities: a few Gauss-Newton steps of a
-   windowed 1-D Lucas-Kanade match along the epipolar line, which removes the
-   parabola fit's "pixel locking" bias. Steps are bounded to stay near the SGBM
-   answer; the step is damped so that weak texture (noise) barely moves it.
-4. Fill-in (``fill``): each rejected pixel takes the smaller (background) of the
+3. Sub-pixel refinement of the kept disparities (``stereo_refine``): a few
+   Gauss-Newton steps of a slanted-window 1-D Lucas-Kanade match along the
+   epipolar line, each window pixel linearised at its own disparity. This removes
+   the parabola fit's "pixel locking" bias and averages image noise over the
+   window; steps are bounded to stay near the SGBM answer. Both views are refined
+   the same way, so the pipeline's left-right check still holds.
+4. Confidence: pixels whose predicted single-pixel disparity noise exceeds
+   ``max_relative_noise`` times their disparity (texture-less walls, mismatches,
+   far surfaces with weak texture) are rejected in both views.
+5. Fill-in (``fill``): each rejected pixel takes the smaller (background) of the
    nearest kept disparities to its left and right on its row. Rejected pixels
    are then recognisable only by the pipeline's own checks: a filled occluded
    pixel points into the other view's foreground, whose disparity disagrees, so
@@ -30,8 +35,12 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from stereo4d.backends.stereo_refine import (refine_disparity, refine_disparity_two_scale,
+                                             relative_disparity_noise)
+
 __all__ = ["SgbmSettings", "SgbmStereo", "sgbm_disparities", "refine_disparity",
-           "left_right_consistent", "fill_from_background", "SGBM_MODES"]
+           "relative_disparity_noise", "left_right_consistent", "fill_from_background",
+           "SGBM_MODES"]
 
 SGBM_MODES = {
     "sgbm": cv2.STEREO_SGBM_MODE_SGBM,
@@ -64,12 +73,19 @@ class SgbmSettings:
       speckle_range_px: disparity variation allowed inside one region.
       lr_tolerance_px: left-right check tolerance.
       refine_iterations: Gauss-Newton steps of the sub-pixel refinement (0: off).
-      refine_window_px: side of the refinement's averaging window (odd).
+      refine_window_px: side of the refinement's (box) window (odd). 15 px averages
+        the noise of compressed video; the plane model keeps slanted surfaces unbiased.
+      refine_edge_window_px: window used instead near depth edges (odd).
+      refine_edge_spread_px: a pixel is near a depth edge when the SGBM disparities
+        in its ``refine_window_px`` window span more than this (0: one window only).
       refine_max_step_px: the refinement moves a disparity by at most this in total.
-      refine_damping: Tikhonov damping of each step, in squared grey levels per
-        window pixel: weakly textured windows (gradient energy below this) move
-        little, which keeps image noise out of the refinement. Tuned on the
-        Middlebury motorcycle pair (noisy, real) and an exact synthetic render.
+      refine_damping: pull towards the current estimate in squared grey levels
+        (per pixel of window-mean squared x-gradient): weaker texture moves less.
+      refine_slope_damping: pull of the window plane's slopes towards 0 (same units).
+      max_relative_noise: reject pixels whose predicted single-pixel disparity
+        noise (residual rms / gradient rms over the refinement window, px) exceeds
+        this fraction of their disparity (0: off). Tuned on the synthetic clip:
+        0.5 keeps ~95 % of the evaluation pixels and drops the texture-less wall.
       fill: fill rejected pixels with the background disparity of their row.
     """
 
@@ -82,21 +98,28 @@ class SgbmSettings:
     speckle_window_px: int = 100
     speckle_range_px: int = 2
     lr_tolerance_px: float = 1.0
-    refine_iterations: int = 1
-    refine_window_px: int = 7
+    refine_iterations: int = 3
+    refine_window_px: int = 15
+    refine_edge_window_px: int = 5
+    refine_edge_spread_px: float = 3.0
     refine_max_step_px: float = 1.0
-    refine_damping: float = 50.0
+    refine_damping: float = 1.0
+    refine_slope_damping: float = 1.0
+    max_relative_noise: float = 0.5
     fill: bool = False
 
     def __post_init__(self):
         if self.mode not in SGBM_MODES:
             raise ValueError(f"unknown SGBM mode {self.mode!r}; choose from {list(SGBM_MODES)}")
-        if self.block_size_px % 2 == 0 or self.refine_window_px % 2 == 0:
-            raise ValueError("block_size_px and refine_window_px must be odd")
+        if any(size % 2 == 0 for size in (self.block_size_px, self.refine_window_px,
+                                          self.refine_edge_window_px)):
+            raise ValueError("block_size_px, refine_window_px and refine_edge_window_px must be odd")
         if self.max_disparity_px < 1:
             raise ValueError("max_disparity_px must be positive")
         if self.refine_iterations < 0:
             raise ValueError("refine_iterations must be >= 0")
+        if self.max_relative_noise < 0:
+            raise ValueError("max_relative_noise must be >= 0 (0: off)")
 
     @property
     def num_disparities(self) -> int:
@@ -188,41 +211,6 @@ def left_right_consistent(disp_left: np.ndarray, disp_right: np.ndarray,
     return check(disp_left, disp_right, -1.0), check(disp_right, disp_left, +1.0)
 
 
-def refine_disparity(own: np.ndarray, other: np.ndarray, disparity: np.ndarray, sign: float,
-                     settings: SgbmSettings) -> np.ndarray:
-    """Sub-pixel refinement by windowed 1-D Lucas-Kanade along the row.
-
-    Args:
-      own, other: float32 [H, W] grey images; ``own``'s pixel x matches
-        ``other`` at ``x + sign * disparity`` (sign -1 for the left view).
-      disparity: float32 [H, W] initial disparity (NaN = none, left as is).
-    Returns:
-      float32 [H, W] refined disparity, within ``refine_max_step_px`` of the input.
-    """
-    height, width = own.shape
-    valid = np.isfinite(disparity)
-    start = np.where(valid, disparity, 0.0).astype(np.float32)
-    current = start.copy()
-    grad_other = cv2.Sobel(other, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32),
-                                 np.arange(height, dtype=np.float32))
-    window = (settings.refine_window_px, settings.refine_window_px)
-    damping = settings.refine_damping * settings.refine_window_px**2
-    for _ in range(settings.refine_iterations):
-        map_x = grid_x + sign * current
-        warped = cv2.remap(other, map_x, grid_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        grad = cv2.remap(grad_other, map_x, grid_y, cv2.INTER_CUBIC,
-                         borderMode=cv2.BORDER_REPLICATE) * sign
-        residual = own - warped
-        # minimise sum_w (residual - grad * delta)^2 over the window
-        numerator = cv2.boxFilter(residual * grad, -1, window, normalize=False)
-        denominator = cv2.boxFilter(grad * grad, -1, window, normalize=False)
-        delta = numerator / (denominator + damping)
-        current = np.clip(current + delta, np.maximum(start - settings.refine_max_step_px, 0.0),
-                          start + settings.refine_max_step_px)
-    return np.where(valid, current, np.nan).astype(np.float32)
-
-
 def fill_from_background(disparity: np.ndarray) -> np.ndarray:
     """Fills NaN pixels with the smaller of the nearest finite values left and right on the row.
 
@@ -264,10 +252,21 @@ class SgbmStereo:
         keep_left, keep_right = left_right_consistent(disp_left, disp_right, s.lr_tolerance_px)
         disp_left[~keep_left] = np.nan
         disp_right[~keep_right] = np.nan
+        lf, rf = left_gray.astype(np.float32), right_gray.astype(np.float32)
         if s.refine_iterations:
-            lf, rf = left_gray.astype(np.float32), right_gray.astype(np.float32)
-            disp_left = refine_disparity(lf, rf, disp_left, -1.0, s)
-            disp_right = refine_disparity(rf, lf, disp_right, +1.0, s)
+            refine = dict(iterations=s.refine_iterations, window_px=s.refine_window_px,
+                          damping=s.refine_damping, slope_damping=s.refine_slope_damping,
+                          max_step_px=s.refine_max_step_px)
+            if s.refine_edge_spread_px:
+                refine.update(edge_window_px=s.refine_edge_window_px,
+                              edge_spread_px=s.refine_edge_spread_px)
+            refiner = refine_disparity_two_scale if s.refine_edge_spread_px else refine_disparity
+            disp_left = refiner(lf, rf, disp_left, -1.0, **refine)
+            disp_right = refiner(rf, lf, disp_right, +1.0, **refine)
+        if s.max_relative_noise:
+            for own, other, disparity, sign in ((lf, rf, disp_left, -1.0), (rf, lf, disp_right, 1.0)):
+                noise = relative_disparity_noise(own, other, disparity, sign, s.refine_window_px)
+                disparity[noise > s.max_relative_noise] = np.nan
         if s.fill:
             return fill_from_background(disp_left), fill_from_background(disp_right)
         return disp_left, disp_right
