@@ -15,7 +15,8 @@ import numpy as np
 from stereo4d.geometry import PinholeCamera
 from stereo4d.io import InputError
 
-__all__ = ["Tracks2D", "lift_tracks_to_3d", "sample_colors", "VALID_DEPTH_MIN_M", "VALID_DEPTH_MAX_M"]
+__all__ = ["Tracks2D", "lift_tracks_to_3d", "project_tracks", "sample_colors", "VALID_DEPTH_MIN_M",
+           "VALID_DEPTH_MAX_M"]
 
 #: Depth range in which a lifted point counts as valid (the reference's 0 and 20).
 VALID_DEPTH_MIN_M = 0.0
@@ -126,3 +127,19 @@ def sample_colors(video: np.ndarray, query_points_tyx: np.ndarray) -> np.ndarray
     y = _pixel_index(np.asarray(query_points_tyx[:, 1], dtype=np.float64), video.shape[1])
     x = _pixel_index(np.asarray(query_points_tyx[:, 2], dtype=np.float64), video.shape[2])
     return video[t, y, x]
+
+
+def project_tracks(track3d_world: np.ndarray, cameras: PinholeCamera, imh: int, imw: int):
+    """Projects 3D tracks into each frame's camera.
+
+    Args:
+      track3d_world: [N, T, 3] metres (NaN where absent); cameras: world-to-camera [T, 3, 4].
+    Returns:
+      tracks_xy: [N, T, 2] continuous pixels; in_view: [N, T] bool (finite, in front, inside).
+    """
+    per_frame = PinholeCamera(np.asarray(cameras.world_to_camera)[:, None], cameras.fx, cameras.fy,
+                              cameras.cx, cameras.cy)
+    xy, _, in_view = per_frame.project(np.swapaxes(np.asarray(track3d_world, np.float64), 0, 1),
+                                       imh, imw)
+    in_view &= np.all(np.isfinite(xy), axis=-1)
+    return np.swapaxes(xy, 0, 1), np.swapaxes(in_view, 0, 1)

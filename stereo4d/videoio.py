@@ -8,7 +8,9 @@ reader and writer do not, and need no system ffmpeg. Writers go through
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,7 +19,7 @@ import numpy as np
 
 from stereo4d.io import InputError, atomic_path
 
-__all__ = ["VideoInfo", "VideoWriter", "probe_video", "iter_video_frames", "read_video", "write_video",
+__all__ = ["VideoInfo", "VideoWriter", "configure_mediapy", "probe_video", "iter_video_frames", "read_video", "write_video",
            "DEFAULT_FPS", "DEFAULT_CRF"]
 
 #: Frame rate used when writing pipeline videos (the reference's ``fps=30``).
@@ -42,6 +44,21 @@ def _ffmpeg():
     return imageio_ffmpeg
 
 
+@contextlib.contextmanager
+def _quiet_fork_warning():
+    """ffmpeg is started with fork + exec; JAX's at-fork warning does not apply to that."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield
+
+
+def configure_mediapy() -> None:
+    """Points mediapy (used in notebooks to *show* videos) at imageio-ffmpeg's bundled binary."""
+    import mediapy
+
+    mediapy.set_ffmpeg(_ffmpeg().get_ffmpeg_exe())
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Reads the header of ``path``. Raises InputError when missing or unreadable."""
     path = Path(path)
@@ -49,7 +66,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise InputError(f"missing video: {path}")
     try:
         gen = _ffmpeg().read_frames(str(path), pix_fmt="rgb24")
-        meta = next(gen)
+        with _quiet_fork_warning():
+            meta = next(gen)
         gen.close()
     except Exception as exc:
         raise InputError(f"unreadable video {path}: {exc}") from exc
@@ -74,7 +92,8 @@ def iter_video_frames(path: str | os.PathLike, start_frame: int = 0) -> Iterator
         input_params = ["-ss", f"{(start_frame - 0.5) / info.fps:.6f}"]
     try:
         gen = _ffmpeg().read_frames(str(path), pix_fmt="rgb24", input_params=input_params)
-        next(gen)
+        with _quiet_fork_warning():
+            next(gen)
         for buf in gen:
             if len(buf) != frame_bytes:
                 raise InputError(f"truncated frame in {path}")
@@ -130,7 +149,8 @@ class VideoWriter:
             quality=None,
             ffmpeg_log_level="error",
         )
-        self._writer.send(None)
+        with _quiet_fork_warning():
+            self._writer.send(None)
 
     def append(self, frame: np.ndarray) -> None:
         """Adds one uint8 [H, W, 3] RGB frame (all frames must share one size)."""
