@@ -35,12 +35,22 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from stereo4d.backends.stereo_refine import (refine_disparity, refine_disparity_two_scale,
-                                             relative_disparity_noise)
+from stereo4d.backends.stereo_refine import (
+    refine_disparity,
+    refine_disparity_two_scale,
+    relative_disparity_noise,
+)
 
-__all__ = ["SgbmSettings", "SgbmStereo", "sgbm_disparities", "refine_disparity",
-           "relative_disparity_noise", "left_right_consistent", "fill_from_background",
-           "SGBM_MODES"]
+__all__ = [
+    "SGBM_MODES",
+    "SgbmSettings",
+    "SgbmStereo",
+    "fill_from_background",
+    "left_right_consistent",
+    "refine_disparity",
+    "relative_disparity_noise",
+    "sgbm_disparities",
+]
 
 SGBM_MODES = {
     "sgbm": cv2.STEREO_SGBM_MODE_SGBM,
@@ -254,9 +264,9 @@ class SgbmStereo:
         disp_right[~keep_right] = np.nan
         lf, rf = left_gray.astype(np.float32), right_gray.astype(np.float32)
         if s.refine_iterations:
-            refine = dict(iterations=s.refine_iterations, window_px=s.refine_window_px,
-                          damping=s.refine_damping, slope_damping=s.refine_slope_damping,
-                          max_step_px=s.refine_max_step_px)
+            refine = {"iterations": s.refine_iterations, "window_px": s.refine_window_px,
+                      "damping": s.refine_damping, "slope_damping": s.refine_slope_damping,
+                      "max_step_px": s.refine_max_step_px}
             if s.refine_edge_spread_px:
                 refine.update(edge_window_px=s.refine_edge_window_px,
                               edge_spread_px=s.refine_edge_spread_px)

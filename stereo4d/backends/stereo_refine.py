@@ -31,8 +31,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["RESIDUAL_FLOOR_GREY2", "refine_disparity", "refine_disparity_two_scale",
-           "disparity_spread", "relative_disparity_noise"]
+__all__ = [
+    "RESIDUAL_FLOOR_GREY2",
+    "disparity_spread",
+    "refine_disparity",
+    "refine_disparity_two_scale",
+    "relative_disparity_noise",
+]
 
 RESIDUAL_FLOOR_GREY2 = 1.0
 """Smallest residual variance assumed (grey levels^2, 8-bit scale): 8-bit quantisation
@@ -121,7 +126,7 @@ def disparity_spread(disparity: np.ndarray, window_px: int) -> np.ndarray:
     finite = np.isfinite(disparity)
     highest = cv2.dilate(np.where(finite, disparity, -np.inf).astype(np.float32), kernel)
     lowest = cv2.erode(np.where(finite, disparity, np.inf).astype(np.float32), kernel)
-    with np.errstate(invalid="ignore"):  # -inf - inf where the window has none
+    with np.errstate(invalid="ignore", over="ignore"):  # +-inf where the window has none
         return np.nan_to_num(highest - lowest, nan=-1.0, neginf=-1.0)
 
 
