@@ -2,9 +2,16 @@
 and speed of the classical backend at 512x512.
 
 Usage:
-  python benchmarks/bench_stereo.py                      # motorcycle + layered pair + speed
+  python benchmarks/bench_stereo.py    # motorcycle + layered pair + speed + the demo clip
   python benchmarks/bench_stereo.py --synthetic_vid=synthetic_street_1000000 \\
-      --output_folder=... --gt_folder=...                # + the synthetic clip (after rectify.py)
+      --output_folder=... --gt_folder=...    # another synthetic clip (after rectify.py)
+
+The synthetic clip is skipped (with a note) when its rectified videos or ground
+truth are missing; make them with ``make_synthetic_clip.py`` and ``rectify.py``.
+
+Variants: ``sgbm default`` (refinement + confidence rejection), ``no confidence``
+(refinement only), ``no refinement`` (SGBM's own sub-pixel fit, no rejection),
+``fill`` and ``hh4`` (8-path SGBM).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from tests.test_classical_stereo import evaluate_pair, render_layered_pair  # no
 
 SPEED_SIZE_PX = 512
 SPEED_FRAMES = 6
+DEMO_VID = "synthvr180demo_66667"
+"""The synthetic demo clip (``make_synthetic_clip.py --vid=...``), evaluated by default."""
 
 
 def _fmt(m: dict) -> str:
@@ -74,16 +83,23 @@ def bench_speed(variants: dict[str, SgbmSettings]) -> None:
               f"(both directions, {seconds / SPEED_FRAMES * 1000:.0f} ms/frame)")
 
 
-def bench_synthetic(paths: ClipPaths, variants: dict[str, SgbmSettings], max_frames: int) -> None:
+def bench_synthetic(paths: ClipPaths, variants: dict[str, SgbmSettings], max_frames: int,
+                    stride: int) -> None:
+    missing = [str(p) for p in (paths.gt, paths.left_video, paths.right_video) if not p.is_file()]
+    if missing:
+        print(f"synthetic clip {paths.vid}: skipped, missing {', '.join(missing)}")
+        return
+    frames = slice(None, stride * max_frames, stride)
     with np.load(paths.gt) as gt:
-        disparity_gt = gt["disparity_px"][:max_frames].astype(np.float64)
-        depth_gt = gt["depth_m"][:max_frames].astype(np.float64)
+        disparity_gt = gt["disparity_px"][frames].astype(np.float64)
+        depth_gt = gt["depth_m"][frames].astype(np.float64)
         hfov = float(gt["hfov_deg"])
-    left, right = read_video(paths.left_video)[:max_frames], read_video(paths.right_video)[:max_frames]
+    left, right = read_video(paths.left_video)[frames], read_video(paths.right_video)[frames]
     valid_gt = np.isfinite(depth_gt) & (disparity_gt > 0) & (depth_gt <= depth_lib.MAX_DEPTH_M)
     eval_mask = valid_gt & metrics.non_occluded_from_left_disparity(
         disparity_gt, float(disparity_gt.max()))
-    print(f"synthetic clip {paths.vid}: {len(left)} frames {left.shape[2]}x{left.shape[1]}, "
+    print(f"synthetic clip {paths.vid}: {len(left)} frames (every {stride}th) "
+          f"{left.shape[2]}x{left.shape[1]}, "
           f"GT disparity {disparity_gt[valid_gt].min():.2f}..{disparity_gt.max():.1f} px, "
           f"eval pixels {eval_mask.mean():.1%}")
     for name, settings in variants.items():
@@ -100,25 +116,28 @@ def bench_synthetic(paths: ClipPaths, variants: dict[str, SgbmSettings], max_fra
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic_vid", default=None)
+    parser.add_argument("--synthetic_vid", default=DEMO_VID,
+                        help="synthetic clip to evaluate ('' to skip)")
     parser.add_argument("--output_folder", default="stereo4d_dataset/processed")
     parser.add_argument("--gt_folder", default="stereo4d_dataset/gt")
-    parser.add_argument("--max_frames", type=int, default=8)
+    parser.add_argument("--max_frames", type=int, default=12)
+    parser.add_argument("--stride", type=int, default=4, help="use every stride-th frame")
     args = parser.parse_args(argv)
     default = SgbmSettings()
     variants = {
         "sgbm default": default,
-        "no refinement": replace(default, refine_iterations=0),
+        "no confidence": replace(default, max_relative_noise=0.0),
+        "no refinement": replace(default, refine_iterations=0, max_relative_noise=0.0),
         "fill": replace(default, fill=True),
         "hh4": replace(default, mode="hh4"),
     }
     bench_motorcycle(variants)
     bench_layered(variants)
-    bench_speed({k: variants[k] for k in ("sgbm default", "hh4")})
+    bench_speed({k: variants[k] for k in ("sgbm default", "no refinement", "hh4")})
     if args.synthetic_vid:
         paths = ClipPaths(args.synthetic_vid, output_folder=args.output_folder,
                           gt_folder=args.gt_folder)
-        bench_synthetic(paths, variants, args.max_frames)
+        bench_synthetic(paths, variants, args.max_frames, args.stride)
 
 
 if __name__ == "__main__":

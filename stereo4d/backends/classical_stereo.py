@@ -39,6 +39,7 @@ from stereo4d.backends.stereo_refine import (
     refine_disparity,
     refine_disparity_two_scale,
     relative_disparity_noise,
+    remove_local_mean,
 )
 
 __all__ = [
@@ -85,6 +86,10 @@ class SgbmSettings:
       refine_iterations: Gauss-Newton steps of the sub-pixel refinement (0: off).
       refine_window_px: side of the refinement's (box) window (odd). 15 px averages
         the noise of compressed video; the plane model keeps slanted surfaces unbiased.
+      refine_highpass_sigma_px: the refinement and the confidence compare the views
+        minus their local mean (Gaussian of this sigma; 0: raw grey levels), so that
+        a brightness difference between the cameras does not bias the disparities
+        (Middlebury motorcycle: median error 0.26 px raw, 0.15 px high-passed).
       refine_edge_window_px: window used instead near depth edges (odd).
       refine_edge_spread_px: a pixel is near a depth edge when the SGBM disparities
         in its ``refine_window_px`` window span more than this (0: one window only).
@@ -110,6 +115,7 @@ class SgbmSettings:
     lr_tolerance_px: float = 1.0
     refine_iterations: int = 3
     refine_window_px: int = 15
+    refine_highpass_sigma_px: float = 3.0
     refine_edge_window_px: int = 5
     refine_edge_spread_px: float = 3.0
     refine_max_step_px: float = 1.0
@@ -262,7 +268,8 @@ class SgbmStereo:
         keep_left, keep_right = left_right_consistent(disp_left, disp_right, s.lr_tolerance_px)
         disp_left[~keep_left] = np.nan
         disp_right[~keep_right] = np.nan
-        lf, rf = left_gray.astype(np.float32), right_gray.astype(np.float32)
+        lf, rf = (remove_local_mean(gray, s.refine_highpass_sigma_px)
+                  for gray in (left_gray, right_gray))
         if s.refine_iterations:
             refine = {"iterations": s.refine_iterations, "window_px": s.refine_window_px,
                       "damping": s.refine_damping, "slope_damping": s.refine_slope_damping,

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "remove_local_mean",
     "RESIDUAL_FLOOR_GREY2",
     "disparity_spread",
     "refine_disparity",
@@ -44,6 +45,18 @@ RESIDUAL_FLOOR_GREY2 = 1.0
 (1/12) plus a margin, so that a perfect match on weak texture is not over-trusted."""
 _SINGULAR = 1e-12
 """Determinants below this mark windows without any weight (the disparity is kept)."""
+
+
+def remove_local_mean(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """``image`` minus its Gaussian-blurred self (0: unchanged). float32 [H, W] -> float32 [H, W].
+
+    Makes the brightness-constancy match blind to a brightness offset or gain
+    difference between the two cameras that varies slowly across the image.
+    """
+    image = np.asarray(image, np.float32)
+    if sigma_px <= 0:
+        return image
+    return image - cv2.GaussianBlur(image, (0, 0), sigma_px, borderType=cv2.BORDER_REFLECT_101)
 
 
 def _window_kernels(window_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
