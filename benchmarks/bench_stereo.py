@@ -27,12 +27,12 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from stereo4d import depth as depth_lib  # noqa: E402
-from stereo4d.backends.classical_stereo import SgbmSettings, SgbmStereo  # noqa: E402
-from stereo4d.io import ClipPaths  # noqa: E402
-from stereo4d.metrics import stereo as metrics  # noqa: E402
-from stereo4d.videoio import read_video  # noqa: E402
-from tests.test_classical_stereo import evaluate_pair, render_layered_pair  # noqa: E402
+from stereo4d import depth as depth_lib
+from stereo4d.backends.classical_stereo import SgbmSettings, SgbmStereo
+from stereo4d.io import ClipPaths
+from stereo4d.metrics import stereo as metrics
+from stereo4d.videoio import read_video
+from tests.test_classical_stereo import evaluate_pair, render_layered_pair
 
 SPEED_SIZE_PX = 512
 SPEED_FRAMES = 6

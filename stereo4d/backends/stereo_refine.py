@@ -32,12 +32,12 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "remove_local_mean",
     "RESIDUAL_FLOOR_GREY2",
     "disparity_spread",
     "refine_disparity",
     "refine_disparity_two_scale",
     "relative_disparity_noise",
+    "remove_local_mean",
 ]
 
 RESIDUAL_FLOOR_GREY2 = 1.0
