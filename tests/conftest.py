@@ -15,6 +15,16 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def load_make_weights():
+    """The parity kit's ``make_weights`` module (numpy-only deterministic weights)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_weights", PARITY_DIR / "make_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
     assert PARITY_DIR.is_dir(), f"parity kit missing at {PARITY_DIR}"

@@ -9,7 +9,6 @@ p99 <= 2e-3 px, info <= 1e-3; float64: <= 1e-6 px), plus the issue's bound of
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from stereo4d.backends.sea_raft_flow import (
     sea_raft_stereo_flows_batched,
 )
 from stereo4d.models.sea_raft import SeaRaft, SeaRaftConfig
+from tests.conftest import load_make_weights
 
 PARITY_DIR = Path(__file__).parent / "parity"
 SPEC_PATH = PARITY_DIR / "sea_raft_M_state_dict_spec.json"
@@ -35,13 +35,6 @@ RELATIVE_TO_ABSMAX = 1e-4
 FLOAT64_MAX = 1e-6
 
 
-def _make_weights_module():
-    spec = importlib.util.spec_from_file_location("make_weights", PARITY_DIR / "make_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def golden() -> dict[str, np.ndarray]:
     with np.load(GOLDEN_PATH) as data:
@@ -50,7 +43,7 @@ def golden() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def model() -> SeaRaft:
-    make_weights = _make_weights_module()
+    make_weights = load_make_weights()
     state = make_weights.deterministic_state_dict(make_weights.load_spec(SPEC_PATH))
     net = SeaRaft(SeaRaftConfig())
     net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import inference_raft
 from stereo4d.backends.stereo import STEREO_BACKENDS, sea_raft_unavailable_reason
 from stereo4d.io import ClipPaths, load_json, load_pickle
 from stereo4d.videoio import read_video, write_video
-from tests.conftest import PARITY_DIR, REPO_ROOT
+from tests.conftest import PARITY_DIR, REPO_ROOT, load_make_weights
 from tests.test_classical_stereo import evaluate_pair, render_layered_pair
 
 VID = "stereotest_1000"
@@ -68,16 +67,9 @@ def test_sgbm_stage_end_to_end(clip, pair):
     assert 0.5 < record["valid_depth_fraction"] <= 1.0
 
 
-def _make_weights_module():
-    spec = importlib.util.spec_from_file_location("make_weights", PARITY_DIR / "make_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def sea_raft_weights(tmp_path_factory) -> Path:
-    make_weights = _make_weights_module()
+    make_weights = load_make_weights()
     state = make_weights.deterministic_state_dict(
         make_weights.load_spec(PARITY_DIR / "sea_raft_M_state_dict_spec.json"))
     path = tmp_path_factory.mktemp("weights") / "sea_raft_M_deterministic.pth"

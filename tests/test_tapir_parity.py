@@ -8,7 +8,6 @@ Tolerances from the notes: tracks <= 1e-2 px, logits <= 1e-3, identical visibili
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from stereo4d.backends.tapir_tracker import TapirTracker, TapirTrackerConfig, resize_frames_lanczos
 from stereo4d.models import tapir_ops
 from stereo4d.models.tapir import HIRES_DIM, LOWRES_DIM, MIXER_STATE_DIM, TAPIR, TapirConfig
+from tests.conftest import load_make_weights
 
 PARITY = Path(__file__).parent / "parity"
 SPEC_PATH = PARITY / "tapir_bootstap_state_dict_spec.json"
@@ -29,14 +29,7 @@ NUM_PARAMETERS = 54_699_335
 MIXER_CORR_START = MIXER_STATE_DIM + HIRES_DIM + LOWRES_DIM
 
 
-def _make_weights_module():
-    spec = importlib.util.spec_from_file_location("make_weights", PARITY / "make_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MAKE_WEIGHTS = _make_weights_module()
+MAKE_WEIGHTS = load_make_weights()
 
 
 def deterministic_weights(model: TAPIR) -> dict[str, torch.Tensor]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +12,14 @@ import torch
 from stereo4d.models.tapir import TAPIR
 from stereo4d.weights import CheckpointError, WeightsNotFoundError
 from stereo4d.weights import tapir as tapir_weights
+from tests.conftest import load_make_weights
 
 PARITY = Path(__file__).parent / "parity"
 
 
-def _make_weights_module():
-    spec = importlib.util.spec_from_file_location("make_weights", PARITY / "make_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def numpy_weights() -> dict[str, np.ndarray]:
-    make_weights = _make_weights_module()
+    make_weights = load_make_weights()
     spec = make_weights.load_spec(PARITY / "tapir_bootstap_state_dict_spec.json")
     return make_weights.deterministic_state_dict(spec)
 

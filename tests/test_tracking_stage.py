@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import PARITY_DIR, REPO_ROOT
+from conftest import PARITY_DIR, REPO_ROOT, load_make_weights
 
 from stereo4d.io import ClipPaths, load_json, load_pickle
 from stereo4d.queries import QueryConfig, prune_redundant_queries, sample_video_queries
@@ -95,9 +95,7 @@ def test_classical_end_to_end(clip, no_cached_weights, capsys):
 
 
 def _tapir_checkpoint(path):
-    spec = importlib.util.spec_from_file_location("make_weights", PARITY_DIR / "make_weights.py")
-    make_weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_weights)
+    make_weights = load_make_weights()
     state = make_weights.deterministic_state_dict(
         make_weights.load_spec(PARITY_DIR / "tapir_bootstap_state_dict_spec.json"))
     torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)

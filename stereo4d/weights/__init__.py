@@ -14,7 +14,11 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-__all__ = ["WeightsNotFoundError", "CheckpointError", "cache_dir", "download_url"]
+__all__ = ["WeightsNotFoundError", "CheckpointError", "cache_dir", "download_url", "key_list",
+           "load_state_dict_strict"]
+
+#: How many keys an error message lists before "... and N more".
+MAX_KEYS_IN_MESSAGE = 8
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -56,3 +60,36 @@ def download_url(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
             f"Download it by hand and pass its path with --path, or place it at {dest}."
         ) from exc
     return dest
+
+
+def key_list(keys: list[str]) -> str:
+    """The first ``MAX_KEYS_IN_MESSAGE`` keys, comma-separated, then how many more."""
+    shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
+    more = len(keys) - MAX_KEYS_IN_MESSAGE
+    return shown + (f" ... and {more} more" if more > 0 else "")
+
+
+def load_state_dict_strict(model, state_dict, model_name: str, source: str = "checkpoint") -> None:
+    """``model.load_state_dict(state_dict, strict=True)`` with a readable refusal.
+
+    Raises:
+      CheckpointError: naming the missing keys, unexpected keys and wrong shapes, if any.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state_dict[k].shape)} (model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {key_list(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {key_list(unexpected)}")
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} wrong shapes: {key_list(wrong_shape)}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit {model_name}: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from stereo4d.models.sea_raft import SeaRaft, SeaRaftConfig
-from stereo4d.weights import CheckpointError, WeightsNotFoundError
+from stereo4d.weights import CheckpointError, WeightsNotFoundError, load_state_dict_strict
 
 __all__ = [
     "DEFAULT_HUB_ID",
@@ -40,8 +40,6 @@ DEFAULT_HUB_ID = "MemorySlices/Tartan-C-T-TSKH-spring540x960-M"
 HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 """Weight files of a Hub repo or Hub-style folder, in order of preference."""
 SAFETENSORS_SUFFIX = ".safetensors"
-MAX_KEYS_IN_MESSAGE = 8
-"""How many offending keys an error message lists before summarising."""
 WRAPPER_KEYS = ("state_dict", "model")
 """Keys under which some training scripts nest the state dict."""
 DATA_PARALLEL_PREFIX = "module."
@@ -184,12 +182,6 @@ def _fill_shared_entries(
     return filled
 
 
-def _key_list(keys: list[str]) -> str:
-    shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
-    more = len(keys) - MAX_KEYS_IN_MESSAGE
-    return shown + (f" ... and {more} more" if more > 0 else "")
-
-
 def load_sea_raft_state_dict(
     model: SeaRaft, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"
 ) -> None:
@@ -198,26 +190,7 @@ def load_sea_raft_state_dict(
     Raises ``CheckpointError`` naming missing keys, unexpected keys and wrong shapes.
     """
     state_dict = _fill_shared_entries(dict(state_dict), model)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [
-        f"{k} {tuple(state_dict[k].shape)} (model {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_key_list(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_key_list(unexpected)}")
-    if wrong_shape:
-        problems.append(f"{len(wrong_shape)} wrong shapes: {_key_list(wrong_shape)}")
-    if problems:
-        raise CheckpointError(
-            f"{source} does not fit SEA-RAFT {model.config}: " + "; ".join(problems)
-        )
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict_strict(model, state_dict, f"SEA-RAFT {model.config}", source)
 
 
 def load_sea_raft(

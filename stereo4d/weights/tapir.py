@@ -27,7 +27,8 @@ import torch
 
 from stereo4d.io import safe_pickle_loads
 from stereo4d.models.tapir import TAPIR, TapirConfig
-from stereo4d.weights import CheckpointError, WeightsNotFoundError, cache_dir, download_url
+from stereo4d.weights import (CheckpointError, WeightsNotFoundError, cache_dir, download_url,
+                              key_list, load_state_dict_strict)
 
 __all__ = [
     "JAX_CHECKPOINT_URL",
@@ -53,7 +54,6 @@ CACHE_SUBDIR = "tapir"
 HAIKU_ROOT = "tapir/~/"
 """Prefix of every Haiku module path of the JAX TAPIR."""
 NPY_MAGIC = b"\x93NUMPY"
-MAX_KEYS_IN_MESSAGE = 8
 
 
 # --------------------------------------------------------------------------------------
@@ -168,12 +168,12 @@ def haiku_params_to_state_dict(
         )
     if missing:
         raise CheckpointError(
-            f"the Haiku checkpoint lacks {len(missing)} arrays of TAPIR: {_key_list(missing)}"
+            f"the Haiku checkpoint lacks {len(missing)} arrays of TAPIR: {key_list(missing)}"
         )
     extra = [f"{m}/{p}" for m, d in params.items() for p in d if (m, p) not in used]
     if extra:
         warnings.warn(
-            f"ignoring {len(extra)} unused Haiku arrays: {_key_list(extra)}", stacklevel=2
+            f"ignoring {len(extra)} unused Haiku arrays: {key_list(extra)}", stacklevel=2
         )
     return state_dict
 
@@ -198,11 +198,6 @@ def state_dict_to_haiku_params(
 # Files
 # --------------------------------------------------------------------------------------
 
-
-def _key_list(keys: list[str]) -> str:
-    shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
-    more = len(keys) - MAX_KEYS_IN_MESSAGE
-    return shown + (f" ... and {more} more" if more > 0 else "")
 
 
 def _download_hint(folder: Path) -> str:
@@ -298,24 +293,7 @@ def load_tapir_state_dict(
     model: TAPIR, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"
 ) -> None:
     """Loads ``state_dict`` strictly; ``CheckpointError`` names missing/unexpected keys and bad shapes."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [
-        f"{k} {tuple(state_dict[k].shape)} (model {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_key_list(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_key_list(unexpected)}")
-    if wrong_shape:
-        problems.append(f"{len(wrong_shape)} wrong shapes: {_key_list(wrong_shape)}")
-    if problems:
-        raise CheckpointError(f"{source} does not fit TAPIR: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict_strict(model, state_dict, "TAPIR", source)
 
 
 def load_tapir(
