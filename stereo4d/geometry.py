@@ -22,6 +22,7 @@ Everything is vectorised numpy, float64 unless stated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,20 @@ __all__ = [
     "rotation_xyz_deg",
     "invert_rigid",
     "PinholeCamera",
+    "project_frames",
+    "project_frames_xy",
+    "MIN_DEPTH_M",
+    "IN_VIEW_BORDER_PX",
 ]
+
+IntrNormalized = Sequence[float]
+"""(fx, fy, cx, cy), normalised by the image width (fx, cx) and height (fy, cy)."""
+
+#: A projected point is in view only if its camera depth exceeds this (metres; the reference's).
+MIN_DEPTH_M = 0.01
+#: ... and if it lies at least this far inside the image edge, i.e. between the first and last
+#: pixel centres (pixels; the reference's test).
+IN_VIEW_BORDER_PX = 0.5
 
 #: Default rotation tolerance for ``is_rotation`` (max abs error of R^T R - I and |det - 1|).
 ROTATION_TOL = 1e-4
@@ -211,7 +225,7 @@ class PinholeCamera:
             [[self.fx * imw, 0, self.cx * imw], [0, self.fy * imh, self.cy * imh], [0, 0, 1.0]]
         )
 
-    def project(self, xyz_world: np.ndarray, imh: int, imw: int, min_depth_m: float = 0.01):
+    def project(self, xyz_world: np.ndarray, imh: int, imw: int, min_depth_m: float = MIN_DEPTH_M):
         """World points -> pixels.
 
         Args:
@@ -227,7 +241,8 @@ class PinholeCamera:
         with np.errstate(divide="ignore", invalid="ignore"):
             x = self.fx * imw * xyz_cam[..., 0] / depth + self.cx * imw
             y = self.fy * imh * xyz_cam[..., 1] / depth + self.cy * imh
-        in_view = (x >= 0.5) & (y >= 0.5) & (x < imw - 0.5) & (y < imh - 0.5) & (depth > min_depth_m)
+        b = IN_VIEW_BORDER_PX
+        in_view = (x >= b) & (y >= b) & (x < imw - b) & (y < imh - b) & (depth > min_depth_m)
         return np.stack([x, y], axis=-1), depth, in_view
 
     def unproject(self, xy: np.ndarray, depth_m: np.ndarray, imh: int, imw: int) -> np.ndarray:
@@ -245,3 +260,67 @@ class PinholeCamera:
         ext = self.world_to_camera
         rot_t = np.swapaxes(ext[..., :3, :3], -1, -2)
         return np.einsum("...ij,...j->...i", rot_t, xyz_cam - ext[..., :3, 3])
+
+
+def project_frames(
+    points_world: np.ndarray,
+    world_to_camera: np.ndarray,
+    intr_normalized: IntrNormalized,
+    imh: int,
+    imw: int,
+    min_depth_m: float = MIN_DEPTH_M,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project per-frame points with per-frame pinhole cameras.
+
+    Args:
+      points_world: [..., T, 3] float, world points in metres (may contain NaN).
+      world_to_camera: [T, 3, 4] float, one [R | t] per frame (frame axis matches points).
+      intr_normalized: (fx, fy, cx, cy), normalised intrinsics.
+      imh, imw: image height and width in pixels.
+      min_depth_m: minimum camera depth for a point to be in view.
+
+    Returns:
+      xy_px: [..., T, 2] float64 pixel coordinates (x, y); inf/NaN where depth is 0 or the input
+        is NaN.
+      in_view: [..., T] bool, inside [0.5, imw - 0.5) x [0.5, imh - 0.5) with depth > min_depth_m.
+      depth_m: [..., T] float64 camera-frame z.
+    """
+    x_px, y_px, in_view, depth_m = project_frames_xy(
+        np.asarray(points_world, dtype=np.float64),
+        world_to_camera,
+        intr_normalized,
+        imh,
+        imw,
+        min_depth_m,
+    )
+    return np.stack([x_px, y_px], axis=-1), in_view, depth_m
+
+
+def project_frames_xy(
+    points: np.ndarray,
+    world_to_camera: np.ndarray,
+    intr_normalized: IntrNormalized,
+    imh: int,
+    imw: int,
+    min_depth_m: float = MIN_DEPTH_M,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`project_frames` as separate x, y arrays (written out per component: ~3x faster than
+    einsum on [N, T, 3] float64)."""
+    fx, fy, cx, cy = (float(v) for v in intr_normalized)
+    extr = np.asarray(world_to_camera, dtype=np.float64)
+    x_w, y_w, z_w = points[..., 0], points[..., 1], points[..., 2]
+    x_cam, y_cam, depth_m = (
+        extr[:, row, 0] * x_w + extr[:, row, 1] * y_w + extr[:, row, 2] * z_w + extr[:, row, 3]
+        for row in range(3)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_px = (fx * imw * x_cam + cx * imw * depth_m) / depth_m
+        y_px = (fy * imh * y_cam + cy * imh * depth_m) / depth_m
+        in_view = (
+            (x_px >= IN_VIEW_BORDER_PX)
+            & (y_px >= IN_VIEW_BORDER_PX)
+            & (x_px < imw - IN_VIEW_BORDER_PX)
+            & (y_px < imh - IN_VIEW_BORDER_PX)
+            & (depth_m > min_depth_m)
+        )
+    return x_px, y_px, in_view, depth_m

@@ -22,19 +22,9 @@ Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-IntrNormalized = Sequence[float]
-"""(fx, fy, cx, cy), normalised by the image width (fx, cx) and height (fy, cy)."""
-
-MIN_DEPTH_M = 0.01
-"""A projected point counts as in view only if its camera depth exceeds this (metres)."""
-
-BORDER_PX = 0.5
-"""A projected point counts as in view only if it lies at least this far inside the image edge
-(i.e. between the first and last pixel centres), in pixels."""
+from stereo4d.geometry import IntrNormalized, project_frames_xy
 
 TRACE_FRAMES = 16
 """Number of past frames compared with the current one (the reference's `tracks_leave_trace`)."""
@@ -42,70 +32,6 @@ TRACE_FRAMES = 16
 CHUNK_TRACKS = 1024
 """Tracks processed together: keeps the per-lag float64 temporaries cache-sized (~40 % less CPU
 time than whole-clip arrays at 20,000 x 64)."""
-
-
-def project_to_pixels(
-    points_world: np.ndarray,
-    world_to_camera: np.ndarray,
-    intr_normalized: IntrNormalized,
-    imh: int,
-    imw: int,
-    min_depth_m: float = MIN_DEPTH_M,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Project per-frame points with per-frame pinhole cameras.
-
-    Args:
-      points_world: [..., T, 3] float, world points in metres (may contain NaN).
-      world_to_camera: [T, 3, 4] float, one [R | t] per frame (frame axis matches points).
-      intr_normalized: (fx, fy, cx, cy), normalised intrinsics.
-      imh, imw: image height and width in pixels.
-      min_depth_m: minimum camera depth for a point to be in view.
-
-    Returns:
-      xy_px: [..., T, 2] float64 pixel coordinates (x, y); inf/NaN where depth is 0 or the input
-        is NaN.
-      in_view: [..., T] bool, inside [0.5, imw - 0.5) x [0.5, imh - 0.5) with depth > min_depth_m.
-      depth_m: [..., T] float64 camera-frame z.
-    """
-    x_px, y_px, in_view, depth_m = _project_xy(
-        np.asarray(points_world, dtype=np.float64),
-        world_to_camera,
-        intr_normalized,
-        imh,
-        imw,
-        min_depth_m,
-    )
-    return np.stack([x_px, y_px], axis=-1), in_view, depth_m
-
-
-def _project_xy(
-    points: np.ndarray,
-    world_to_camera: np.ndarray,
-    intr_normalized: IntrNormalized,
-    imh: int,
-    imw: int,
-    min_depth_m: float = MIN_DEPTH_M,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`project_to_pixels` as separate x, y arrays (written out per component: ~3x faster than
-    einsum on [N, T, 3] float64)."""
-    fx, fy, cx, cy = (float(v) for v in intr_normalized)
-    extr = np.asarray(world_to_camera, dtype=np.float64)
-    x_w, y_w, z_w = points[..., 0], points[..., 1], points[..., 2]
-    x_cam, y_cam, depth_m = (
-        extr[:, row, 0] * x_w + extr[:, row, 1] * y_w + extr[:, row, 2] * z_w + extr[:, row, 3]
-        for row in range(3)
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_px = (fx * imw * x_cam + cx * imw * depth_m) / depth_m
-        y_px = (fy * imh * y_cam + cy * imh * depth_m) / depth_m
-        in_view = (
-            (x_px >= BORDER_PX)
-            & (y_px >= BORDER_PX)
-            & (x_px < imw - BORDER_PX)
-            & (y_px < imh - BORDER_PX)
-            & (depth_m > min_depth_m)
-        )
-    return x_px, y_px, in_view, depth_m
 
 
 def scene_motion_displacement_px(
@@ -169,12 +95,12 @@ def _motion_chunk(
         return motion_px
 
     # Each point projected with its own frame's camera: [N, T, 2], [N, T].
-    x_now, y_now, in_view_now, _ = _project_xy(points, world_to_camera, intr_normalized, imh, imw)
+    x_now, y_now, in_view_now, _ = project_frames_xy(points, world_to_camera, intr_normalized, imh, imw)
     usable_now = in_view_now & visible
 
     for lag in range(1, min(trace_frames, num_frames - 1) + 1):
         # Points at frames s = t - lag (t = lag .. T-1) seen from frame t's camera.
-        x_past, y_past, in_view_past, _ = _project_xy(
+        x_past, y_past, in_view_past, _ = project_frames_xy(
             points[:, : num_frames - lag], world_to_camera[lag:], intr_normalized, imh, imw
         )
         usable = in_view_past & visible[:, : num_frames - lag] & usable_now[:, lag:]

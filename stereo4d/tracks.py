@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stereo4d.geometry import PinholeCamera
+from stereo4d.geometry import PinholeCamera, project_frames
 from stereo4d.io import InputError
 
 __all__ = ["Tracks2D", "lift_tracks_to_3d", "project_tracks", "sample_colors", "VALID_DEPTH_MIN_M",
@@ -137,9 +137,6 @@ def project_tracks(track3d_world: np.ndarray, cameras: PinholeCamera, imh: int, 
     Returns:
       tracks_xy: [N, T, 2] continuous pixels; in_view: [N, T] bool (finite, in front, inside).
     """
-    per_frame = PinholeCamera(np.asarray(cameras.world_to_camera)[:, None], cameras.fx, cameras.fy,
-                              cameras.cx, cameras.cy)
-    xy, _, in_view = per_frame.project(np.swapaxes(np.asarray(track3d_world, np.float64), 0, 1),
-                                       imh, imw)
-    in_view &= np.all(np.isfinite(xy), axis=-1)
-    return np.swapaxes(xy, 0, 1), np.swapaxes(in_view, 0, 1)
+    xy, in_view, _ = project_frames(track3d_world, cameras.world_to_camera,
+                                    (cameras.fx, cameras.fy, cameras.cx, cameras.cy), imh, imw)
+    return xy, in_view & np.all(np.isfinite(xy), axis=-1)

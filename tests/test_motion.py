@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from stereo4d.motion import project_to_pixels, scene_motion_displacement_px
+from stereo4d.geometry import project_frames
+from stereo4d.motion import scene_motion_displacement_px
 
 IMH = 240
 IMW = 320
@@ -41,7 +42,7 @@ def test_projection_known_pixel():
     fx_px / 2 to the right."""
     extr = _static_camera(1)
     pts = np.array([[[0.0, 0.0, 2.0]], [[1.0, 0.0, 2.0]], [[0.0, 0.0, -1.0]]])
-    xy, in_view, depth = project_to_pixels(pts, extr, INTR, IMH, IMW)
+    xy, in_view, depth = project_frames(pts, extr, INTR, IMH, IMW)
     np.testing.assert_allclose(xy[0, 0], [IMW / 2, IMH / 2], atol=1e-9)
     np.testing.assert_allclose(xy[1, 0], [IMW / 2 + FX * IMW / 2, IMH / 2], atol=1e-9)
     np.testing.assert_array_equal(in_view[:, 0], [True, True, False])  # behind the camera

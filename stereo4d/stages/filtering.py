@@ -22,10 +22,10 @@ import numpy as np
 
 from stereo4d import filtering
 from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS
-from stereo4d.geometry import PinholeCamera
+from stereo4d.geometry import PinholeCamera, project_frames
 from stereo4d.io import (ClipPaths, InputError, load_dataset_npz, load_pickle, save_pickle,
                          save_segmentation)
-from stereo4d.motion import project_to_pixels, scene_motion_displacement_px
+from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
 from stereo4d.videoio import VideoWriter, read_video
@@ -98,7 +98,7 @@ def filtered_track_frames(video: np.ndarray, track3d_world: np.ndarray, valid: n
             continue
         first = max(0, t - trail_frames)
         window = np.repeat(w2c[t][None], t + 1 - first, axis=0)
-        xy, in_view, _ = project_to_pixels(track3d_world[:, first:t + 1], window, intr, imh, imw)
+        xy, in_view, _ = project_frames(track3d_world[:, first:t + 1], window, intr, imh, imw)
         shown = in_view & valid[:, first:t + 1]
         shown &= shown[:, -1:]
         xy = np.where(shown[..., None], xy, 0.0)
