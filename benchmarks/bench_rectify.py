@@ -16,9 +16,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from stereo4d.io import ClipPaths, load_dataset_npz  # noqa: E402
-from stereo4d.stages import rectify  # noqa: E402
-from stereo4d.videoio import iter_video_frames, probe_video  # noqa: E402
+from stereo4d.io import ClipPaths, load_dataset_npz
+from stereo4d.stages import rectify
+from stereo4d.videoio import iter_video_frames, probe_video
 
 
 def main() -> int:

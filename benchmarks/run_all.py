@@ -20,8 +20,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from stereo4d.demo import pipeline_stages  # noqa: E402
-from stereo4d.io import ClipPaths, load_dataset_npz, load_json  # noqa: E402
+from stereo4d.demo import pipeline_stages
+from stereo4d.io import ClipPaths, load_dataset_npz, load_json
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float, int]:

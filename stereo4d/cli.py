@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from stereo4d.io import InputError
 
-__all__ = ["stage_parser", "add_backend_args", "run_cli"]
+__all__ = ["add_backend_args", "run_cli", "stage_parser"]
 
 
 def stage_parser(description: str, *, raw_video: bool = False, gt: bool = False) -> argparse.ArgumentParser:

@@ -12,14 +12,14 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from stereo4d.io import ClipPaths, load_json
 from stereo4d.stages.common import outputs_fresh
 
-__all__ = ["Stage", "pipeline_stages", "main"]
+__all__ = ["Stage", "main", "pipeline_stages"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

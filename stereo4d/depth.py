@@ -25,7 +25,7 @@ depth to a neighbour exceeds ``FLOATER_RELATIVE_GRADIENT`` times their depth.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -34,18 +34,18 @@ from stereo4d.geometry import focal_length_px
 
 __all__ = [
     "BASELINE_M",
-    "MAX_DEPTH_M",
-    "OCCLUSION_TOLERANCE_PX",
-    "MAX_VERTICAL_FLOW_PX",
     "FLOATER_RELATIVE_GRADIENT",
-    "disparity_from_flow",
+    "MAX_DEPTH_M",
+    "MAX_VERTICAL_FLOW_PX",
+    "OCCLUSION_TOLERANCE_PX",
     "depth_from_disparity",
-    "disparity_from_depth",
-    "warp_by_flow",
-    "occlusion_mask",
-    "floater_mask",
     "depth_map_from_flow_pair",
     "depth_maps_from_flows",
+    "disparity_from_depth",
+    "disparity_from_flow",
+    "floater_mask",
+    "occlusion_mask",
+    "warp_by_flow",
 ]
 
 BASELINE_M = 0.063

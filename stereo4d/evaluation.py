@@ -15,15 +15,21 @@ import numpy as np
 from stereo4d.ade20k import SKY_CLASS_IDS, STATIC_CLASS_IDS
 from stereo4d.depth import depth_maps_from_flows
 from stereo4d.geometry import PinholeCamera
-from stereo4d.io import (ClipPaths, InputError, load_dataset_npz, load_json, load_pickle,
-                         load_segmentation)
+from stereo4d.io import (
+    ClipPaths,
+    InputError,
+    load_dataset_npz,
+    load_json,
+    load_pickle,
+    load_segmentation,
+)
 from stereo4d.metrics.segmentation import bad_track_mask, class_set_iou, filter_scores
 from stereo4d.metrics.stereo import non_occluded_from_left_disparity, stereo_metrics
 from stereo4d.metrics.tapvid import compute_tapvid_metrics
 from stereo4d.metrics.tracks3d import EVAL_RESOLUTION_PX, score_tracks3d
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
 
-__all__ = ["EvaluationConfig", "evaluate_clip", "format_table", "REPORT_KEYS"]
+__all__ = ["REPORT_KEYS", "EvaluationConfig", "evaluate_clip", "format_table"]
 
 #: Keys of the flat report (``evaluate.py --json``), in table order.
 REPORT_KEYS = (

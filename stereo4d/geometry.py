@@ -28,20 +28,20 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "focal_length_px",
+    "IN_VIEW_BORDER_PX",
+    "MIN_DEPTH_M",
+    "PinholeCamera",
     "equirect_pixel_rays",
-    "rays_to_equirect_pixels",
-    "rectification_map",
+    "focal_length_px",
+    "invert_rigid",
+    "is_rotation",
     "perspective_pixel_rays",
     "perspective_to_equirect_map",
-    "is_rotation",
-    "rotation_xyz_deg",
-    "invert_rigid",
-    "PinholeCamera",
     "project_frames",
     "project_frames_xy",
-    "MIN_DEPTH_M",
-    "IN_VIEW_BORDER_PX",
+    "rays_to_equirect_pixels",
+    "rectification_map",
+    "rotation_xyz_deg",
 ]
 
 IntrNormalized = Sequence[float]

@@ -13,27 +13,28 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "InputError",
-    "ClipPaths",
-    "split_vid",
-    "atomic_path",
-    "save_pickle",
-    "load_pickle",
-    "save_json",
-    "load_json",
-    "save_segmentation",
-    "load_segmentation",
     "DATASET_KEYS",
+    "ClipPaths",
+    "InputError",
+    "atomic_path",
     "load_dataset_npz",
-    "save_dataset_npz",
+    "load_json",
+    "load_pickle",
+    "load_segmentation",
     "pack_tracks",
+    "save_dataset_npz",
+    "save_json",
+    "save_pickle",
+    "save_segmentation",
+    "split_vid",
     "unpack_tracks",
 ]
 
@@ -241,9 +242,8 @@ def load_pickle(path: str | os.PathLike) -> Any:
 
 def save_pickle(obj: Any, path: str | os.PathLike) -> Path:
     """Writes ``obj`` atomically with the highest pickle protocol."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
     return Path(path)
 
 
@@ -277,9 +277,8 @@ def load_json(path: str | os.PathLike) -> Any:
 
 def save_segmentation(path: str | os.PathLike, labels: np.ndarray, kept: np.ndarray) -> Path:
     """Filtering-stage record: ``labels`` [T, H, W] uint8 ADE20K ids, ``kept`` [N] bool."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, labels=np.asarray(labels, np.uint8), kept=np.asarray(kept, bool))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, labels=np.asarray(labels, np.uint8), kept=np.asarray(kept, bool))
     return Path(path)
 
 
@@ -418,7 +417,6 @@ def save_dataset_npz(
         fov_bounds=np.asarray(fov_bounds_deg),
     )
     arrays.update(extra or {})
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return Path(path)

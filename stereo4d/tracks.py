@@ -15,8 +15,14 @@ import numpy as np
 from stereo4d.geometry import PinholeCamera, project_frames
 from stereo4d.io import InputError
 
-__all__ = ["Tracks2D", "lift_tracks_to_3d", "project_tracks", "sample_colors", "VALID_DEPTH_MIN_M",
-           "VALID_DEPTH_MAX_M"]
+__all__ = [
+    "VALID_DEPTH_MAX_M",
+    "VALID_DEPTH_MIN_M",
+    "Tracks2D",
+    "lift_tracks_to_3d",
+    "project_tracks",
+    "sample_colors",
+]
 
 #: Depth range in which a lifted point counts as valid (the reference's 0 and 20).
 VALID_DEPTH_MIN_M = 0.0
@@ -58,7 +64,7 @@ class Tracks2D:
     def num_frames(self) -> int:
         return self.tracks_xy.shape[1]
 
-    def subset(self, keep: np.ndarray) -> "Tracks2D":
+    def subset(self, keep: np.ndarray) -> Tracks2D:
         """Tracks selected by a [N] bool mask or index array."""
         return Tracks2D(self.tracks_xy[keep], self.visibles[keep], self.query_points_tyx[keep])
 
@@ -71,7 +77,7 @@ class Tracks2D:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "tracks") -> "Tracks2D":
+    def from_dict(cls, data: dict, source: str = "tracks") -> Tracks2D:
         missing = [k for k in ("tracks", "visibles", "query_points") if k not in data]
         if missing:
             raise InputError(f"{source}: missing key(s) {', '.join(missing)}")

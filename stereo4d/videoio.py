@@ -11,16 +11,25 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
 from stereo4d.io import InputError, atomic_path
 
-__all__ = ["VideoInfo", "VideoWriter", "configure_mediapy", "probe_video", "iter_video_frames", "read_video", "write_video",
-           "DEFAULT_FPS", "DEFAULT_CRF"]
+__all__ = [
+    "DEFAULT_CRF",
+    "DEFAULT_FPS",
+    "VideoInfo",
+    "VideoWriter",
+    "configure_mediapy",
+    "iter_video_frames",
+    "probe_video",
+    "read_video",
+    "write_video",
+]
 
 #: Frame rate used when writing pipeline videos (the reference's ``fps=30``).
 DEFAULT_FPS = 30.0
@@ -172,7 +181,7 @@ class VideoWriter:
         if commit and not self.num_frames:
             raise ValueError(f"no frames were written to {self.path}")
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 import rectify as rectify_script
-from stereo4d import geometry
+from stereo4d import geometry, videoio
 from stereo4d import io as sio
-from stereo4d import videoio
 from stereo4d.stages import rectify
 
 EYE_HW = (240, 240)

@@ -88,7 +88,7 @@ def test_sea_raft_stage_end_to_end(clip, sea_raft_weights):
     # The stage writes exactly what the backend computes on the decoded frames.
     model = load_sea_raft(sea_raft_weights)
     left, right = read_video(paths.left_video), read_video(paths.right_video)
-    as_tensor = lambda frame: torch.from_numpy(frame).float().permute(2, 0, 1)[None]  # noqa: E731
+    as_tensor = lambda frame: torch.from_numpy(frame).float().permute(2, 0, 1)[None]
     # bwd of frame 1 (one network call; fwd uses the same code path with the views swapped).
     bwd = sea_raft_flow_and_info(model, as_tensor(right[1]), as_tensor(left[1]))[0]
     bwd = bwd[0].permute(1, 2, 0).numpy()

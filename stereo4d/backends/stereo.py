@@ -19,8 +19,14 @@ import numpy as np
 
 from stereo4d.backends.registry import BackendEntry, Registry
 
-__all__ = ["STEREO_BACKENDS", "StereoBackend", "SeaRaftStereo", "build_sea_raft", "build_sgbm",
-           "sea_raft_unavailable_reason"]
+__all__ = [
+    "STEREO_BACKENDS",
+    "SeaRaftStereo",
+    "StereoBackend",
+    "build_sea_raft",
+    "build_sgbm",
+    "sea_raft_unavailable_reason",
+]
 
 
 class StereoBackend(Protocol):

@@ -15,15 +15,15 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "NON_OCCLUDED_TOLERANCE_PX",
     "DELTA_RATIO",
-    "non_occluded_mask",
-    "non_occluded_from_left_disparity",
-    "flow_epe",
-    "disparity_bad_fraction",
-    "middlebury_bad",
+    "NON_OCCLUDED_TOLERANCE_PX",
     "depth_abs_rel",
     "depth_delta_accuracy",
+    "disparity_bad_fraction",
+    "flow_epe",
+    "middlebury_bad",
+    "non_occluded_from_left_disparity",
+    "non_occluded_mask",
     "stereo_metrics",
 ]
 

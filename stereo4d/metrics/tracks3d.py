@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["APD_THRESHOLDS_PX", "EVAL_RESOLUTION_PX", "apd3d", "mean_error_m", "jitter_m",
-           "score_tracks3d"]
+__all__ = [
+    "APD_THRESHOLDS_PX",
+    "EVAL_RESOLUTION_PX",
+    "apd3d",
+    "jitter_m",
+    "mean_error_m",
+    "score_tracks3d",
+]
 
 #: TAPVid-3D pixel thresholds.
 APD_THRESHOLDS_PX = (1, 2, 4, 8, 16)

@@ -6,15 +6,16 @@ import datetime
 import os
 import platform
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import stereo4d
 from stereo4d.io import load_json, save_json
 
-__all__ = ["write_provenance", "read_provenance", "Timer", "outputs_fresh", "resolve_device"]
+__all__ = ["Timer", "outputs_fresh", "read_provenance", "resolve_device", "write_provenance"]
 
 
 def write_provenance(path: Path, *, stage: str, backend: str, settings: Any = None,

@@ -23,8 +23,14 @@ import numpy as np
 from stereo4d import filtering
 from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS
 from stereo4d.geometry import PinholeCamera, project_frames
-from stereo4d.io import (ClipPaths, InputError, load_dataset_npz, load_pickle, save_pickle,
-                         save_segmentation)
+from stereo4d.io import (
+    ClipPaths,
+    InputError,
+    load_dataset_npz,
+    load_pickle,
+    save_pickle,
+    save_segmentation,
+)
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d

@@ -26,7 +26,7 @@ from stereo4d.io import ClipPaths, InputError, load_dataset_npz
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.videoio import VideoWriter, iter_video_frames, probe_video
 
-__all__ = ["RectifyConfig", "RectifyMaps", "run", "validate_clip_metadata", "frame_indices"]
+__all__ = ["RectifyConfig", "RectifyMaps", "frame_indices", "run", "validate_clip_metadata"]
 
 #: The reference's VR180 sanity check: real equirect videos are at least this high.
 VR180_MIN_HEIGHT_PX = 1920

@@ -23,7 +23,7 @@ from stereo4d.io import ClipPaths, InputError, save_pickle
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.videoio import read_video
 
-__all__ = ["StereoConfig", "run", "read_stereo_pair", "validate_flows", "PROVENANCE_STAGE"]
+__all__ = ["PROVENANCE_STAGE", "StereoConfig", "read_stereo_pair", "run", "validate_flows"]
 
 PROVENANCE_STAGE = "stereo"
 """Name of the provenance JSON: ``<vid>-stereo.json``."""

@@ -23,8 +23,8 @@ from stereo4d.synthetic.scene import (
     SKY_HORIZON_RGB,
     SKY_ZENITH_RGB,
     STRIP_BLEND_M,
-    Scene,
     WAVE_FADE_PX,
+    Scene,
 )
 
 __all__ = [

@@ -14,8 +14,14 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-__all__ = ["WeightsNotFoundError", "CheckpointError", "cache_dir", "download_url", "key_list",
-           "load_state_dict_strict"]
+__all__ = [
+    "CheckpointError",
+    "WeightsNotFoundError",
+    "cache_dir",
+    "download_url",
+    "key_list",
+    "load_state_dict_strict",
+]
 
 #: How many keys an error message lists before "... and N more".
 MAX_KEYS_IN_MESSAGE = 8

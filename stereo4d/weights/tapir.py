@@ -27,8 +27,14 @@ import torch
 
 from stereo4d.io import safe_pickle_loads
 from stereo4d.models.tapir import TAPIR, TapirConfig
-from stereo4d.weights import (CheckpointError, WeightsNotFoundError, cache_dir, download_url,
-                              key_list, load_state_dict_strict)
+from stereo4d.weights import (
+    CheckpointError,
+    WeightsNotFoundError,
+    cache_dir,
+    download_url,
+    key_list,
+    load_state_dict_strict,
+)
 
 __all__ = [
     "JAX_CHECKPOINT_URL",
