@@ -25,13 +25,19 @@ def main(argv=None):
                         help="sgbm: OpenCV variant (hh/hh4: more paths, slower)")
     parser.add_argument("--refine_iterations", type=int, default=defaults.refine_iterations,
                         help="sgbm: sub-pixel refinement steps (0: off)")
+    parser.add_argument("--refine_window", type=int, default=defaults.refine_window_px,
+                        help="sgbm: refinement window side, px (odd)")
+    parser.add_argument("--max_relative_noise", type=float, default=defaults.max_relative_noise,
+                        help="sgbm: reject pixels whose predicted disparity noise exceeds this "
+                             "fraction of their disparity (0: keep all)")
     parser.add_argument("--fill", action="store_true",
                         help="sgbm: fill rejected pixels with the row's background disparity")
     args = parser.parse_args(argv)
     try:
         sgbm = SgbmSettings(max_disparity_px=args.max_disparity, block_size_px=args.block_size,
                             mode=args.sgbm_mode, refine_iterations=args.refine_iterations,
-                            fill=args.fill)
+                            refine_window_px=args.refine_window,
+                            max_relative_noise=args.max_relative_noise, fill=args.fill)
     except ValueError as exc:
         parser.error(str(exc))
     stereo.run(stereo.StereoConfig(
