@@ -291,7 +291,7 @@ def test_left_right_check_and_fill():
 
 
 def test_middlebury_motorcycle_bad2():
-    skimage_data = pytest.importorskip("skimage.data")
+    import skimage.data as skimage_data  # the [dev] extra
     left, right, disparity_gt = skimage_data.stereo_motorcycle()  # quarter size, disparity <= 60 px
     disparity = SgbmStereo().disparities(left, right)[0]
     bad2 = metrics.middlebury_bad(disparity, disparity_gt, 2.0)

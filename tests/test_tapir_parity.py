@@ -303,7 +303,7 @@ def test_backend_maps_coordinates_for_any_aspect_ratio():
 
 
 def test_resize_matches_mediapy_lanczos():
-    mediapy = pytest.importorskip("mediapy")
+    import mediapy
     video = np.random.default_rng(1).integers(0, 256, (2, 30, 50, 3), dtype=np.uint8)
     np.testing.assert_array_equal(
         resize_frames_lanczos(video, (64, 40)), mediapy.resize_video(video, (64, 40))
