@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from stereo4d.motion import project_to_pixels, scene_motion_displacement_px
+from stereo4d.geometry import project_frames
+from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.track_opt import TrackOptConfig, camera_centres, optimize_tracks
 
 REFERENCE_SECONDS_300x48 = 6.35
@@ -79,7 +80,7 @@ def synthetic_clip(num_tracks: int, num_frames: int, seed: int = 0):
 
     fx = 0.5 / math.tan(math.radians(HFOV_DEG / 2))
     intr = (fx, fx, 0.5, 0.5)
-    _, in_view, _ = project_to_pixels(gt, world_to_camera, intr, IMAGE_SIZE_PX, IMAGE_SIZE_PX)
+    _, in_view, _ = project_frames(gt, world_to_camera, intr, IMAGE_SIZE_PX, IMAGE_SIZE_PX)
     visible = in_view.copy()
     span_start = rng.integers(0, num_frames, num_tracks)
     span_len = rng.integers(0, num_frames // 4, num_tracks)

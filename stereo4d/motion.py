@@ -47,7 +47,7 @@ def scene_motion_displacement_px(
 
     motion[n, t] = max over s in [t - trace_frames, t - 1] (s >= 0) of
     |proj_t(X[n, s]) - proj_t(X[n, t])|, where proj_t is frame t's camera, over the pairs where
-    both projections are in view (see `project_to_pixels`) and the track is visible at both s
+    both projections are in view (see `geometry.project_frames`) and the track is visible at both s
     and t; 0 when there is no such pair (in particular at t = 0).
 
     Args:

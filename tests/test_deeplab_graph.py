@@ -40,7 +40,8 @@ def _graph_bytes() -> bytes:
         sky = tf.logical_and(blue > BLUE_MIN, red < RED_MAX)
         building = red > RED_MIN
         zeros = tf.zeros_like(red, dtype=tf.int64)
-        labels = tf.where(sky, zeros + ade20k.SKY, tf.where(building, zeros + ade20k.BUILDING, zeros))
+        inner = tf.where(building, zeros + ade20k.BUILDING, zeros)
+        labels = tf.where(sky, zeros + ade20k.SKY, inner)
         tf.identity(labels, name="SemanticPredictions")
     return graph.as_graph_def().SerializeToString()
 
