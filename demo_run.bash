@@ -23,7 +23,7 @@ for arg in "$@"; do
   esac
 done
 
-source scripts/setup_venv.sh dev
+source scripts/setup_venv.sh ""
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 export MPLBACKEND=Agg
