@@ -37,7 +37,6 @@ __all__ = [
     "filter_tracks",
     "format_stats",
     "labels_at_tracks",
-    "sample_for_display",
     "sky_track_mask",
     "static_fraction",
 ]
@@ -195,12 +194,3 @@ def format_stats(stats: dict) -> str:
         (f"remaining tracks: {100 * stats['remaining_share']:.2f}% "
         f"({stats['num_remaining']} of {stats['num_tracks']})"),
     ])
-
-
-def sample_for_display(num_tracks: int, max_tracks: int = MAX_DISPLAY_TRACKS,
-                       seed: int = DISPLAY_SEED) -> np.ndarray:
-    """Indices (sorted) of at most ``max_tracks`` of ``num_tracks`` tracks, fixed seed."""
-    if num_tracks <= max_tracks:
-        return np.arange(num_tracks)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(num_tracks, size=max_tracks, replace=False))

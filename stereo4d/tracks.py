@@ -22,11 +22,23 @@ __all__ = [
     "lift_tracks_to_3d",
     "project_tracks",
     "sample_colors",
+    "sample_tracks_for_display",
 ]
 
 #: Depth range in which a lifted point counts as valid (the reference's 0 and 20).
 VALID_DEPTH_MIN_M = 0.0
 VALID_DEPTH_MAX_M = 20.0
+
+
+def sample_tracks_for_display(num_tracks: int, max_tracks: int, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``max_tracks`` tracks chosen at random without replacement (sorted).
+
+    All ``num_tracks`` in order when there are no more than ``max_tracks``; the choice is fixed
+    by ``seed``.
+    """
+    if num_tracks <= max_tracks:
+        return np.arange(num_tracks)
+    return np.sort(np.random.default_rng(seed).choice(num_tracks, max_tracks, replace=False))
 
 
 @dataclass

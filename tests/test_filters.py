@@ -9,7 +9,7 @@ from stereo4d import ade20k, filtering
 from stereo4d.geometry import PinholeCamera
 from stereo4d.metrics.segmentation import bad_track_mask, class_set_iou, filter_scores
 from stereo4d.motion import scene_motion_displacement_px
-from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
+from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_tracks_for_display
 
 S, K, O = ade20k.SKY, ade20k.BUILDING, ade20k.OTHER
 
@@ -117,10 +117,11 @@ def test_zero_tracks():
 
 
 def test_display_sample_is_fixed_and_bounded():
-    a = filtering.sample_for_display(10000, 4096)
-    np.testing.assert_array_equal(a, filtering.sample_for_display(10000, 4096))
+    settings = (filtering.MAX_DISPLAY_TRACKS, filtering.DISPLAY_SEED)
+    a = sample_tracks_for_display(10000, *settings)
+    np.testing.assert_array_equal(a, sample_tracks_for_display(10000, *settings))
     assert len(np.unique(a)) == 4096 and a.max() < 10000
-    np.testing.assert_array_equal(filtering.sample_for_display(7, 4096), np.arange(7))
+    np.testing.assert_array_equal(sample_tracks_for_display(7, *settings), np.arange(7))
 
 
 def test_class_set_iou_and_filter_scores_hand_values():

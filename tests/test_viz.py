@@ -152,3 +152,20 @@ def test_dashes_cover_half_of_a_polyline():
     pieces = scene3d._dashes(np.array([[0.0, 0.0], [60.0, 0.0], [60.0, 30.0]]), 6.0)
     lengths = np.linalg.norm(pieces[:, 1] - pieces[:, 0], axis=-1)
     assert lengths.sum() == pytest.approx(45.0, abs=6.0) and lengths.max() <= 6.0 + 1e-9
+
+
+def test_trails_with_no_tracks_return_the_frames_unchanged():
+    """Zero tracks (an empty tracking result) draw nothing instead of failing in OpenCV."""
+    from stereo4d.viz.trails import rainbow_colors, render_trails
+
+    assert rainbow_colors(0).shape == (0, 3) and rainbow_colors(0).dtype == np.uint8
+    frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
+    out = list(render_trails(frames, np.zeros((0, 2, 2)), np.zeros((0, 2), bool)))
+    np.testing.assert_array_equal(np.stack(out), frames)
+
+
+def test_rainbow_colors_known_values():
+    """Hue steps of 180 / num (OpenCV hue units) at full saturation and value."""
+    from stereo4d.viz.trails import rainbow_colors
+
+    np.testing.assert_array_equal(rainbow_colors(3), [[255, 0, 0], [0, 255, 0], [0, 0, 255]])

@@ -33,7 +33,7 @@ from stereo4d.io import (
 )
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, write_provenance
-from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
+from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
 
 __all__ = ["STAGE_NAME", "FilteringConfig", "filtered_track_frames", "run"]
@@ -95,7 +95,7 @@ def filtered_track_frames(video: np.ndarray, track3d_world: np.ndarray, valid: n
 
     num_frames, imh, imw = video.shape[:3]
     num_tracks = len(track3d_world)
-    colors = rainbow_colors(num_tracks) if num_tracks else np.zeros((0, 3), np.uint8)
+    colors = rainbow_colors(num_tracks)
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     w2c = np.asarray(cameras.world_to_camera)
     for t in range(num_frames):
@@ -168,7 +168,7 @@ def run(config: FilteringConfig) -> dict:
               f"{paths.filtered_tracks.name} and a video without tracks")
 
     kept = np.flatnonzero(result.keep)
-    shown = kept[filtering.sample_for_display(len(kept), config.max_display_tracks,
+    shown = kept[sample_tracks_for_display(len(kept), config.max_display_tracks,
                                               config.display_seed)]
     with timer("video"):
         writer = VideoWriter(paths.filtered_tracks_video)

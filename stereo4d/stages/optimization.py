@@ -33,11 +33,11 @@ from stereo4d.metrics.tracks3d import EVAL_RESOLUTION_PX, score_tracks3d
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
-from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors
+from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
 from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_range
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
-from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors, sample_tracks_for_display
+from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors
 
 __all__ = ["STAGE_NAME", "OptimizationConfig", "run", "score_against_truth", "select_dynamic_tracks"]
 
@@ -193,7 +193,7 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
     """The three dyna videos of one version (``original`` / ``optimized``). Returns tracks shown."""
     shown = select_dynamic_tracks(track3d, visible, motion_px, config.dynamic_threshold_px,
                                   config.max_display_tracks, config.display_seed)
-    colors = rainbow_colors(len(shown)) if len(shown) else np.zeros((0, 3), np.uint8)
+    colors = rainbow_colors(len(shown))
     tracks, vis = track3d[shown], visible[shown]
     side = video.shape[1]
     view = SceneView.fit(tracks[vis & np.all(np.isfinite(tracks), axis=-1)], side, side)

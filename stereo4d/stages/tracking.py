@@ -23,9 +23,9 @@ from stereo4d.backends.tracking import TRACKING_BACKENDS
 from stereo4d.io import ClipPaths, InputError, save_pickle
 from stereo4d.queries import QueryConfig, prune_redundant_queries, sample_video_queries
 from stereo4d.stages.common import Timer, write_provenance
-from stereo4d.tracks import Tracks2D
+from stereo4d.tracks import Tracks2D, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
-from stereo4d.viz.trails import TRAIL_FRAMES, render_trails, sample_tracks_for_display
+from stereo4d.viz.trails import TRAIL_FRAMES, render_trails
 
 __all__ = ["VIZ_TRACKS", "TrackingConfig", "run", "track_video"]
 

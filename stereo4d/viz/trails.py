@@ -20,6 +20,8 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from stereo4d.tracks import sample_tracks_for_display
+
 __all__ = [
     "DOT_RADIUS_PX",
     "MAX_SEGMENT_SAMPLES",
@@ -41,16 +43,11 @@ _HUE_MAX_OPENCV = 180
 
 def rainbow_colors(num: int) -> np.ndarray:
     """``num`` colours around the hue circle (like matplotlib's ``hsv`` map). [num, 3] uint8 RGB."""
+    if num == 0:
+        return np.zeros((0, 3), np.uint8)
     hue = (np.arange(num) * _HUE_MAX_OPENCV / max(num, 1)).astype(np.uint8)
     hsv = np.stack([hue, np.full_like(hue, 255), np.full_like(hue, 255)], axis=-1)[None]
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
-
-
-def sample_tracks_for_display(num_tracks: int, max_tracks: int, seed: int = 0) -> np.ndarray:
-    """Indices of at most ``max_tracks`` tracks chosen at random without replacement (sorted)."""
-    if num_tracks <= max_tracks:
-        return np.arange(num_tracks)
-    return np.sort(np.random.default_rng(seed).choice(num_tracks, max_tracks, replace=False))
 
 
 def _segment_samples(p0: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
