@@ -22,6 +22,7 @@ from stereo4d.io import (
     load_json,
     load_pickle,
     load_segmentation,
+    load_stereo_flows,
 )
 from stereo4d.metrics.segmentation import bad_track_mask, class_set_iou, filter_scores
 from stereo4d.metrics.stereo import non_occluded_from_left_disparity, stereo_metrics
@@ -176,7 +177,7 @@ def evaluate_clip(config: EvaluationConfig) -> dict:
     report: dict = {}
     missing = []
 
-    flows = load_pickle(paths.flows_stereo) if paths.flows_stereo.is_file() else None
+    flows = load_stereo_flows(paths.flows_stereo) if paths.flows_stereo.is_file() else None
     if flows is not None:
         report["stereo"] = evaluate_stereo(flows, gt, config.hfov_deg)
     else:

@@ -29,6 +29,7 @@ __all__ = [
     "load_json",
     "load_pickle",
     "load_segmentation",
+    "load_stereo_flows",
     "pack_tracks",
     "save_dataset_npz",
     "save_json",
@@ -245,6 +246,26 @@ def save_pickle(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
     return Path(path)
+
+
+def load_stereo_flows(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
+    """The stereo stage's ``<vid>-flows_stereo.pkl``, checked for its format.
+
+    Returns:
+      one ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}`` per frame (left->right and right->left flows
+      in pixels), every frame the same size.
+    Raises:
+      InputError: missing or unreadable file, or not that layout.
+    """
+    flows = load_pickle(path)
+    if not isinstance(flows, (list, tuple)) or not all(
+            isinstance(f, dict) and "fwd" in f and "bwd" in f for f in flows):
+        raise InputError(f"{path}: expected a list of {{'fwd', 'bwd'}} flows per frame")
+    shapes = {np.shape(f[key]) for f in flows for key in ("fwd", "bwd")}
+    if len(shapes) > 1 or any(len(s) != 3 or s[2] != 2 for s in shapes):
+        raise InputError(f"{path}: every flow must be [H, W, 2] of one size, got shapes "
+                         f"{sorted(shapes)}")
+    return list(flows)
 
 
 def _to_jsonable(obj: Any) -> Any:

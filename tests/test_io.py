@@ -106,3 +106,21 @@ def test_video_round_trip_and_seek(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
     with pytest.raises(sio.InputError):
         videoio.read_video(tmp_path / "bad.mp4")
+
+
+def test_stereo_flows_are_checked_for_their_layout(tmp_path):
+    """A flows pickle of the wrong layout is an InputError (not a KeyError in a later stage)."""
+    flows = [{"fwd": np.full((2, 3, 2), t, np.float32), "bwd": np.zeros((2, 3, 2))} for t in range(2)]
+    sio.save_pickle(flows, tmp_path / "ok.pkl")
+    back = sio.load_stereo_flows(tmp_path / "ok.pkl")
+    assert len(back) == 2 and back[1]["fwd"][0, 0, 0] == 1.0
+    bad = {
+        "no_bwd": [{"fwd": np.zeros((2, 3, 2))}],
+        "not_a_list": {"fwd": np.zeros((2, 3, 2)), "bwd": np.zeros((2, 3, 2))},
+        "sizes_differ": [{"fwd": np.zeros((2, 3, 2)), "bwd": np.zeros((2, 4, 2))}],
+        "not_two_channels": [{"fwd": np.zeros((2, 3)), "bwd": np.zeros((2, 3))}],
+    }
+    for name, obj in bad.items():
+        sio.save_pickle(obj, tmp_path / f"{name}.pkl")
+        with pytest.raises(sio.InputError, match=name + ".pkl"):
+            sio.load_stereo_flows(tmp_path / f"{name}.pkl")

@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import stereo4d
-from stereo4d.io import load_json, save_json
+from stereo4d.io import InputError, save_json
 
-__all__ = ["Timer", "outputs_fresh", "read_provenance", "resolve_device", "write_provenance"]
+__all__ = [
+    "Timer",
+    "check_frame_counts",
+    "outputs_fresh",
+    "require_inputs",
+    "resolve_device",
+    "write_provenance",
+]
 
 
 def write_provenance(path: Path, *, stage: str, backend: str, settings: Any = None,
@@ -36,8 +43,18 @@ def write_provenance(path: Path, *, stage: str, backend: str, settings: Any = No
     return save_json(record, path)
 
 
-def read_provenance(path: Path) -> dict:
-    return load_json(path)
+def require_inputs(inputs: Iterable[os.PathLike]) -> None:
+    """InputError naming every file of ``inputs`` that does not exist."""
+    missing = [str(p) for p in inputs if not Path(p).is_file()]
+    if missing:
+        raise InputError("missing input(s): " + ", ".join(missing))
+
+
+def check_frame_counts(vid: str, counts: dict[str, int]) -> None:
+    """InputError listing ``counts`` (input name -> frames) unless they are all equal."""
+    if len(set(counts.values())) > 1:
+        raise InputError(f"{vid}: frame counts differ: "
+                         + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 class Timer:

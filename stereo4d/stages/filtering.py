@@ -28,11 +28,12 @@ from stereo4d.io import (
     InputError,
     load_dataset_npz,
     load_pickle,
+    load_stereo_flows,
     save_pickle,
     save_segmentation,
 )
 from stereo4d.motion import scene_motion_displacement_px
-from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
 
@@ -112,14 +113,8 @@ def filtered_track_frames(video: np.ndarray, track3d_world: np.ndarray, valid: n
 
 
 def _check_shapes(paths: ClipPaths, tracks: Tracks2D, video: np.ndarray, flows, extrs) -> None:
-    counts = {"left video": len(video), "flows": len(flows), "npz cameras": len(extrs),
-              "2D tracks": tracks.num_frames}
-    if len(set(counts.values())) != 1:
-        raise InputError(f"{paths.vid}: frame counts differ: "
-                         + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    for key in ("fwd", "bwd"):
-        if not all(isinstance(f, dict) and key in f for f in flows):
-            raise InputError(f"{paths.flows_stereo}: every frame needs '{key}' flow")
+    check_frame_counts(paths.vid, {"left video": len(video), "flows": len(flows),
+                                   "npz cameras": len(extrs), "2D tracks": tracks.num_frames})
     flow_hw = np.shape(flows[0]["fwd"])[:2]
     if tuple(flow_hw) != video.shape[1:3]:
         raise InputError(f"{paths.flows_stereo}: flow size {tuple(flow_hw)} differs from the "
@@ -131,15 +126,12 @@ def run(config: FilteringConfig) -> dict:
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
-    inputs = [paths.left_video, paths.flows_stereo, paths.tracks_2d, paths.npz]
-    missing = [str(p) for p in inputs if not p.is_file()]
-    if missing:
-        raise InputError("missing input(s): " + ", ".join(missing))
+    require_inputs([paths.left_video, paths.flows_stereo, paths.tracks_2d, paths.npz])
     timer = Timer()
     with timer("load"):
         meta = load_dataset_npz(paths.npz, required=("camera2world",))
         tracks = Tracks2D.from_dict(load_pickle(paths.tracks_2d), str(paths.tracks_2d))
-        flows = load_pickle(paths.flows_stereo)
+        flows = load_stereo_flows(paths.flows_stereo)
         video = read_video(paths.left_video)
     extrs = meta["extrs_rectified"]
     _check_shapes(paths, tracks, video, flows, extrs)

@@ -28,10 +28,17 @@ import numpy as np
 
 from stereo4d.export import export_released_npz, optimized_tracks_record
 from stereo4d.geometry import PinholeCamera
-from stereo4d.io import ClipPaths, InputError, load_dataset_npz, load_pickle, save_pickle
+from stereo4d.io import (
+    ClipPaths,
+    InputError,
+    load_dataset_npz,
+    load_pickle,
+    load_stereo_flows,
+    save_pickle,
+)
 from stereo4d.metrics.tracks3d import EVAL_RESOLUTION_PX, score_tracks3d
 from stereo4d.motion import scene_motion_displacement_px
-from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
@@ -154,23 +161,15 @@ def _accuracy(truth: dict, lifted: np.ndarray, lifted_visible: np.ndarray,
 
 def _load_inputs(paths: ClipPaths):
     """All inputs, checked for presence and consistency before anything is written."""
-    inputs = [paths.filtered_tracks, paths.flows_stereo, paths.npz, paths.left_video]
-    missing = [str(p) for p in inputs if not p.is_file()]
-    if missing:
-        raise InputError("missing input(s): " + ", ".join(missing))
+    require_inputs([paths.filtered_tracks, paths.flows_stereo, paths.npz, paths.left_video])
     meta = load_dataset_npz(paths.npz, required=("name", "video_id", "timestamps", "camera2world",
                                                  "rectified2rig", "fov_bounds"))
     tracks = Tracks2D.from_dict(load_pickle(paths.filtered_tracks), str(paths.filtered_tracks))
-    flows = load_pickle(paths.flows_stereo)
-    if not isinstance(flows, (list, tuple)) or not all(
-            isinstance(f, dict) and "fwd" in f and "bwd" in f for f in flows):
-        raise InputError(f"{paths.flows_stereo}: expected a list of {{'fwd', 'bwd'}} flows per frame")
+    flows = load_stereo_flows(paths.flows_stereo)
     video = read_video(paths.left_video)
-    counts = {"left video": len(video), "flows": len(flows), "npz cameras": len(meta["timestamps"]),
-              "2D tracks": tracks.num_frames if tracks.num_tracks else len(video)}
-    if len(set(counts.values())) != 1:
-        raise InputError(f"{paths.vid}: frame counts differ: "
-                         + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    check_frame_counts(paths.vid, {
+        "left video": len(video), "flows": len(flows), "npz cameras": len(meta["timestamps"]),
+        "2D tracks": tracks.num_frames if tracks.num_tracks else len(video)})
     if tuple(np.shape(flows[0]["fwd"])[:2]) != video.shape[1:3]:
         raise InputError(f"{paths.flows_stereo}: flow size {np.shape(flows[0]['fwd'])[:2]} differs "
                          f"from the video's {video.shape[1:3]}")
