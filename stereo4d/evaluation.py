@@ -27,7 +27,7 @@ from stereo4d.io import (
 from stereo4d.metrics.segmentation import bad_track_mask, class_set_iou, filter_scores
 from stereo4d.metrics.stereo import non_occluded_from_left_disparity, stereo_metrics
 from stereo4d.metrics.tapvid import compute_tapvid_metrics
-from stereo4d.metrics.tracks3d import EVAL_RESOLUTION_PX, score_tracks3d
+from stereo4d.metrics.tracks3d import eval_focal_px, score_tracks3d
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
 
 __all__ = ["REPORT_KEYS", "EvaluationConfig", "evaluate_clip", "format_table"]
@@ -135,7 +135,7 @@ def evaluate_tracks3d(paths: ClipPaths, filtered: Tracks2D, truth: dict, hfov_de
     lifted, lifted_visible = lift_tracks_to_3d(filtered, depth_m, cameras)
     after = np.asarray(record["track3d"], np.float64)
     after_visible = np.asarray(record["visible_list"], bool)
-    focal_px = 0.5 * EVAL_RESOLUTION_PX / np.tan(np.radians(hfov_deg) / 2)
+    focal_px = eval_focal_px(hfov_deg)
     gt_args = (truth["tracks3d_world"], truth["visibles"], truth["depth_m"], focal_px)
     out = {}
     for name, pts, vis in (("before", lifted, lifted_visible),

@@ -211,7 +211,7 @@ class PinholeCamera:
     @classmethod
     def from_hfov(cls, world_to_camera: np.ndarray, hfov_deg: float, aspect_hw: float = 1.0):
         """Centred camera of horizontal FoV ``hfov_deg``; ``aspect_hw`` = height / width."""
-        fx = 0.5 / np.tan(0.5 * np.radians(hfov_deg))
+        fx = focal_length_px(hfov_deg, 1.0)
         return cls(np.asarray(world_to_camera, dtype=np.float64), fx, fx / aspect_hw)
 
     @property

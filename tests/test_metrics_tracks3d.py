@@ -34,3 +34,11 @@ def test_mean_error_and_jitter():
     assert m.jitter_m(zigzag, np.ones((1, 5), bool)) == pytest.approx(0.2)
     vis = np.array([[True, True, False, True, True]])
     assert np.isnan(m.jitter_m(zigzag, vis))  # no run of three visible frames
+
+
+def test_eval_focal_is_the_reference_formula():
+    """128 / tan(hfov / 2) at the 256 px evaluation resolution; 60 deg -> 128 * sqrt(3)."""
+    from stereo4d.metrics.tracks3d import eval_focal_px
+
+    assert abs(eval_focal_px(60.0) - 128.0 * np.sqrt(3.0)) < 1e-9
+    assert abs(eval_focal_px(90.0) - 128.0) < 1e-9

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from stereo4d.geometry import focal_length_px
+
 __all__ = [
     "APD_THRESHOLDS_PX",
     "EVAL_RESOLUTION_PX",
     "apd3d",
+    "eval_focal_px",
     "jitter_m",
     "mean_error_m",
     "score_tracks3d",
@@ -17,6 +20,14 @@ __all__ = [
 APD_THRESHOLDS_PX = (1, 2, 4, 8, 16)
 #: Resolution at which the pixel thresholds are measured (the focal length is scaled to it).
 EVAL_RESOLUTION_PX = 256
+
+
+def eval_focal_px(hfov_deg: float) -> float:
+    """Focal length (px) of a view of horizontal FoV ``hfov_deg`` at ``EVAL_RESOLUTION_PX``.
+
+    The ``focal_px`` of ``apd3d`` / ``score_tracks3d``: ``128 / tan(hfov / 2)``.
+    """
+    return focal_length_px(hfov_deg, EVAL_RESOLUTION_PX)
 
 
 def apd3d(pred_world: np.ndarray, gt_world: np.ndarray, gt_visible: np.ndarray,

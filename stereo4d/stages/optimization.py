@@ -36,7 +36,7 @@ from stereo4d.io import (
     load_stereo_flows,
     save_pickle,
 )
-from stereo4d.metrics.tracks3d import EVAL_RESOLUTION_PX, score_tracks3d
+from stereo4d.metrics.tracks3d import eval_focal_px, score_tracks3d
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
@@ -129,7 +129,7 @@ def score_against_truth(track3d_world: np.ndarray, visible: np.ndarray, truth: d
       ``metrics.tracks3d.score_tracks3d`` dict plus ``coverage`` (share of true-visible points
       predicted).
     """
-    focal_px = 0.5 * EVAL_RESOLUTION_PX / np.tan(np.radians(hfov_deg) / 2)
+    focal_px = eval_focal_px(hfov_deg)
     gt_visible = np.asarray(truth["visibles"], bool)
     scores = score_tracks3d(track3d_world, visible, truth["tracks3d_world"], gt_visible,
                             truth["depth_m"], focal_px)
