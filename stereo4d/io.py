@@ -290,10 +290,14 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load_json(path: str | os.PathLike) -> Any:
+    """Inverse of ``save_json``. Raises InputError for a missing or malformed file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"missing file: {path}")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
 
 
 def save_segmentation(path: str | os.PathLike, labels: np.ndarray, kept: np.ndarray) -> Path:
@@ -308,8 +312,11 @@ def load_segmentation(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"missing file: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        return z["labels"], z["kept"]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["labels"], z["kept"]
+    except Exception as exc:  # zipfile / format / missing-key errors come in many types
+        raise InputError(f"cannot read {path}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------

@@ -124,3 +124,15 @@ def test_stereo_flows_are_checked_for_their_layout(tmp_path):
         sio.save_pickle(obj, tmp_path / f"{name}.pkl")
         with pytest.raises(sio.InputError, match=name + ".pkl"):
             sio.load_stereo_flows(tmp_path / f"{name}.pkl")
+
+
+def test_malformed_json_and_segmentation_are_input_errors(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(sio.InputError, match="bad.json"):
+        sio.load_json(tmp_path / "bad.json")
+    np.savez(tmp_path / "seg.npz", labels=np.zeros((1, 2, 2), np.uint8))  # no 'kept'
+    with pytest.raises(sio.InputError, match="seg.npz"):
+        sio.load_segmentation(tmp_path / "seg.npz")
+    sio.save_segmentation(tmp_path / "ok.npz", np.full((1, 2, 2), 3), np.array([True, False]))
+    labels, kept = sio.load_segmentation(tmp_path / "ok.npz")
+    assert labels.dtype == np.uint8 and labels.sum() == 12 and kept.tolist() == [True, False]
