@@ -214,6 +214,11 @@ class PinholeCamera:
         fx = focal_length_px(hfov_deg, 1.0)
         return cls(np.asarray(world_to_camera, dtype=np.float64), fx, fx / aspect_hw)
 
+    def at(self, index) -> PinholeCamera:
+        """The camera(s) ``world_to_camera[index]`` (e.g. frame t of per-frame cameras)."""
+        return PinholeCamera(np.asarray(self.world_to_camera)[index], self.fx, self.fy, self.cx,
+                             self.cy)
+
     @property
     def camera_to_world(self) -> np.ndarray:
         """[..., 3, 4] inverse extrinsics; ``[..., :, 3]`` is the camera centre."""

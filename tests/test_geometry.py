@@ -102,3 +102,14 @@ def test_is_rotation():
     assert not geometry.is_rotation(np.diag([1.0, 1.0, -1.0]))
     assert not geometry.is_rotation(np.eye(3) * 1.1)
     assert not geometry.is_rotation(np.full((3, 3), np.nan))
+
+
+def test_camera_at_frame_projects_as_that_frame():
+    """``cameras.at(t)`` keeps the intrinsics and takes frame t's extrinsics."""
+    w2c = np.tile(np.hstack([np.eye(3), np.zeros((3, 1))]), (3, 1, 1))
+    w2c[:, 0, 3] = [0.0, 1.0, 2.0]  # camera t sits at x = -t
+    cams = geometry.PinholeCamera(w2c, 0.5, 0.75, 0.5, 0.5)
+    xy, depth, _ = cams.at(2).project(np.array([0.0, 0.0, 4.0]), 40, 60)
+    # x = fx * W * (0 + 2) / 4 + cx * W = 0.5 * 60 * 0.5 + 30
+    np.testing.assert_allclose(xy, [45.0, 20.0])
+    assert depth == 4.0 and cams.at(2).fy == 0.75 and cams.at(slice(0, 2)).world_to_camera.shape == (2, 3, 4)

@@ -132,9 +132,7 @@ def rigid_flow(depth_m: np.ndarray, cameras: PinholeCamera, t: int, s: int) -> t
     imh, imw = depth_m.shape
     ys, xs = np.mgrid[0:imh, 0:imw].astype(np.float64) + 0.5
     xy = np.stack([xs, ys], axis=-1)
-    w2c = np.asarray(cameras.world_to_camera)
-    cam_t = PinholeCamera(w2c[t], cameras.fx, cameras.fy, cameras.cx, cameras.cy)
-    cam_s = PinholeCamera(w2c[s], cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    cam_t, cam_s = cameras.at(t), cameras.at(s)
     world = cam_t.unproject(xy, depth_m, imh, imw)
     xy_s, depth_s, _ = cam_s.project(world, imh, imw)
     ok = (depth_m > 0) & (depth_s > 0) & np.all(np.isfinite(xy_s), axis=-1)

@@ -238,9 +238,7 @@ def render_scene3d(
     for t in range(num_frames):
         image = np.full((view.height, view.width, 3), WHITE, dtype=np.uint8)
         if depth_m is not None and video is not None:
-            frame_camera = PinholeCamera(cameras.world_to_camera[t], cameras.fx, cameras.fy,
-                                         cameras.cx, cameras.cy)
-            _splat_background(image, view, *background_points(depth_m[t], video[t], frame_camera))
+            _splat_background(image, view, *background_points(depth_m[t], video[t], cameras.at(t)))
         _polylines(image, _drawable(cube_xy, cube_ok, limit), CUBE_RGB)
         stop = min(t + PATH_AHEAD_FRAMES, num_frames)
         if path_ok[:stop].all() and np.abs(path_xy[:stop]).max() < limit:
@@ -274,9 +272,7 @@ def render_scene_motion_2d(
     imh, imw = video.shape[1:3]
     for t, frame in enumerate(video):
         first = max(0, t - trail_frames)
-        frame_camera = PinholeCamera(cameras.world_to_camera[t], cameras.fx, cameras.fy,
-                                     cameras.cx, cameras.cy)
-        xy, _, in_view = frame_camera.project(track3d_world[:, first:t + 1], imh, imw)
+        xy, _, in_view = cameras.at(t).project(track3d_world[:, first:t + 1], imh, imw)
         shown = visible[:, first:t + 1] & in_view
         shown &= shown[:, -1:]
         xy = np.where(shown[..., None], xy, 0.0)
