@@ -15,14 +15,13 @@ the segmentation backend, then the filters of ``stereo4d.filtering``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from stereo4d import filtering
 from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS
-from stereo4d.geometry import PinholeCamera, project_frames
+from stereo4d.geometry import PinholeCamera
 from stereo4d.io import (
     ClipPaths,
     InputError,
@@ -36,8 +35,10 @@ from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
+from stereo4d.viz.scene3d import render_scene_motion_2d
+from stereo4d.viz.trails import rainbow_colors
 
-__all__ = ["STAGE_NAME", "FilteringConfig", "filtered_track_frames", "run"]
+__all__ = ["STAGE_NAME", "FilteringConfig", "run"]
 
 STAGE_NAME = "filtering"
 """Provenance name: ``<vid>-filtering.json``."""
@@ -78,38 +79,6 @@ class FilteringConfig:
     @property
     def filter_settings(self) -> filtering.FilterSettings:
         return filtering.FilterSettings(self.drift_threshold_px, self.trace_frames)
-
-
-def filtered_track_frames(video: np.ndarray, track3d_world: np.ndarray, valid: np.ndarray,
-                          cameras: PinholeCamera, trail_frames: int) -> Iterator[np.ndarray]:
-    """Frames with 3D tracks drawn as trails seen from each frame's own camera.
-
-    For frame t every point of frames ``t - trail_frames .. t`` is projected with camera t, so
-    static points stay put and only scene motion leaves a trail (the reference's 3D view).
-    A trail is drawn only for tracks valid and in view at t.
-
-    Args:
-      video: [T, H, W, 3] uint8; track3d_world: [N, T, 3] metres; valid: [N, T] bool.
-      cameras: world-to-camera [T, 3, 4] with normalised intrinsics.
-    """
-    from stereo4d.viz.trails import draw_trails_frame, rainbow_colors
-
-    num_frames, imh, imw = video.shape[:3]
-    num_tracks = len(track3d_world)
-    colors = rainbow_colors(num_tracks)
-    intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
-    w2c = np.asarray(cameras.world_to_camera)
-    for t in range(num_frames):
-        if num_tracks == 0:
-            yield video[t]
-            continue
-        first = max(0, t - trail_frames)
-        window = np.repeat(w2c[t][None], t + 1 - first, axis=0)
-        xy, in_view, _ = project_frames(track3d_world[:, first:t + 1], window, intr, imh, imw)
-        shown = in_view & valid[:, first:t + 1]
-        shown &= shown[:, -1:]
-        xy = np.where(shown[..., None], xy, 0.0)
-        yield draw_trails_frame(video[t], t - first, xy, shown, colors, trail_frames)
 
 
 def _check_shapes(paths: ClipPaths, tracks: Tracks2D, video: np.ndarray, flows, extrs) -> None:
@@ -165,8 +134,9 @@ def run(config: FilteringConfig) -> dict:
     with timer("video"):
         writer = VideoWriter(paths.filtered_tracks_video)
         with writer:
-            for frame in filtered_track_frames(video, track3d[shown], valid[shown], cameras,
-                                               config.trace_frames):
+            for frame in render_scene_motion_2d(video, track3d[shown], valid[shown],
+                                                rainbow_colors(len(shown)), cameras,
+                                                config.trace_frames):
                 writer.append(frame)
     with timer("write"):
         save_pickle(tracks.subset(result.keep).to_dict(), paths.filtered_tracks)
