@@ -18,7 +18,7 @@ for arg in "$@"; do
     --vid=*) VID="${arg#--vid=}" ;;
     --force) FORCE=1 ;;
     --num_frames=*) NUM_FRAMES="${arg#--num_frames=}" ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done

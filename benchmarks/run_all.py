@@ -61,7 +61,7 @@ def main() -> int:
         subprocess.run([py, "make_synthetic_clip.py", f"--vid={args.vid}"], cwd=REPO_ROOT, check=True)
     num_frames = len(load_dataset_npz(paths.npz)["timestamps"])
     rows = []
-    for stage in pipeline_stages():
+    for stage in pipeline_stages(synthetic=paths.gt.is_file()):
         if not (REPO_ROOT / stage.script).is_file():
             continue
         wall, rss_mb, code = run_measured([py, stage.script, f"--vid={args.vid}", *stage.extra_args])

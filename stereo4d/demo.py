@@ -42,13 +42,21 @@ class Stage:
     extra_args: tuple[str, ...] = ()
 
 
-def pipeline_stages() -> list[Stage]:
-    """The five stages in order (name, script, inputs, outputs)."""
+#: The synthetic clip's equirect video is 1024 px high: below the VR180 check of rectify.py.
+SYNTHETIC_RECTIFY_ARGS = ("--min_equirect_height=0",)
+
+
+def pipeline_stages(synthetic: bool = False) -> list[Stage]:
+    """The five stages in order (name, script, inputs, outputs).
+
+    ``synthetic``: the clip was rendered by make_synthetic_clip.py (lifts rectify's VR180
+    height check, which real clips keep).
+    """
     return [
         Stage("rectify", "rectify.py",
               lambda p: [p.npz, p.raw_video],
               lambda p: [p.left_video, p.right_video, p.raw_equirect_video, p.rectified_equirect_video],
-              ("--min_equirect_height=0",)),
+              SYNTHETIC_RECTIFY_ARGS if synthetic else ()),
         Stage("stereo", "inference_raft.py",
               lambda p: [p.left_video, p.right_video],
               lambda p: [p.flows_stereo]),
@@ -98,7 +106,7 @@ def main(argv=None) -> int:
         print(f"[demo] using clip {args.vid} ({paths.npz}, {paths.raw_video})")
 
     backends = {}
-    for stage in pipeline_stages():
+    for stage in pipeline_stages(synthetic=paths.gt.is_file()):
         script = REPO_ROOT / stage.script
         if not script.is_file():
             print(f"[demo] skipping {stage.name}: {stage.script} is not part of this checkout yet")
