@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from stereo4d.geometry import PinholeCamera
-from stereo4d.stages.optimization import OptimizationConfig, _load_inputs, score_against_truth
+from stereo4d.metrics.tracks3d import score_against_truth
+from stereo4d.stages.optimization import OptimizationConfig, _load_inputs
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
 from stereo4d.viz.depth import colorize_depth, inverse_depth_range
 from stereo4d.viz.scene3d import render_scene3d, render_scene_motion_2d

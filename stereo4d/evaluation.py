@@ -27,7 +27,7 @@ from stereo4d.io import (
 from stereo4d.metrics.segmentation import bad_track_mask, class_set_iou, filter_scores
 from stereo4d.metrics.stereo import non_occluded_from_left_disparity, stereo_metrics
 from stereo4d.metrics.tapvid import compute_tapvid_metrics
-from stereo4d.metrics.tracks3d import eval_focal_px, score_tracks3d
+from stereo4d.metrics.tracks3d import score_before_after
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
 
 __all__ = ["REPORT_KEYS", "EvaluationConfig", "evaluate_clip", "format_table"]
@@ -135,17 +135,9 @@ def evaluate_tracks3d(paths: ClipPaths, filtered: Tracks2D, truth: dict, hfov_de
     lifted, lifted_visible = lift_tracks_to_3d(filtered, depth_m, cameras)
     after = np.asarray(record["track3d"], np.float64)
     after_visible = np.asarray(record["visible_list"], bool)
-    focal_px = eval_focal_px(hfov_deg)
-    gt_args = (truth["tracks3d_world"], truth["visibles"], truth["depth_m"], focal_px)
-    out = {}
-    for name, pts, vis in (("before", lifted, lifted_visible),
-                           ("before_same_frames", lifted, after_visible),
-                           ("after", after, after_visible)):
-        s = score_tracks3d(pts, vis, *gt_args)
-        out[name] = {"apd3d": s["apd3d"], "mean_error_m": s["mean_error_m"],
-                     "jitter_m": s["jitter_m"], "gt_jitter_m": s["gt_jitter_m"],
-                     "points": int(vis.sum())}
-    return out
+    scores = score_before_after(truth, lifted, lifted_visible, after, after_visible, hfov_deg)
+    keep = ("apd3d", "mean_error_m", "jitter_m", "gt_jitter_m", "coverage", "points")
+    return {phase: {k: s[k] for k in keep} for phase, s in scores.items()}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -15,8 +15,9 @@ from stereo4d.io import (
     save_dataset_npz,
     save_pickle,
 )
+from stereo4d.metrics.tracks3d import score_against_truth
 from stereo4d.stages import optimization
-from stereo4d.stages.optimization import score_against_truth, select_dynamic_tracks
+from stereo4d.stages.optimization import select_dynamic_tracks
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
 from stereo4d.videoio import read_video, write_video
 

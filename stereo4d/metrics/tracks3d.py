@@ -6,7 +6,7 @@ import numpy as np
 
 from stereo4d.geometry import focal_length_px
 
-__all__ = [
+__all__ = ["score_against_truth", "score_before_after", 
     "APD_THRESHOLDS_PX",
     "EVAL_RESOLUTION_PX",
     "apd3d",
@@ -89,3 +89,37 @@ def score_tracks3d(pred_world, pred_visible, gt_world, gt_visible, gt_depth_m, f
     scores["jitter_m"] = jitter_m(pred_world, pred_visible)
     scores["gt_jitter_m"] = jitter_m(gt_world, gt_visible)
     return scores
+
+
+def score_against_truth(track3d_world: np.ndarray, visible: np.ndarray, truth: dict,
+                        hfov_deg: float) -> dict:
+    """APD3D / mean error / jitter of 3D tracks against the truth of the same query points.
+
+    Args:
+      track3d_world: [N, T, 3] metres; visible: [N, T] bool (frames with a prediction).
+      truth: ``SyntheticOracle.tracks_for_queries`` output (``tracks3d_world``, ``visibles``,
+        ``depth_m``).
+      hfov_deg: horizontal FoV; the APD thresholds are pixels at 256 x 256 (``eval_focal_px``).
+    Returns:
+      ``score_tracks3d`` dict plus ``coverage`` (share of true-visible points predicted) and
+      ``points`` (predicted points).
+    """
+    gt_visible = np.asarray(truth["visibles"], bool)
+    visible = np.asarray(visible, bool)
+    scores = score_tracks3d(track3d_world, visible, truth["tracks3d_world"], gt_visible,
+                            truth["depth_m"], eval_focal_px(hfov_deg))
+    scores["coverage"] = float((visible & gt_visible).sum() / max(gt_visible.sum(), 1))
+    scores["points"] = int(visible.sum())
+    return scores
+
+
+def score_before_after(truth: dict, lifted: np.ndarray, lifted_visible: np.ndarray,
+                       optimized: np.ndarray, optimized_visible: np.ndarray,
+                       hfov_deg: float) -> dict:
+    """Scores of the track optimisation: ``before`` (lifted tracks on their own frames),
+    ``before_same_frames`` (lifted, on the frames the optimisation kept) and ``after``."""
+    return {
+        "before": score_against_truth(lifted, lifted_visible, truth, hfov_deg),
+        "before_same_frames": score_against_truth(lifted, optimized_visible, truth, hfov_deg),
+        "after": score_against_truth(optimized, optimized_visible, truth, hfov_deg),
+    }

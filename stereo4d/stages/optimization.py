@@ -15,7 +15,7 @@ the left rectified video (track colours, background of the 3D view) and the npz 
 
 With a ground-truth file (synthetic clip, ``gt_folder``) the 3D tracks before and after the
 optimisation are also scored against the true tracks of the same query points (APD3D, mean
-error, jitter; ``score_against_truth``) and the figures go into the summary and provenance.
+error, jitter; ``metrics.tracks3d.score_before_after``) and the figures go into the summary and provenance.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from stereo4d.io import (
     load_stereo_flows,
     save_pickle,
 )
-from stereo4d.metrics.tracks3d import eval_focal_px, score_tracks3d
+from stereo4d.metrics.tracks3d import score_before_after
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
@@ -46,7 +46,7 @@ from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
 from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors
 
-__all__ = ["STAGE_NAME", "OptimizationConfig", "run", "score_against_truth", "select_dynamic_tracks"]
+__all__ = ["STAGE_NAME", "OptimizationConfig", "run", "select_dynamic_tracks"]
 
 STAGE_NAME = "optimization"
 """Provenance name: ``<vid>-optimization.json``."""
@@ -115,28 +115,6 @@ def select_dynamic_tracks(track3d_world: np.ndarray, visible: np.ndarray, motion
     return ordered[sample_tracks_for_display(len(ordered), max_tracks, seed)]
 
 
-def score_against_truth(track3d_world: np.ndarray, visible: np.ndarray, truth: dict,
-                        hfov_deg: float) -> dict:
-    """APD3D / mean error / jitter of 3D tracks against the truth of the same query points.
-
-    Args:
-      track3d_world: [N, T, 3] metres; visible: [N, T] bool (frames with a prediction).
-      truth: ``SyntheticOracle.tracks_for_queries`` output (``tracks3d_world``, ``visibles``,
-        ``depth_m``).
-      hfov_deg: horizontal FoV; the APD thresholds are pixels at 256 x 256, focal
-        ``128 / tan(hfov / 2)``.
-    Returns:
-      ``metrics.tracks3d.score_tracks3d`` dict plus ``coverage`` (share of true-visible points
-      predicted).
-    """
-    focal_px = eval_focal_px(hfov_deg)
-    gt_visible = np.asarray(truth["visibles"], bool)
-    scores = score_tracks3d(track3d_world, visible, truth["tracks3d_world"], gt_visible,
-                            truth["depth_m"], focal_px)
-    scores["coverage"] = float((visible & gt_visible).sum() / max(gt_visible.sum(), 1))
-    return scores
-
-
 def _load_oracle(paths: ClipPaths, imh: int, imw: int, hfov_deg: float):
     """The synthetic clip's ground-truth oracle, checked to describe the clip's view."""
     from stereo4d.synthetic import SyntheticOracle
@@ -147,16 +125,6 @@ def _load_oracle(paths: ClipPaths, imh: int, imw: int, hfov_deg: float):
         raise InputError(f"{paths.gt}: ground truth describes a {size}x{size} px, {gt_hfov} deg "
                          f"view; the clip's is {imw}x{imh} px, {hfov_deg} deg")
     return oracle
-
-
-def _accuracy(truth: dict, lifted: np.ndarray, lifted_visible: np.ndarray,
-              optimized: np.ndarray, optimized_visible: np.ndarray, hfov_deg: float) -> dict:
-    """Scores before / after; ``before_same_frames`` uses the frames the optimisation kept."""
-    return {
-        "before": score_against_truth(lifted, lifted_visible, truth, hfov_deg),
-        "before_same_frames": score_against_truth(lifted, optimized_visible, truth, hfov_deg),
-        "after": score_against_truth(optimized, optimized_visible, truth, hfov_deg),
-    }
 
 
 def _load_inputs(paths: ClipPaths):
@@ -263,7 +231,7 @@ def run(config: OptimizationConfig) -> dict:
     if oracle is not None:
         with timer("score"):
             truth = oracle.tracks_for_queries(tracks.query_points_tyx)
-            accuracy = _accuracy(truth, lifted, lifted_visible, optimized, optimized_visible,
+            accuracy = score_before_after(truth, lifted, lifted_visible, optimized, optimized_visible,
                                  config.hfov_deg)
     summary = {
         "num_frames": num_frames,
