@@ -24,10 +24,10 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from stereo4d.backends.sea_raft_flow import sea_raft_stereo_flows_batched  # noqa: E402
-from stereo4d.backends.tapir_tracker import build_tapir_tracker  # noqa: E402
-from stereo4d.weights.sea_raft import load_sea_raft  # noqa: E402
-from tests.conftest import PARITY_DIR, load_make_weights  # noqa: E402
+from stereo4d.backends.sea_raft_flow import sea_raft_stereo_flows_batched
+from stereo4d.backends.tapir_tracker import build_tapir_tracker
+from stereo4d.weights.sea_raft import load_sea_raft
+from tests.conftest import PARITY_DIR, load_make_weights
 
 #: Tracks and frames of the demo clip, for the projection line.
 DEMO_FRAMES, DEMO_TRACKS = 48, 64_000

@@ -57,7 +57,7 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
     except KeyboardInterrupt:
         print("interrupted; no partial outputs were kept", file=sys.stderr)
         return 130
-    except Exception:
+    except Exception:  # noqa: BLE001 - anything unexpected: full traceback, exit 1
         traceback.print_exc()
         return 1
     return 0

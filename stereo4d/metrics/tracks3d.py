@@ -6,13 +6,15 @@ import numpy as np
 
 from stereo4d.geometry import focal_length_px
 
-__all__ = ["score_against_truth", "score_before_after", 
+__all__ = [
     "APD_THRESHOLDS_PX",
     "EVAL_RESOLUTION_PX",
     "apd3d",
     "eval_focal_px",
     "jitter_m",
     "mean_error_m",
+    "score_against_truth",
+    "score_before_after",
     "score_tracks3d",
 ]
 
