@@ -62,8 +62,6 @@ SGBM_MODES = {
 """OpenCV SGBM variants: path directions and speed (3way: fastest, hh: 8 paths, slowest)."""
 SGBM_SUBPIXEL = 16
 """StereoSGBM returns fixed-point disparities in 1/16 px."""
-SGBM_INVALID = -1
-"""Disparities below ``min_disparity`` (here: below this after scaling) mark no match."""
 SGBM_DISPARITY_STEP = 16
 """StereoSGBM's ``numDisparities`` must be a multiple of this."""
 
@@ -186,22 +184,9 @@ def sgbm_disparities(left_gray: np.ndarray, right_gray: np.ndarray, settings: Sg
     out = []
     for raw in (left_raw, right_raw):
         disparity = raw.astype(np.float32) / SGBM_SUBPIXEL
-        disparity[raw < 0] = np.nan
+        disparity[raw < 0] = np.nan  # SGBM marks "no match" as (minDisparity - 1) * 16 < 0
         out.append(np.ascontiguousarray(disparity))
     return out[0], out[1]
-
-
-def _sample_rows(values: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """values [H, W] sampled at (x [H, W], same row), bilinear; NaN outside or at NaN."""
-    height, width = values.shape
-    x0 = np.floor(x)
-    frac = x - x0
-    inside = (x0 >= 0) & (x0 + 1 <= width - 1)
-    x0 = np.clip(np.nan_to_num(x0, nan=0.0), 0, width - 2).astype(np.intp)
-    rows = np.arange(height)[:, None]
-    sampled = values[rows, x0] * (1 - frac) + values[rows, x0 + 1] * frac
-    # a match exactly at the last column is still inside
-    return np.where(inside | (x == width - 1), sampled, np.nan)
 
 
 def left_right_consistent(disp_left: np.ndarray, disp_right: np.ndarray,
