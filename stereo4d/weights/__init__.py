@@ -12,11 +12,14 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = [
+    "DOWNLOAD_TIMEOUT_S",
     "CheckpointError",
     "WeightsNotFoundError",
+    "as_state_dict",
     "cache_dir",
     "download_url",
     "key_list",
@@ -25,6 +28,8 @@ __all__ = [
 
 #: How many keys an error message lists before "... and N more".
 MAX_KEYS_IN_MESSAGE = 8
+#: Seconds a download may wait on the network (connection or one read) before failing.
+DOWNLOAD_TIMEOUT_S = 60.0
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -44,7 +49,7 @@ def cache_dir(subdir: str = "") -> Path:
     return root / subdir if subdir else root
 
 
-def download_url(url: str, dest: Path, timeout_s: float = 60.0) -> Path:
+def download_url(url: str, dest: Path, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """Downloads ``url`` to ``dest`` atomically (temporary file, then rename).
 
     Returns ``dest``. Raises ``WeightsNotFoundError`` with a clear message when the
@@ -73,6 +78,24 @@ def key_list(keys: list[str]) -> str:
     shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
     more = len(keys) - MAX_KEYS_IN_MESSAGE
     return shown + (f" ... and {more} more" if more > 0 else "")
+
+
+def as_state_dict(content: object, source: str | Path) -> dict:
+    """``content`` read from ``source`` as a plain dict of names to tensors.
+
+    Raises:
+      CheckpointError: ``content`` is not a mapping of ``str`` to ``torch.Tensor``.
+    """
+    import torch
+
+    if not isinstance(content, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in content.items()
+    ):
+        raise CheckpointError(
+            f"{source} does not hold a state dict (a mapping of names to tensors) but "
+            f"{type(content).__name__}"
+        )
+    return dict(content)
 
 
 def load_state_dict_strict(model, state_dict, model_name: str, source: str = "checkpoint") -> None:

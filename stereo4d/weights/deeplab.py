@@ -70,7 +70,7 @@ def find_deeplab_model(path: str | Path | None = None, download: bool = True) ->
     if not download:
         raise WeightsNotFoundError(f"no DeepLab model in {folder}. " + _hint(folder))
     print(f"downloading {TARBALL_URL} (about 440 MB) ...")
-    return download_url(TARBALL_URL, folder / TARBALL_NAME, timeout_s=60.0)
+    return download_url(TARBALL_URL, folder / TARBALL_NAME)
 
 
 def read_frozen_graph_bytes(model_path: str | Path) -> bytes:

@@ -24,7 +24,12 @@ from pathlib import Path
 import torch
 
 from stereo4d.models.sea_raft import SeaRaft, SeaRaftConfig
-from stereo4d.weights import CheckpointError, WeightsNotFoundError, load_state_dict_strict
+from stereo4d.weights import (
+    CheckpointError,
+    WeightsNotFoundError,
+    as_state_dict,
+    load_state_dict_strict,
+)
 
 __all__ = [
     "DEFAULT_HUB_ID",
@@ -147,14 +152,7 @@ def read_sea_raft_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     for wrapper in WRAPPER_KEYS:
         if isinstance(content, Mapping) and isinstance(content.get(wrapper), Mapping):
             content = content[wrapper]
-    if not isinstance(content, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in content.items()
-    ):
-        raise CheckpointError(
-            f"{path} does not hold a state dict (a mapping of names to tensors) but "
-            f"{type(content).__name__}"
-        )
-    state_dict = dict(content)
+    state_dict = as_state_dict(content, path)
     if state_dict and all(k.startswith(DATA_PARALLEL_PREFIX) for k in state_dict):
         state_dict = {k[len(DATA_PARALLEL_PREFIX) :]: v for k, v in state_dict.items()}
     return state_dict

@@ -30,6 +30,7 @@ from stereo4d.models.tapir import TAPIR, TapirConfig
 from stereo4d.weights import (
     CheckpointError,
     WeightsNotFoundError,
+    as_state_dict,
     cache_dir,
     download_url,
     key_list,
@@ -288,11 +289,7 @@ def read_tapir_state_dict(
         with torch.device("meta"):  # names and shapes only, no memory
             names = list(TAPIR(config or TapirConfig()).state_dict())
         return haiku_params_to_state_dict(content["params"], names)
-    if not isinstance(content, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in content.items()
-    ):
-        raise CheckpointError(f"{path} does not hold a state dict but {type(content).__name__}")
-    return dict(content)
+    return as_state_dict(content, path)
 
 
 def load_tapir_state_dict(
