@@ -23,6 +23,8 @@ import torch.nn.functional as F
 RESOLUTION_MULTIPLE = 8
 # Lower bound of the soft-argmax normaliser (avoids division by zero).
 SOFT_ARGMAX_MIN_WEIGHT = 1e-12
+# A point is visible when P(not occluded) * P(within the distance threshold) exceeds this.
+VISIBLE_MIN_PROBABILITY = 0.5
 
 
 def default_refinement_resolutions(
@@ -157,5 +159,9 @@ def patch_offsets_yx(radius: int, device: torch.device, dtype: torch.dtype) -> t
 
 
 def visibility_from_logits(occlusion: torch.Tensor, expected_dist: torch.Tensor) -> torch.Tensor:
-    """Visible where (1 - sigmoid(occlusion)) * (1 - sigmoid(expected_dist)) > 0.5 (tapnet's rule)."""
-    return (1 - torch.sigmoid(occlusion)) * (1 - torch.sigmoid(expected_dist)) > 0.5
+    """Visible where (1 - sigmoid(occlusion)) * (1 - sigmoid(expected_dist)) > 0.5 (tapnet's rule).
+
+    The threshold is ``VISIBLE_MIN_PROBABILITY``.
+    """
+    visible_probability = (1 - torch.sigmoid(occlusion)) * (1 - torch.sigmoid(expected_dist))
+    return visible_probability > VISIBLE_MIN_PROBABILITY
