@@ -53,6 +53,11 @@ _DIS_PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
+#: Settings of ``cv2.calcOpticalFlowFarneback`` (``flow_method="farneback"``): a 5-level
+#: pyramid halving each level, 15 px averaging window, 3 iterations per level, polynomial
+#: expansion over 5 px neighbourhoods with Gaussian sigma 1.2 px.
+FARNEBACK_PARAMS = {"pyr_scale": 0.5, "levels": 5, "winsize": 15, "iterations": 3, "poly_n": 5,
+                    "poly_sigma": 1.2, "flags": 0}
 #: Pixel-centre offset between continuous coordinates and array indices.
 PIXEL_CENTRE = 0.5
 #: cv2.remap handles maps up to SHRT_MAX wide; points are sampled in rows of this many.
@@ -127,8 +132,7 @@ class _FlowEngine:
     def __call__(self, gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:
         if self.config.flow_method == "dis":
             return self._dis.calc(gray0, gray1, None)
-        return cv2.calcOpticalFlowFarneback(gray0, gray1, None, pyr_scale=0.5, levels=5, winsize=15,
-                                            iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+        return cv2.calcOpticalFlowFarneback(gray0, gray1, None, **FARNEBACK_PARAMS)
 
 
 def compute_flow(frames_rgb: np.ndarray, config: ClassicalTrackerConfig = ClassicalTrackerConfig()
