@@ -278,3 +278,18 @@ def test_cli_prints_paths(tmp_path, capsys):
     assert str(tmp_path / "gt" / "clitest_0.npz") in out
     assert (tmp_path / "raw" / "clitest.mp4").is_file()
     assert script.run_cli(script.main, ["--vid=no_timestamp"]) == 2
+
+
+def test_oracle_refuses_files_that_are_not_synthetic_ground_truth(tmp_path):
+    """A corrupt file, an npz without the oracle's fields, or a foreign config: InputError."""
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not an npz at all")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, depth_m=np.zeros((2, 4, 4), np.float32))
+    bad_config = tmp_path / "bad_config.npz"
+    np.savez(bad_config, config_json=np.array('{"unknown_field": 1}'), timestamps=np.arange(3))
+    for path in (garbage, foreign, bad_config):
+        with pytest.raises(sio.InputError, match="not a synthetic ground-truth file"):
+            SyntheticOracle.from_gt_file(path)
+    with pytest.raises(sio.InputError, match="missing ground-truth file"):
+        SyntheticOracle.from_gt_file(tmp_path / "absent.npz")

@@ -192,11 +192,25 @@ class SyntheticOracle:
 
     @classmethod
     def from_gt_file(cls, path: str | Path) -> SyntheticOracle:
+        """The oracle of the clip whose ground-truth npz (``make_synthetic_clip``) is ``path``.
+
+        Raises:
+          InputError: missing file, not an npz, or no ``config_json`` / ``timestamps`` in it
+            (not written by ``make_synthetic_clip``).
+        """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"missing ground-truth file: {path}")
-        with np.load(path, allow_pickle=False) as z:
-            return cls(SyntheticClipConfig.from_json(str(z["config_json"])), z["timestamps"])
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                config = SyntheticClipConfig.from_json(str(z["config_json"]))
+                timestamps_us = z["timestamps"]
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            raise InputError(
+                f"{path}: not a synthetic ground-truth file made by make_synthetic_clip.py "
+                f"({exc.__class__.__name__}: {exc})"
+            ) from exc
+        return cls(config, timestamps_us)
 
     def _cast(self, frame: int, origin: np.ndarray, dirs_w: np.ndarray):
         out = render_rays(
