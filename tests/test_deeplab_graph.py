@@ -127,3 +127,13 @@ def test_missing_and_bad_model(tmp_path):
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(CheckpointError, match="frozen_inference_graph"):
         read_frozen_graph_bytes(bad)
+
+
+def test_garbage_graph_is_a_checkpoint_error(tmp_path):
+    from stereo4d.backends.deeplab import DeepLabSegmenter
+
+    with pytest.raises(CheckpointError, match="frozen graph"):
+        DeepLabSegmenter(b"\x00not a graph\xff" * 10, progress=False)
+    (tmp_path / "dir.pb").mkdir()
+    with pytest.raises(CheckpointError, match="cannot read"):
+        read_frozen_graph_bytes(tmp_path / "dir.pb")

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from stereo4d import ade20k
+from stereo4d.backends.imageops import to_gray
 from stereo4d.geometry import PinholeCamera
 
 __all__ = [
@@ -87,13 +88,9 @@ class ClassicalSegmenterSettings:
     normal_step_px: int = 3
 
 
-def _gray(frame_rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(frame_rgb, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
-
-
 def texture_energy(frame_rgb: np.ndarray, window_px: int) -> np.ndarray:
     """Mean grey-level gradient magnitude (levels / px) in a box window. [H, W] float32."""
-    gray = _gray(frame_rgb).astype(np.float32)
+    gray = to_gray(frame_rgb).astype(np.float32)
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3) / SOBEL_GAIN
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3) / SOBEL_GAIN
     return cv2.blur(np.hypot(gx, gy), (window_px, window_px))
@@ -190,7 +187,7 @@ class ClassicalSegmenter:
 
     def _flow(self, frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-        return dis.calc(_gray(frame_a), _gray(frame_b), None)
+        return dis.calc(to_gray(frame_a), to_gray(frame_b), None)
 
     def motion_evidence(self, video: np.ndarray, depth_m: np.ndarray, cameras: PinholeCamera,
                         t: int, texture: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from stereo4d.backends.imageops import to_gray
 from stereo4d.backends.stereo_refine import (
     refine_disparity,
     refine_disparity_two_scale,
@@ -158,10 +159,6 @@ def _matcher(settings: SgbmSettings) -> cv2.StereoSGBM:
     )
 
 
-def _gray(image_uint8: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image_uint8, cv2.COLOR_RGB2GRAY) if image_uint8.ndim == 3 else image_uint8
-
-
 def sgbm_disparities(left_gray: np.ndarray, right_gray: np.ndarray, settings: SgbmSettings
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Raw SGBM disparities of both views. uint8 [H, W] each -> float32 [H, W] x 2 (NaN = none).
@@ -249,7 +246,7 @@ class SgbmStereo:
         Rejected pixels are NaN (before fill-in) when ``fill`` is False, else filled.
         """
         s = self.config
-        left_gray, right_gray = _gray(left_uint8), _gray(right_uint8)
+        left_gray, right_gray = to_gray(left_uint8), to_gray(right_uint8)
         disp_left, disp_right = sgbm_disparities(left_gray, right_gray, s)
         keep_left, keep_right = left_right_consistent(disp_left, disp_right, s.lr_tolerance_px)
         disp_left[~keep_left] = np.nan

@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from stereo4d.backends.imageops import to_gray
+
 __all__ = [
     "FLOW_METHODS",
     "ClassicalTracker",
@@ -111,10 +113,6 @@ class ClassicalTrackerConfig:
             raise ValueError(f"dis_preset must be one of {tuple(_DIS_PRESETS)}, got {self.dis_preset!r}")
 
 
-def _gray(frame_rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(np.ascontiguousarray(frame_rgb), cv2.COLOR_RGB2GRAY)
-
-
 class _FlowEngine:
     """Computes dense flow between two grey uint8 images [H, W] -> [H, W, 2] float32 (dx, dy) px."""
 
@@ -145,7 +143,7 @@ def compute_flow(frames_rgb: np.ndarray, config: ClassicalTrackerConfig = Classi
       forward [T-1, H, W, 2] float32 (frame t -> t+1), backward [T-1, H, W, 2] (t+1 -> t).
     """
     engine = _FlowEngine(config)
-    gray = [_gray(f) for f in frames_rgb]
+    gray = [to_gray(f) for f in frames_rgb]
     num_pairs = len(gray) - 1
     shape = (max(num_pairs, 0), *gray[0].shape, 2)
     forward, backward = np.empty(shape, np.float32), np.empty(shape, np.float32)
@@ -245,7 +243,7 @@ class ClassicalTracker:
         self.config = config
 
     def settings(self) -> dict:
-        return {"name": self.name, **self.config.__dict__}
+        return {"backend": self.name, **self.config.__dict__}
 
     def track(self, frames_uint8: np.ndarray, query_points_tyx: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:

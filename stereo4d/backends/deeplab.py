@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from stereo4d.weights import WeightsNotFoundError
+from stereo4d.weights import CheckpointError, WeightsNotFoundError
 from stereo4d.weights.deeplab import find_deeplab_model, read_frozen_graph_bytes
 
 __all__ = [
@@ -74,10 +74,13 @@ class DeepLabSegmenter:
 
     def __init__(self, graph_bytes: bytes, num_threads: int = 0, progress: bool = True):
         tf = _import_tensorflow()
-        graph_def = tf.compat.v1.GraphDef.FromString(graph_bytes)
         self.graph = tf.Graph()
-        with self.graph.as_default():
-            tf.compat.v1.import_graph_def(graph_def, name="")
+        try:
+            graph_def = tf.compat.v1.GraphDef.FromString(graph_bytes)
+            with self.graph.as_default():
+                tf.compat.v1.import_graph_def(graph_def, name="")
+        except Exception as exc:  # protobuf and TensorFlow raise many types for bad graphs
+            raise CheckpointError(f"not a usable TensorFlow frozen graph: {exc}") from exc
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=num_threads,
                                           inter_op_parallelism_threads=num_threads)
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)

@@ -48,7 +48,7 @@ class _BootsTapirBackend:
 
     def settings(self) -> dict:
         config = self._tracker.config
-        return {"name": "bootstapir", "checkpoint": str(self._checkpoint), "device": self._device,
+        return {"backend": "bootstapir", "checkpoint": str(self._checkpoint), "device": self._device,
                 "model_hw": list(config.model_hw), "chunk_size": config.chunk_size}
 
 

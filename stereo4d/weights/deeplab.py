@@ -81,7 +81,10 @@ def read_frozen_graph_bytes(model_path: str | Path) -> bytes:
     """
     model_path = Path(model_path)
     if model_path.suffix == ".pb":
-        return model_path.read_bytes()
+        try:
+            return model_path.read_bytes()
+        except OSError as exc:
+            raise CheckpointError(f"cannot read frozen graph {model_path}: {exc}") from exc
     try:
         with tarfile.open(model_path) as tar:
             for member in tar.getmembers():
