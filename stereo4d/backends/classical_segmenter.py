@@ -157,14 +157,13 @@ def moving_mask(evidence: np.ndarray, s: ClassicalSegmenterSettings) -> np.ndarr
     return np.isin(components, big)
 
 
-def ground_mask(depth_m: np.ndarray, cameras: PinholeCamera, t: int,
+def ground_mask(depth_m: np.ndarray, cameras: PinholeCamera,
                 s: ClassicalSegmenterSettings) -> np.ndarray:
-    """[H, W] bool: surface normal (from depth finite differences) points up in camera t."""
+    """[H, W] bool: surface normal (from depth finite differences) points up in the camera frame."""
     imh, imw = depth_m.shape
-    ys, xs = np.mgrid[0:imh, 0:imw].astype(np.float64) + 0.5
-    f_x, f_y = cameras.fx * imw, cameras.fy * imh
-    points = np.stack([(xs - cameras.cx * imw) / f_x, (ys - cameras.cy * imh) / f_y,
-                       np.ones_like(xs)], axis=-1) * depth_m[..., None]
+    ys, xs = np.mgrid[0:imh, 0:imw].astype(np.float64) + 0.5  # pixel centres
+    in_camera = PinholeCamera(np.eye(3, 4), cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    points = in_camera.unproject(np.stack([xs, ys], axis=-1), depth_m, imh, imw)
     k = s.normal_step_px
     du = np.roll(points, -k, axis=1) - np.roll(points, k, axis=1)
     dv = np.roll(points, -k, axis=0) - np.roll(points, k, axis=0)
@@ -222,7 +221,7 @@ class ClassicalSegmenter:
             texture = texture_energy(video_rgb[t], s.texture_window_px)
             has_near_depth = (depth_m[t] > 0) & (depth_m[t] < s.sky_min_depth_m)
             if cameras is not None:
-                labels[t][ground_mask(depth_m[t], cameras, t, s)] = ade20k.ROAD
+                labels[t][ground_mask(depth_m[t], cameras, s)] = ade20k.ROAD
             if use_motion:
                 moving = moving_mask(self.motion_evidence(video_rgb, depth_m, cameras, t, texture), s)
                 labels[t][moving] = ade20k.OTHER
