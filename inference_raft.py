@@ -5,45 +5,10 @@ Example: python inference_raft.py --vid=9876543210b_66957
 
 import sys
 
-from stereo4d.backends.classical_stereo import SGBM_MODES, SgbmSettings
-from stereo4d.backends.stereo import STEREO_BACKENDS
-from stereo4d.cli import add_backend_args, run_cli, stage_parser
-from stereo4d.stages import stereo
+from stereo4d.cli import run_cli
+from stereo4d.commands.inference_raft import main
 
-
-def main(argv=None):
-    parser = stage_parser(__doc__.splitlines()[0])
-    add_backend_args(parser, STEREO_BACKENDS)
-    parser.add_argument("--url", default=stereo.StereoConfig.url,
-                        help="Hugging Face Hub repo of the SEA-RAFT checkpoint (when no --path)")
-    defaults = SgbmSettings()
-    parser.add_argument("--max_disparity", type=int, default=defaults.max_disparity_px,
-                        help="sgbm: largest disparity searched, px")
-    parser.add_argument("--block_size", type=int, default=defaults.block_size_px,
-                        help="sgbm: matching window side, px (odd)")
-    parser.add_argument("--sgbm_mode", default=defaults.mode, choices=list(SGBM_MODES),
-                        help="sgbm: OpenCV variant (hh/hh4: more paths, slower)")
-    parser.add_argument("--refine_iterations", type=int, default=defaults.refine_iterations,
-                        help="sgbm: sub-pixel refinement steps (0: off)")
-    parser.add_argument("--refine_window", type=int, default=defaults.refine_window_px,
-                        help="sgbm: refinement window side, px (odd)")
-    parser.add_argument("--max_relative_noise", type=float, default=defaults.max_relative_noise,
-                        help="sgbm: reject pixels whose predicted disparity noise exceeds this "
-                             "fraction of their disparity (0: keep all)")
-    parser.add_argument("--fill", action="store_true",
-                        help="sgbm: fill rejected pixels with the row's background disparity")
-    args = parser.parse_args(argv)
-    try:
-        sgbm = SgbmSettings(max_disparity_px=args.max_disparity, block_size_px=args.block_size,
-                            mode=args.sgbm_mode, refine_iterations=args.refine_iterations,
-                            refine_window_px=args.refine_window,
-                            max_relative_noise=args.max_relative_noise, fill=args.fill)
-    except ValueError as exc:
-        parser.error(str(exc))
-    stereo.run(stereo.StereoConfig(
-        vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
-        backend=args.backend, path=args.path, url=args.url, device=args.device, sgbm=sgbm))
-
+__all__ = ["main", "run_cli"]
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -5,26 +5,10 @@ Example: python segmentation.py --vid=9876543210b_66957
 
 import sys
 
-from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS
-from stereo4d.cli import add_backend_args, run_cli, stage_parser
-from stereo4d.filtering import DRIFT_THRESHOLD_PX, TRACE_FRAMES
-from stereo4d.stages import filtering
+from stereo4d.cli import run_cli
+from stereo4d.commands.segmentation import main
 
-
-def main(argv=None):
-    parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--hfov", type=float, default=60.0, help="horizontal fov, degrees")
-    add_backend_args(parser, SEGMENTATION_BACKENDS)
-    parser.add_argument("--drift_threshold_px", type=float, default=DRIFT_THRESHOLD_PX,
-                        help="scene motion (px) above which a static-class track is drifting")
-    parser.add_argument("--trace_frames", type=int, default=TRACE_FRAMES,
-                        help="frames of history of the scene-motion displacement and trails")
-    args = parser.parse_args(argv)
-    filtering.run(filtering.FilteringConfig(
-        vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
-        hfov_deg=args.hfov, backend=args.backend, path=args.path,
-        drift_threshold_px=args.drift_threshold_px, trace_frames=args.trace_frames))
-
+__all__ = ["main", "run_cli"]
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

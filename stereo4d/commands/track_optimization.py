@@ -1,0 +1,31 @@
+"""Step 6/6: optimise the 3D tracks along their camera rays (paper Eq. 5), export the clip's npz.
+
+Example: python track_optimization.py --vid=9876543210b_66957
+"""
+
+import sys
+
+from stereo4d.cli import run_cli, stage_parser
+from stereo4d.stages import optimization
+from stereo4d.track_opt import TrackOptConfig
+
+
+def main(argv=None):
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.add_argument("--hfov", type=float, default=60.0, help="horizontal fov, degrees")
+    parser.add_argument("--gt_folder", default=None,
+                        help="synthetic ground truth <vid>.npz: score the tracks before/after")
+    parser.add_argument("--skip_videos", action="store_true", help="write only the pkl and npz")
+    parser.add_argument("--dynamic_edges", default="inside", choices=["inside", "clamp"],
+                        help="second differences past the clip ends: dropped (inside) or edge-"
+                             "clamped as in the reference (clamp; biases moving tracks)")
+    args = parser.parse_args(argv)
+    optimization.run(optimization.OptimizationConfig(
+        vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
+        gt_folder=args.gt_folder, hfov_deg=args.hfov, write_videos=not args.skip_videos,
+        track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges)))
+
+
+def cli() -> None:
+    """Console entry point: exits with ``run_cli``'s status (2 on bad input)."""
+    sys.exit(run_cli(main))
