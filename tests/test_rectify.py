@@ -151,3 +151,12 @@ def test_rectified_synthetic_clip_matches_ground_truth_render(tmp_path):
                                                   192, 192, 60.0)
     unrectified = cv2.remap(raw[:, :eye], mx, my, cv2.INTER_LINEAR).astype(float)
     assert 10 * np.log10(255**2 / np.mean((unrectified - truth[0]) ** 2)) < 25.0
+
+
+def test_failed_rerun_removes_the_completion_marker(tmp_path):
+    paths = _make_clip(tmp_path)
+    assert rectify_script.main(_argv(paths)) is None
+    assert paths.provenance("rectify").is_file()
+    paths.raw_video.write_bytes(b"\x00garbage" * 50)
+    assert rectify_script.run_cli(rectify_script.main, _argv(paths)) == 2
+    assert not paths.provenance("rectify").exists()  # the old outputs no longer look complete

@@ -95,6 +95,7 @@ def run(config: FilteringConfig) -> dict:
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
+    paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # a failed rerun must not look complete
     require_inputs([paths.left_video, paths.flows_stereo, paths.tracks_2d, paths.npz])
     timer = Timer()
     with timer("load"):

@@ -91,6 +91,7 @@ def validate_flows(flows: list[dict], num_frames: int, height: int, width: int) 
 def run(config: StereoConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, backend, timings, output path)."""
     paths = config.paths
+    paths.provenance(PROVENANCE_STAGE).unlink(missing_ok=True)  # a failed rerun must not look complete
     timer = Timer()
     with timer("decode"):
         left, right = read_stereo_pair(paths)

@@ -98,6 +98,7 @@ def track_video(frames: np.ndarray, tracker, queries: QueryConfig | None = None,
 def run(config: TrackingConfig) -> dict:
     """Runs the stage. Returns a summary dict (counts, timings, output paths)."""
     paths = config.paths
+    paths.provenance("tracking").unlink(missing_ok=True)  # a failed rerun must not look complete
     timer = Timer()
     with timer("decode"):
         frames = read_video(paths.left_video)
