@@ -3,7 +3,7 @@
 Each stage runs as its top-level script (exactly what a user would type). A
 stage counts as complete when its provenance JSON (written last, after all of
 its outputs) and all its outputs exist and are newer than its inputs; the JSON
-is deleted before a stage starts, so a stage killed halfway is re-run.
+is deleted by each stage when it starts, so a stage killed halfway is re-run.
 """
 
 from __future__ import annotations
@@ -116,7 +116,6 @@ def main(argv=None) -> int:
         if not args.force and outputs_fresh(outputs, stage.inputs(paths)):
             print(f"[demo] {stage.name}: outputs are up to date, skipping (--force re-runs)")
         else:
-            marker.unlink(missing_ok=True)
             _run([py, stage.script, f"--vid={args.vid}", *stage.extra_args], stage.name)
         if marker.is_file():
             backends[stage.name] = load_json(marker).get("backend", "?")
