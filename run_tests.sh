@@ -3,7 +3,7 @@
 # Usage: bash run_tests.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")"
-source scripts/setup_venv.sh dev,tf
+source scripts/setup_venv.sh dev,tf,batch,viewer,cameras
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"
 export MPLBACKEND=Agg
