@@ -113,7 +113,7 @@ def build_sea_raft(path: str | None = None, url: str | None = None, device: str 
 
     Raises ``WeightsNotFoundError`` (with download instructions) or ``CheckpointError``.
     """
-    from stereo4d.stages.common import resolve_device
+    from stereo4d.devices import resolve_device
     from stereo4d.weights.sea_raft import find_sea_raft_checkpoint, load_sea_raft
 
     device = resolve_device(device)

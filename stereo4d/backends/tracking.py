@@ -56,7 +56,7 @@ def build_bootstapir(path: str | Path | None = None, device: str = "auto", chunk
                      progress: bool = True, **_: Any) -> _BootsTapirBackend:
     """Loads BootsTAPIR (``--path``, else the cache, else a download) on ``device``."""
     from stereo4d.backends.tapir_tracker import TapirTrackerConfig, build_tapir_tracker
-    from stereo4d.stages.common import resolve_device
+    from stereo4d.devices import resolve_device
     from stereo4d.weights.tapir import find_tapir_checkpoint
 
     device = resolve_device(device)

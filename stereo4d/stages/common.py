@@ -20,7 +20,6 @@ __all__ = [
     "check_frame_counts",
     "outputs_fresh",
     "require_inputs",
-    "resolve_device",
     "write_provenance",
 ]
 
@@ -84,15 +83,3 @@ def outputs_fresh(outputs: Iterable[os.PathLike], inputs: Iterable[os.PathLike])
         return False
     newest_input = max((Path(p).stat().st_mtime for p in inputs if Path(p).exists()), default=0.0)
     return min(p.stat().st_mtime for p in outputs) >= newest_input
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
