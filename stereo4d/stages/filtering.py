@@ -141,7 +141,9 @@ def run(config: FilteringConfig) -> dict:
                 writer.append(frame)
     with timer("write"):
         save_pickle(tracks.subset(result.keep).to_dict(), paths.filtered_tracks)
-        save_segmentation(paths.segmentation, labels, result.keep)
+        save_segmentation(paths.segmentation, labels, result.keep,
+                          removed={"sky": result.sky, "boundary": result.boundary,
+                                   "drift": result.drift})
     summary = {
         "backend": entry.name,
         "num_frames": num_frames,

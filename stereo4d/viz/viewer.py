@@ -1,0 +1,188 @@
+"""``view.py``: a clip's outputs (or a released npz + video) to Rerun, and PLY exports.
+
+Reads only (``viz.clip_view``), logs with ``viz.rerun_log``, exports with ``export_ply``.
+Outputs: ``save`` writes an ``.rrd`` recording (atomically: a temporary name renamed when
+complete, so bad input or an interruption leaves no recording); ``spawn`` streams to a desktop
+viewer started on this machine; ``serve`` hosts the recording over gRPC and the web viewer over
+HTTP and keeps running until interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from stereo4d.io import ClipPaths, InputError, atomic_path
+from stereo4d.viz.clip_view import ClipView, load_outputs, load_released
+from stereo4d.viz.trails import TRAIL_FRAMES
+
+__all__ = ["DEFAULT_MAX_TRACKS", "ViewerConfig", "run", "subsample_tracks"]
+
+DEFAULT_MAX_TRACKS = 8192
+"""Tracks logged to Rerun by default (random subset); keeps the demo clip's recording small."""
+APPLICATION_ID = "stereo4d"
+"""Rerun application id of the recordings."""
+SERVE_POLL_S = 1.0
+"""How often ``serve`` wakes up while waiting for an interrupt."""
+
+
+@dataclass(frozen=True)
+class ViewerConfig:
+    """Settings of ``view.py``.
+
+    Attributes:
+      vid: clip id of this project's outputs (``output_folder``), or None with npz + video.
+      npz, video: a released-format npz and its left rectified video (instead of ``vid``).
+      output_folder: as in ``ClipPaths``.
+      hfov_deg: horizontal FoV of the rectified views (degrees).
+      save: write the recording to this ``.rrd`` file.
+      spawn: stream to a desktop viewer (``rerun`` binary) started on this machine.
+      serve: serve the web viewer (HTTP ``web_port``) and the data (gRPC ``grpc_port`` on
+        ``bind_ip``; loopback by default: reach it from another machine through an SSH tunnel).
+      max_tracks: at most this many tracks (random, ``seed``) are logged; 0 = all.
+      frame_stride: log every k-th frame.
+      trails: ``moving``, ``all`` or ``none``; trail_frames: their length in frames.
+      depth: also log the stereo and optimised depth (project outputs only).
+      removed: also log the tracks the filter removed, by reason (project outputs only).
+      ply_folder: write per-frame PLY clouds and the static scene here (all tracks, all frames).
+      progress: progress bars.
+    """
+
+    vid: str | None = None
+    npz: str | None = None
+    video: str | None = None
+    output_folder: str = "stereo4d_dataset/processed"
+    hfov_deg: float = 60.0
+    save: str | None = None
+    spawn: bool = False
+    serve: bool = False
+    bind_ip: str = "127.0.0.1"
+    grpc_port: int = 9876
+    web_port: int = 9090
+    max_tracks: int = DEFAULT_MAX_TRACKS
+    frame_stride: int = 1
+    trails: str = "moving"
+    trail_frames: int = TRAIL_FRAMES
+    depth: bool = True
+    removed: bool = True
+    ply_folder: str | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def check(self) -> None:
+        """Raises InputError for contradictory or out-of-range settings."""
+        if (self.npz is None) != (self.video is None):
+            raise InputError("--npz and --video go together (a released npz and its left "
+                             "rectified video)")
+        if (self.vid is None) == (self.npz is None):
+            raise InputError("give either --vid (this project's outputs) or --npz and --video")
+        if not (self.save or self.spawn or self.serve or self.ply_folder):
+            raise InputError("nothing to do: give --save, --spawn, --serve and/or --ply_folder")
+        if self.save and Path(self.save).suffix != ".rrd":
+            raise InputError(f"--save must name an .rrd file, got {self.save}")
+        if self.max_tracks < 0 or self.frame_stride < 1 or self.trail_frames < 1:
+            raise InputError("--max_tracks must be >= 0, --frame_stride and --trail_frames >= 1")
+        if not 0.0 < self.hfov_deg < 180.0:
+            raise InputError(f"--hfov must be in (0, 180) degrees, got {self.hfov_deg}")
+
+
+def subsample_tracks(view: ClipView, max_tracks: int, seed: int = 0) -> ClipView:
+    """At most ``max_tracks`` tracks of ``view`` (random, in their original order); 0 = all.
+
+    The removed tracks of each reason are capped the same way.
+    """
+    rng = np.random.default_rng(seed)
+
+    def pick(num: int) -> np.ndarray:
+        if max_tracks == 0 or num <= max_tracks:
+            return np.arange(num)
+        return np.sort(rng.choice(num, size=max_tracks, replace=False))
+
+    rows = pick(view.num_tracks)
+    removed = {}
+    for reason, (track3d, valid) in view.removed.items():
+        keep = pick(len(track3d))
+        removed[reason] = (track3d[keep], valid[keep])
+    return replace(view, track3d_world=view.track3d_world[rows], visible=view.visible[rows],
+                   colors_rgb=view.colors_rgb[rows], moving=view.moving[rows], removed=removed)
+
+
+def _load(config: ViewerConfig) -> ClipView:
+    if config.vid is not None:
+        paths = ClipPaths(config.vid, output_folder=config.output_folder)
+        return load_outputs(paths, config.hfov_deg, depth=config.depth, removed=config.removed)
+    return load_released(config.npz, config.video, config.hfov_deg)
+
+
+def _export_plys(config: ViewerConfig, view: ClipView) -> None:
+    from stereo4d.export_ply import write_frame_plys, write_static_scene_ply
+
+    frames = write_frame_plys(config.ply_folder, view.track3d_world, view.visible,
+                              view.colors_rgb, view.moving, progress=config.progress)
+    scene = write_static_scene_ply(config.ply_folder, view.track3d_world, view.visible,
+                                   view.colors_rgb, view.moving)
+    print(f"view: {len(frames)} per-frame PLY files and {scene.name} -> {config.ply_folder}")
+
+
+def _log(config: ViewerConfig, view: ClipView, stack: contextlib.ExitStack) -> dict:
+    import rerun as rr
+
+    from stereo4d.viz.rerun_log import default_blueprint, log_clip
+
+    rec = rr.RecordingStream(APPLICATION_ID, recording_id=view.name)
+    rec.send_recording_name(view.name)
+    sinks = []
+    if config.save:
+        sinks.append(rr.FileSink(str(stack.enter_context(atomic_path(config.save)))))
+    if config.spawn:
+        rr.spawn(port=config.grpc_port, connect=False, recording=rec)
+        sinks.append(rr.GrpcSink(f"rerun+http://127.0.0.1:{config.grpc_port}/proxy"))
+    if config.serve:
+        sinks.append(rr.GrpcServerSink(bind_ip=config.bind_ip, port=config.grpc_port))
+    rec.set_sinks(*sinks, default_blueprint=default_blueprint(view))
+    logged = log_clip(rec, view, config.frame_stride, config.trails, config.trail_frames,
+                      progress=config.progress)
+    rec.flush()
+    if config.serve:
+        url = f"rerun+http://{config.bind_ip}:{config.grpc_port}/proxy"
+        rr.serve_web_viewer(web_port=config.web_port, open_browser=False, connect_to=url)
+        print(f"view: serving; open http://localhost:{config.web_port}/?url={url} "
+              f"(from another machine: ssh -L {config.web_port}:localhost:{config.web_port} "
+              f"-L {config.grpc_port}:localhost:{config.grpc_port} <this host>); Ctrl-C stops")
+        try:
+            while True:
+                time.sleep(SERVE_POLL_S)
+        except KeyboardInterrupt:
+            pass
+    rec.disconnect()  # closes the file sink (writes its footer) before the rename
+    return logged
+
+
+def run(config: ViewerConfig) -> dict:
+    """Loads, validates, exports and logs. Returns a summary (counts, outputs).
+
+    Raises:
+      InputError: bad settings or inputs (before any file is written).
+    """
+    config.check()
+    view = _load(config)
+    summary = {"name": view.name, "num_frames": view.num_frames, "num_tracks": view.num_tracks,
+               "num_moving": int(view.moving.sum()), "sources": view.sources}
+    if config.ply_folder:
+        _export_plys(config, view)
+    if config.save or config.spawn or config.serve:
+        shown = subsample_tracks(view, config.max_tracks, config.seed)
+        with contextlib.ExitStack() as stack:
+            summary["logged"] = _log(config, shown, stack)
+        summary["num_tracks_logged"] = shown.num_tracks
+        if config.save:
+            size_mb = Path(config.save).stat().st_size / 1e6
+            summary["rrd_mb"] = size_mb
+            print(f"view: {view.name}: {len(summary['logged']['frames'])} frames, "
+                  f"{shown.num_tracks} of {view.num_tracks} tracks "
+                  f"({int(shown.moving.sum())} moving) -> {config.save} ({size_mb:.1f} MB)")
+    return summary
