@@ -8,7 +8,15 @@ import pytest
 import segmentation as segmentation_script
 from stereo4d import ade20k
 from stereo4d.geometry import focal_length_px
-from stereo4d.io import ClipPaths, InputError, load_json, load_pickle, save_dataset_npz, save_pickle
+from stereo4d.io import (
+    ClipPaths,
+    InputError,
+    load_json,
+    load_pickle,
+    load_removal_reasons,
+    save_dataset_npz,
+    save_pickle,
+)
 from stereo4d.stages import filtering as stage
 from stereo4d.videoio import probe_video, write_video
 
@@ -96,6 +104,11 @@ def test_stage_drops_sky_boundary_and_drift(tmp_path, fake_backend, capsys):
     info = probe_video(paths.filtered_tracks_video)
     assert (info.width, info.height) == (W, H)
     assert "remaining tracks: 40.00%" in capsys.readouterr().out
+    # The record keeps why each track went (the viewer shows removed tracks by reason).
+    reasons = load_removal_reasons(paths.segmentation)
+    np.testing.assert_array_equal(reasons["sky"], [False, True, False, False, False])
+    np.testing.assert_array_equal(reasons["boundary"], [False, False, False, True, False])
+    np.testing.assert_array_equal(reasons["drift"], [False, False, True, True, False])
 
 
 def test_higher_drift_threshold_keeps_sliding_track(tmp_path, fake_backend):
