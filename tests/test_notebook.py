@@ -45,3 +45,5 @@ def test_notebook_runs_and_draws_tracks(clip, monkeypatch):
     videos = [o for o in outputs if o.get("output_type") == "display_data"
               and "<video" in o.get("data", {}).get("text/html", "")]
     assert len(videos) == 2
+    # The Rerun cell shows the inline viewer when rerun_notebook is installed, else says so.
+    assert "rerun inline viewer: " in text
