@@ -225,3 +225,45 @@ def test_trail_strips_hold_nearest_present_position():
     strips = trail_strips(track, np.array([[False, False, True, True, True]]), t=3, trail_frames=4)
     np.testing.assert_array_equal(strips[0], track[0, [2, 2, 2, 3]])  # before the first: next
     assert trail_strips(track, visible, t=0).shape == (1, 1, 3)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_listens_on_loopback_and_stops_with_sigterm(released):
+    import signal
+    import socket
+
+    _, npz, video, _, _ = released
+    grpc_port, web_port = _free_port(), _free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "view.py"), f"--npz={npz}",
+                             f"--video={video}", "--serve", f"--grpc_port={grpc_port}",
+                             f"--web_port={web_port}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("view: serving"), line
+        assert f"http://localhost:{web_port}/" in line
+        for port in (grpc_port, web_port):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        # Bound to loopback only: the machine's other addresses refuse the connection.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.255", 9))  # no packet is sent: picks the outward address
+            outside = probe.getsockname()[0]
+        if not outside.startswith("127."):
+            with pytest.raises(OSError):
+                socket.create_connection((outside, grpc_port), timeout=2).close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        with pytest.raises(OSError):  # the web server stopped with it
+            socket.create_connection(("127.0.0.1", web_port), timeout=2).close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

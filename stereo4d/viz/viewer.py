@@ -10,9 +10,15 @@ HTTP and keeps running until interrupted.
 from __future__ import annotations
 
 import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -27,7 +33,11 @@ DEFAULT_MAX_TRACKS = 8192
 APPLICATION_ID = "stereo4d"
 """Rerun application id of the recordings."""
 SERVE_POLL_S = 1.0
-"""How often ``serve`` wakes up while waiting for an interrupt."""
+"""How often ``serve`` wakes up while waiting for an interrupt (seconds)."""
+SERVER_START_S = 30.0
+"""How long ``serve`` waits for the Rerun web server to listen (seconds)."""
+SERVER_STOP_S = 10.0
+"""How long the Rerun web server gets to stop once terminated (seconds)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,48 @@ def _export_plys(config: ViewerConfig, view: ClipView) -> None:
     print(f"view: {len(frames)} per-frame PLY files and {scene.name} -> {config.ply_folder}")
 
 
-def _log(config: ViewerConfig, view: ClipView, stack: contextlib.ExitStack) -> dict:
+def _rerun_binary() -> str:
+    """The Rerun CLI binary shipped with rerun-sdk (``python -m rerun`` would wrap it in a
+    Python process that does not pass termination on)."""
+    import rerun_cli
+
+    binary = Path(rerun_cli.__file__).with_name("rerun.exe" if sys.platform == "win32" else "rerun")
+    if not binary.is_file():
+        raise InputError(f"the Rerun CLI binary is missing ({binary}); reinstall rerun-sdk")
+    return str(binary)
+
+
+def _start_web_server(config: ViewerConfig, stack: contextlib.ExitStack) -> str:
+    """Starts ``rerun --serve-web`` (web viewer over HTTP + gRPC data server) on ``bind_ip``.
+
+    The Rerun CLI binds both servers to ``bind_ip`` (the SDK's own web server would listen on
+    every interface). The server is this process's child and stops with it. Returns the gRPC
+    URL to log to.
+    """
+    cmd = [_rerun_binary(), "--serve-web", "--bind", config.bind_ip,
+           "--port", str(config.grpc_port), "--web-viewer-port", str(config.web_port)]
+    log = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - a pipe could stall it
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    stack.callback(server.wait, SERVER_STOP_S)
+    stack.callback(server.terminate)
+    deadline = time.monotonic() + SERVER_START_S
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(
+                (config.bind_ip, config.grpc_port), timeout=SERVE_POLL_S):
+            break
+        if server.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            message = log.read().decode(errors="replace")
+            raise InputError(f"the Rerun web server did not start on {config.bind_ip} (ports "
+                             f"{config.grpc_port}, {config.web_port}): {message.strip()[-300:]}")
+        time.sleep(SERVE_POLL_S / 10)
+    return f"rerun+http://{config.bind_ip}:{config.grpc_port}/proxy"
+
+
+def _log(config: ViewerConfig, view: ClipView, files: contextlib.ExitStack,
+         servers: contextlib.ExitStack) -> dict:
+    """Logs ``view`` to every requested sink; the recording file is renamed when ``files``
+    closes, the web server stops when ``servers`` closes."""
     import rerun as rr
 
     from stereo4d.viz.rerun_log import default_blueprint, log_clip
@@ -137,29 +188,38 @@ def _log(config: ViewerConfig, view: ClipView, stack: contextlib.ExitStack) -> d
     rec.send_recording_name(view.name)
     sinks = []
     if config.save:
-        sinks.append(rr.FileSink(str(stack.enter_context(atomic_path(config.save)))))
+        sinks.append(rr.FileSink(str(files.enter_context(atomic_path(config.save)))))
     if config.spawn:
         rr.spawn(port=config.grpc_port, connect=False, recording=rec)
         sinks.append(rr.GrpcSink(f"rerun+http://127.0.0.1:{config.grpc_port}/proxy"))
     if config.serve:
-        sinks.append(rr.GrpcServerSink(bind_ip=config.bind_ip, port=config.grpc_port))
+        sinks.append(rr.GrpcSink(_start_web_server(config, servers)))
     rec.set_sinks(*sinks, default_blueprint=default_blueprint(view))
     logged = log_clip(rec, view, config.frame_stride, config.trails, config.trail_frames,
                       progress=config.progress)
     rec.flush()
-    if config.serve:
-        url = f"rerun+http://{config.bind_ip}:{config.grpc_port}/proxy"
-        rr.serve_web_viewer(web_port=config.web_port, open_browser=False, connect_to=url)
-        print(f"view: serving; open http://localhost:{config.web_port}/?url={url} "
-              f"(from another machine: ssh -L {config.web_port}:localhost:{config.web_port} "
-              f"-L {config.grpc_port}:localhost:{config.grpc_port} <this host>); Ctrl-C stops")
-        try:
-            while True:
-                time.sleep(SERVE_POLL_S)
-        except KeyboardInterrupt:
-            pass
     rec.disconnect()  # closes the file sink (writes its footer) before the rename
     return logged
+
+
+def _wait_while_serving(config: ViewerConfig, name: str) -> None:
+    host = "localhost" if config.bind_ip in ("127.0.0.1", "localhost") else config.bind_ip
+    url = quote(f"rerun+http://{host}:{config.grpc_port}/proxy", safe="")
+    print(f"view: serving {name}: open http://{host}:{config.web_port}/?url={url}\n"
+          f"  from another machine: ssh -L {config.web_port}:localhost:{config.web_port} "
+          f"-L {config.grpc_port}:localhost:{config.grpc_port} <this host>; Ctrl-C stops",
+          flush=True)
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(SERVE_POLL_S)
+    finally:  # the web server (our child) is stopped by the caller's exit stack
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(config: ViewerConfig) -> dict:
@@ -176,13 +236,16 @@ def run(config: ViewerConfig) -> dict:
         _export_plys(config, view)
     if config.save or config.spawn or config.serve:
         shown = subsample_tracks(view, config.max_tracks, config.seed)
-        with contextlib.ExitStack() as stack:
-            summary["logged"] = _log(config, shown, stack)
-        summary["num_tracks_logged"] = shown.num_tracks
-        if config.save:
-            size_mb = Path(config.save).stat().st_size / 1e6
-            summary["rrd_mb"] = size_mb
-            print(f"view: {view.name}: {len(summary['logged']['frames'])} frames, "
-                  f"{shown.num_tracks} of {view.num_tracks} tracks "
-                  f"({int(shown.moving.sum())} moving) -> {config.save} ({size_mb:.1f} MB)")
+        with contextlib.ExitStack() as servers:
+            with contextlib.ExitStack() as files:
+                summary["logged"] = _log(config, shown, files, servers)
+            summary["num_tracks_logged"] = shown.num_tracks
+            if config.save:
+                size_mb = Path(config.save).stat().st_size / 1e6
+                summary["rrd_mb"] = size_mb
+                print(f"view: {view.name}: {len(summary['logged']['frames'])} frames, "
+                      f"{shown.num_tracks} of {view.num_tracks} tracks "
+                      f"({int(shown.moving.sum())} moving) -> {config.save} ({size_mb:.1f} MB)")
+            if config.serve:
+                _wait_while_serving(config, view.name)
     return summary
