@@ -254,7 +254,7 @@ def test_serve_listens_on_loopback_and_stops_with_sigterm(released):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
         # Bound to loopback only: the machine's other addresses refuse the connection.
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("192.0.2.255", 9))  # no packet is sent: picks the outward address
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: picks the outward address
             outside = probe.getsockname()[0]
         if not outside.startswith("127."):
             with pytest.raises(OSError):
