@@ -267,3 +267,22 @@ def test_serve_listens_on_loopback_and_stops_with_sigterm(released):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_preview_draws_the_tracks_where_the_3d_view_sees_them(released):
+    from stereo4d.viz.clip_view import load_released
+    from stereo4d.viz.preview import PANEL_PX, render_preview
+    from stereo4d.viz.scene3d import SceneView
+
+    _, npz, video, _, _ = released
+    view = load_released(npz, video, HFOV_DEG)
+    view.colors_rgb[:] = (255, 0, 255)  # a colour nothing else in the drawing has
+    t = 3
+    image = render_preview(view, t, HFOV_DEG)
+    assert image.shape == (2 * PANEL_PX, 3 * PANEL_PX, 3)
+    present = view.visible & np.all(np.isfinite(view.track3d_world), axis=-1)
+    fit = SceneView.fit(view.track3d_world[present], 2 * PANEL_PX, 2 * PANEL_PX)
+    xy, _, ok = fit.project(view.track3d_world[present[:, t], t])
+    col, row = np.floor(xy[ok]).astype(int).T
+    hits = np.all(image[row, col] == (255, 0, 255), axis=-1)
+    assert ok.all() and hits.mean() > 0.9

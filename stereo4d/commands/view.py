@@ -38,6 +38,11 @@ def main(argv=None):
     out.add_argument("--web_port", type=int, default=9090, help="web viewer port (--serve)")
     out.add_argument("--ply_folder", default=None,
                      help="write frame_<t>.ply per frame and static_scene.ply here (all tracks)")
+    out.add_argument("--preview", default=None,
+                     help="write a still of one frame, laid out as the viewer, to this .png "
+                          "(drawn without a display)")
+    out.add_argument("--preview_frame", type=int, default=None,
+                     help="frame of --preview (default: the middle one)")
     size = parser.add_argument_group("what is logged (recording size)")
     size.add_argument("--max_tracks", "--subsample_tracks", type=int, default=DEFAULT_MAX_TRACKS,
                       help=f"log at most this many tracks, chosen at random; 0 = all "
@@ -58,7 +63,8 @@ def main(argv=None):
         bind_ip=args.bind, grpc_port=args.grpc_port, web_port=args.web_port,
         max_tracks=args.max_tracks, frame_stride=args.frame_stride, trails=args.trails,
         trail_frames=args.trail_frames, depth=not args.no_depth, removed=not args.no_removed,
-        ply_folder=args.ply_folder, seed=args.seed))
+        ply_folder=args.ply_folder, preview=args.preview, preview_frame=args.preview_frame,
+        seed=args.seed))
 
 
 def cli() -> None:

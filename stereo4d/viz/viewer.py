@@ -59,6 +59,8 @@ class ViewerConfig:
       depth: also log the stereo and optimised depth (project outputs only).
       removed: also log the tracks the filter removed, by reason (project outputs only).
       ply_folder: write per-frame PLY clouds and the static scene here (all tracks, all frames).
+      preview: write a still of frame ``preview_frame`` (default: the middle one) as the viewer
+        lays it out, drawn without a display (``viz.preview``), to this PNG.
       progress: progress bars.
     """
 
@@ -80,6 +82,8 @@ class ViewerConfig:
     depth: bool = True
     removed: bool = True
     ply_folder: str | None = None
+    preview: str | None = None
+    preview_frame: int | None = None
     seed: int = 0
     progress: bool = True
 
@@ -90,10 +94,13 @@ class ViewerConfig:
                              "rectified video)")
         if (self.vid is None) == (self.npz is None):
             raise InputError("give either --vid (this project's outputs) or --npz and --video")
-        if not (self.save or self.spawn or self.serve or self.ply_folder):
-            raise InputError("nothing to do: give --save, --spawn, --serve and/or --ply_folder")
+        if not (self.save or self.spawn or self.serve or self.ply_folder or self.preview):
+            raise InputError("nothing to do: give --save, --spawn, --serve, --ply_folder "
+                             "and/or --preview")
         if self.save and Path(self.save).suffix != ".rrd":
             raise InputError(f"--save must name an .rrd file, got {self.save}")
+        if self.preview and Path(self.preview).suffix.lower() != ".png":
+            raise InputError(f"--preview must name a .png file, got {self.preview}")
         if self.max_tracks < 0 or self.frame_stride < 1 or self.trail_frames < 1:
             raise InputError("--max_tracks must be >= 0, --frame_stride and --trail_frames >= 1")
         if not 0.0 < self.hfov_deg < 180.0:
@@ -176,6 +183,17 @@ def _start_web_server(config: ViewerConfig, stack: contextlib.ExitStack) -> str:
     return f"rerun+http://{config.bind_ip}:{config.grpc_port}/proxy"
 
 
+def _write_preview(config: ViewerConfig, view: ClipView) -> None:
+    from stereo4d.viz.preview import render_preview, save_preview
+
+    t = view.num_frames // 2 if config.preview_frame is None else config.preview_frame
+    if not 0 <= t < view.num_frames:
+        raise InputError(f"--preview_frame {t} is outside the clip's {view.num_frames} frames")
+    save_preview(config.preview, render_preview(view, t, config.hfov_deg,
+                                                trail_frames=config.trail_frames))
+    print(f"view: frame {t} drawn as the viewer lays it out -> {config.preview}")
+
+
 def _log(config: ViewerConfig, view: ClipView, files: contextlib.ExitStack,
          servers: contextlib.ExitStack) -> dict:
     """Logs ``view`` to every requested sink; the recording file is renamed when ``files``
@@ -234,8 +252,10 @@ def run(config: ViewerConfig) -> dict:
                "num_moving": int(view.moving.sum()), "sources": view.sources}
     if config.ply_folder:
         _export_plys(config, view)
+    shown = subsample_tracks(view, config.max_tracks, config.seed)
+    if config.preview:
+        _write_preview(config, shown)
     if config.save or config.spawn or config.serve:
-        shown = subsample_tracks(view, config.max_tracks, config.seed)
         with contextlib.ExitStack() as servers:
             with contextlib.ExitStack() as files:
                 summary["logged"] = _log(config, shown, files, servers)
