@@ -301,6 +301,10 @@ def load_json(path: str | os.PathLike) -> Any:
         raise InputError(f"cannot read {path}: {exc}") from exc
 
 
+REMOVED_PREFIX = "removed_"
+"""Prefix of the per-reason removal masks in the segmentation record."""
+
+
 def save_segmentation(path: str | os.PathLike, labels: np.ndarray, kept: np.ndarray,
                       removed: dict[str, np.ndarray] | None = None) -> Path:
     """Filtering-stage record: ``labels`` [T, H, W] uint8 ADE20K ids, ``kept`` [N] bool.
@@ -325,10 +329,6 @@ def load_segmentation(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             return z["labels"], z["kept"]
     except Exception as exc:  # zipfile / format / missing-key errors come in many types
         raise InputError(f"cannot read {path}: {exc}") from exc
-
-
-REMOVED_PREFIX = "removed_"
-"""Prefix of the per-reason removal masks in the segmentation record."""
 
 
 def load_removal_reasons(path: str | os.PathLike) -> dict[str, np.ndarray]:
