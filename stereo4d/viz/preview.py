@@ -3,8 +3,7 @@
 Where no screen (or GPU) is available the viewer cannot be screenshotted; this draws one frame
 of the same ``ClipView`` with the project's own renderers, laid out as the viewer's default
 blueprint: the 3D scene (tracks in their colours, moving ones with trails, the camera path and
-frustum, the stereo depth as a coloured point cloud when available) beside the left frame with
-the tracks projected into it and the depth image.
+frustum) beside the left frame with the tracks projected into it and the depth image.
 """
 
 from __future__ import annotations
@@ -59,14 +58,16 @@ def render_preview(view: ClipView, t: int, hfov_deg: float, panel_px: int = PANE
     fit = SceneView.fit(view.track3d_world[present], scene_px, scene_px)
     trails = np.where(view.moving[:, None], present, False)
     trails[:, t] = present[:, t]  # every track shows its current point; only movers trail
-    frames = render_scene3d(view.track3d_world, trails, view.colors_rgb, view.camera,
-                            view.depth_raw_m, view.frames, hfov_deg, fit, trail_frames)
+    frames = render_scene3d(view.track3d_world, trails, view.colors_rgb, view.camera, None, None,
+                            hfov_deg, fit, trail_frames)
     for _ in range(t):
         next(frames)
     scene = _label(next(frames), f"world (frame {t})")
+    scale = panel_px / max(imh, imw)
+    small = _fit(view.frames[t], round(imh * scale), round(imw * scale))
     xy, _, in_view = view.camera.project(np.nan_to_num(view.track3d_world), imh, imw)
     shown = trails & in_view
-    image = draw_trails_frame(view.frames[t], t, np.where(shown[..., None], xy, 0.0), shown,
+    image = draw_trails_frame(small, t, np.where(shown[..., None], xy * scale, 0.0), shown,
                               view.colors_rgb, trail_frames)
     depth = view.depth_raw_m if view.depth_raw_m is not None else view.depth_optimized_m
     side = [_label(_fit(image, panel_px, panel_px), "camera/image")]

@@ -204,7 +204,7 @@ def log_clip(rec, view: ClipView, frame_stride: int = 1, trails: str = "moving",
             rows = np.flatnonzero(valid[:, t])
             entity = f"{ENTITY['removed']}/{reason}"
             rec.log(entity, rr.Points3D(track3d[rows, t].astype(np.float32),
-                                        class_ids=np.full(len(rows), REMOVAL_REASONS.index(reason)),
+                                        class_ids=[REMOVAL_REASONS.index(reason)],  # all
                                         radii=rr.Radius.ui_points(POINT_RADIUS_UI)))
             logged["points"][entity].append(len(rows))
         logged["frames"].append(int(t))
