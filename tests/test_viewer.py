@@ -269,9 +269,15 @@ def test_serve_listens_on_loopback_and_stops_with_sigterm(released):
             proc.wait()
 
 
-def test_preview_draws_the_tracks_where_the_3d_view_sees_them(released):
+def test_preview_draws_the_tracks_where_the_3d_view_sees_them(released, tmp_path):
     from stereo4d.viz.clip_view import load_released
-    from stereo4d.viz.preview import PANEL_PX, render_preview
+    from stereo4d.viz.preview import (
+        PANEL_PX,
+        VIEW_AZIMUTH_DEG,
+        VIEW_ELEVATION_DEG,
+        render_preview,
+        save_preview,
+    )
     from stereo4d.viz.scene3d import SceneView
 
     _, npz, video, _, _ = released
@@ -281,8 +287,13 @@ def test_preview_draws_the_tracks_where_the_3d_view_sees_them(released):
     image = render_preview(view, t, HFOV_DEG)
     assert image.shape == (2 * PANEL_PX, 3 * PANEL_PX, 3)
     present = view.visible & np.all(np.isfinite(view.track3d_world), axis=-1)
-    fit = SceneView.fit(view.track3d_world[present], 2 * PANEL_PX, 2 * PANEL_PX)
-    xy, _, ok = fit.project(view.track3d_world[present[:, t], t])
+    points = view.track3d_world[present[:, t], t]
+    fit = SceneView.fit(points, 2 * PANEL_PX, 2 * PANEL_PX, VIEW_ELEVATION_DEG, VIEW_AZIMUTH_DEG)
+    xy, _, ok = fit.project(points)
     col, row = np.floor(xy[ok]).astype(int).T
     hits = np.all(image[row, col] == (255, 0, 255), axis=-1)
     assert ok.all() and hits.mean() > 0.9
+    from PIL import Image
+
+    saved = np.asarray(Image.open(save_preview(tmp_path / "p.png", image)).convert("RGB"))
+    assert saved.shape == image.shape and np.all(saved[row[hits], col[hits]] == (255, 0, 255))

@@ -24,9 +24,16 @@ __all__ = ["PANEL_PX", "render_preview", "save_preview"]
 
 PANEL_PX = 360
 """Height of the side panels (image, depth); the 3D panel is twice as high and wide."""
+VIEW_ELEVATION_DEG = 25.0
+"""Elevation of the 3D panel's virtual camera (degrees above the horizontal)."""
+VIEW_AZIMUTH_DEG = -110.0
+"""Azimuth of the 3D panel's virtual camera (-90: straight behind the clip's first camera, which
+looks along +z; a little to the side shows depth)."""
 LABEL_SCALE = 0.5
 """Font scale of the panel titles."""
 LABEL_RGB = (40, 40, 40)
+PALETTE_COLORS = 256
+"""Colours of the palette PNG ``save_preview`` writes (None / 0: full RGB)."""
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
@@ -55,7 +62,8 @@ def render_preview(view: ClipView, t: int, hfov_deg: float, panel_px: int = PANE
     imh, imw = view.image_hw
     present = view.visible & np.all(np.isfinite(view.track3d_world), axis=-1)
     scene_px = 2 * panel_px
-    fit = SceneView.fit(view.track3d_world[present], scene_px, scene_px)
+    fit = SceneView.fit(view.track3d_world[present[:, t], t], scene_px, scene_px,
+                        VIEW_ELEVATION_DEG, VIEW_AZIMUTH_DEG)
     trails = np.where(view.moving[:, None], present, False)
     trails[:, t] = present[:, t]  # every track shows its current point; only movers trail
     frames = render_scene3d(view.track3d_world, trails, view.colors_rgb, view.camera, None, None,
@@ -80,10 +88,15 @@ def render_preview(view: ClipView, t: int, hfov_deg: float, panel_px: int = PANE
     return np.concatenate([scene, np.concatenate(side, axis=0)], axis=1)
 
 
-def save_preview(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Writes ``image`` (RGB) as PNG, atomically."""
+def save_preview(path: str | os.PathLike, image: np.ndarray,
+                 palette_colors: int | None = PALETTE_COLORS) -> Path:
+    """Writes ``image`` (RGB) as PNG, atomically; with ``palette_colors``, as a palette PNG of
+    that many colours (median cut), a third of the size for pictures in documentation."""
+    from PIL import Image
+
+    picture = Image.fromarray(np.ascontiguousarray(image, np.uint8), "RGB")
+    if palette_colors:
+        picture = picture.quantize(palette_colors, method=Image.Quantize.MEDIANCUT)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-            raise OSError(f"could not write {path}")
+        picture.save(tmp, format="PNG", optimize=True)
     return Path(path)
