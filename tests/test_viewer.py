@@ -264,9 +264,13 @@ def test_serve_listens_on_loopback_and_stops_with_sigterm(released):
         with pytest.raises(OSError):  # the web server stopped with it
             socket.create_connection(("127.0.0.1", web_port), timeout=2).close()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # SIGTERM first: the viewer then stops its web server child
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def test_preview_draws_the_tracks_where_the_3d_view_sees_them(released, tmp_path):

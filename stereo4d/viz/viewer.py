@@ -223,19 +223,26 @@ def _log(config: ViewerConfig, view: ClipView, files: contextlib.ExitStack,
 def _wait_while_serving(config: ViewerConfig, name: str) -> None:
     host = "localhost" if config.bind_ip in ("127.0.0.1", "localhost") else config.bind_ip
     url = quote(f"rerun+http://{host}:{config.grpc_port}/proxy", safe="")
-    print(f"view: serving {name}: open http://{host}:{config.web_port}/?url={url}\n"
-          f"  from another machine: ssh -L {config.web_port}:localhost:{config.web_port} "
-          f"-L {config.grpc_port}:localhost:{config.grpc_port} <this host>; Ctrl-C stops",
-          flush=True)
-    def stop(signum, frame):
+    with contextlib.suppress(KeyboardInterrupt):  # a stop right after the message is clean too
+        print(f"view: serving {name}: open http://{host}:{config.web_port}/?url={url}\n"
+              f"  from another machine: ssh -L {config.web_port}:localhost:{config.web_port} "
+              f"-L {config.grpc_port}:localhost:{config.grpc_port} <this host>; Ctrl-C stops",
+              flush=True)
+        while True:
+            time.sleep(SERVE_POLL_S)
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt inside the block (as Ctrl-C does), so exit
+    stacks run and the web server child is stopped whichever way the viewer is stopped."""
+    def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(SERVE_POLL_S)
-    finally:  # the web server (our child) is stopped by the caller's exit stack
+        yield
+    finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -256,7 +263,8 @@ def run(config: ViewerConfig) -> dict:
     if config.preview:
         _write_preview(config, shown)
     if config.save or config.spawn or config.serve:
-        with contextlib.ExitStack() as servers:
+        with _signals_interrupt() if config.serve else contextlib.nullcontext(), \
+                contextlib.ExitStack() as servers:
             with contextlib.ExitStack() as files:
                 summary["logged"] = _log(config, shown, files, servers)
             summary["num_tracks_logged"] = shown.num_tracks
