@@ -59,8 +59,10 @@ def released(tmp_path_factory):
     return root, npz, video, track3d, visible
 
 
-def _run_view(*args, cwd=REPO_ROOT):
+def _run_view(*args, cwd=REPO_ROOT, drop_env=()):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
+    for name in drop_env:
+        env.pop(name, None)
     return subprocess.run([sys.executable, str(REPO_ROOT / "view.py"), *map(str, args)],
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
                           check=False)
@@ -196,7 +198,8 @@ def test_project_outputs_show_depth_colours_and_removed_tracks(released, tmp_pat
     np.testing.assert_array_equal(got >> 8, (want[:, 0] << 16) | (want[:, 1] << 8) | want[:, 2])
 
 
-@pytest.mark.parametrize("case", ["missing_npz", "malformed_npz", "frame_count", "no_output"])
+@pytest.mark.parametrize("case", ["missing_npz", "malformed_npz", "frame_count", "no_output",
+                                  "spawn_without_display"])
 def test_bad_input_exits_2_and_leaves_no_recording(released, tmp_path, case):
     _, npz, video, _, _ = released
     args = [f"--npz={npz}", f"--video={video}", f"--save={tmp_path / 'out.rrd'}"]
@@ -209,9 +212,11 @@ def test_bad_input_exits_2_and_leaves_no_recording(released, tmp_path, case):
     elif case == "frame_count":
         short = write_video(tmp_path / "short.mp4", _frames()[:-1])
         args[1] = f"--video={short}"
-    else:
+    elif case == "no_output":
         args = args[:2]
-    result = _run_view(*args)
+    else:
+        args.append("--spawn")
+    result = _run_view(*args, drop_env=("DISPLAY", "WAYLAND_DISPLAY"))
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error:"), result.stderr
     assert not [p for p in tmp_path.iterdir() if ".rrd" in p.name]

@@ -10,6 +10,7 @@ HTTP and keeps running until interrupted.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -208,15 +209,24 @@ def _log(config: ViewerConfig, view: ClipView, files: contextlib.ExitStack,
     if config.save:
         sinks.append(rr.FileSink(str(files.enter_context(atomic_path(config.save)))))
     if config.spawn:
-        rr.spawn(port=config.grpc_port, connect=False, recording=rec)
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                     or os.environ.get("WAYLAND_DISPLAY")):
+            raise InputError("--spawn needs a display (DISPLAY or WAYLAND_DISPLAY is not set); "
+                             "use --save or --serve on a headless machine")
+        rr.spawn(port=config.grpc_port, connect=False, recording=rec,
+                 executable_path=_rerun_binary())
         sinks.append(rr.GrpcSink(f"rerun+http://127.0.0.1:{config.grpc_port}/proxy"))
     if config.serve:
         sinks.append(rr.GrpcSink(_start_web_server(config, servers)))
     rec.set_sinks(*sinks, default_blueprint=default_blueprint(view))
     logged = log_clip(rec, view, config.frame_stride, config.trails, config.trail_frames,
                       progress=config.progress)
-    rec.flush()
-    rec.disconnect()  # closes the file sink (writes its footer) before the rename
+    try:
+        rec.flush()
+    except RuntimeError as exc:  # e.g. a spawned viewer that could not open a window
+        raise InputError(f"Rerun could not deliver the recording: {exc}") from exc
+    finally:
+        rec.disconnect()  # closes the file sink (writes its footer) before the rename
     return logged
 
 
