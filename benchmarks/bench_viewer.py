@@ -24,6 +24,7 @@ CONFIGS = {
     "no depth images": ["--no_depth"],
     "all tracks": ["--max_tracks=0"],
     "all tracks, no depth images": ["--max_tracks=0", "--no_depth"],
+    "no depth images, no removed tracks": ["--no_depth", "--no_removed"],
     "PLY export only (all tracks)": None,
 }
 """Configurations measured: extra flags of view.py (None: --ply_folder instead of --save)."""
@@ -38,7 +39,7 @@ def moving_agreement(vid: str, output_folder: str, gt_folder: str, hfov_deg: flo
     from stereo4d.viz.clip_view import load_outputs
 
     paths = ClipPaths(vid, output_folder=output_folder, gt_folder=gt_folder)
-    view = load_outputs(paths, hfov_deg, depth=False)
+    view = load_outputs(paths, hfov_deg, depth=False, removed=False)
     queries = np.asarray(load_pickle(paths.filtered_tracks)["query_points"])
     truth = SyntheticOracle.from_gt_file(paths.gt).tracks_for_queries(queries)["is_dynamic"]
     moving = view.moving

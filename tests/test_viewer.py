@@ -196,6 +196,18 @@ def test_project_outputs_show_depth_colours_and_removed_tracks(released, tmp_pat
     rows = np.flatnonzero(visible[:, 1] & (np.arange(len(visible)) >= N_STATIC))
     want = np.round(colors[rows] * 255).astype(np.uint64)
     np.testing.assert_array_equal(got >> 8, (want[:, 0] << 16) | (want[:, 1] << 8) | want[:, 2])
+    # Without depth images the removed tracks are still there (and vice versa).
+    summary = run(ViewerConfig(vid=VID, output_folder=str(paths.output_folder), save=str(rrd),
+                               depth=False, progress=False))
+    by_entity, _ = _read_rrd(rrd)
+    assert f"/{ENTITY['depth_raw']}" not in by_entity
+    assert f"/{ENTITY['depth_optimized']}" not in by_entity
+    assert summary["logged"]["points"][f"{ENTITY['removed']}/sky"] == [3] * T
+    run(ViewerConfig(vid=VID, output_folder=str(paths.output_folder), save=str(rrd),
+                     removed=False, progress=False))
+    by_entity, _ = _read_rrd(rrd)
+    assert f"/{ENTITY['depth_raw']}" in by_entity
+    assert not [e for e in by_entity if e.startswith(f"/{ENTITY['removed']}")]
 
 
 @pytest.mark.parametrize("case", ["missing_npz", "malformed_npz", "frame_count", "no_output",

@@ -196,16 +196,19 @@ def _record_colors(paths: ClipPaths, num_tracks: int) -> np.ndarray | None:
     return np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8)
 
 
-def _load_depth(paths: ClipPaths, view: ClipView, hfov_deg: float, removed: bool) -> None:
-    """Stereo depth, optimised-track depth and removed tracks (in place, when inputs exist)."""
+def _load_depth(paths: ClipPaths, view: ClipView, hfov_deg: float, depth: bool,
+                removed: bool) -> None:
+    """Stereo depth and optimised-track depth (``depth``) and the removed tracks (``removed``,
+    lifted with the stereo depth), in place, when their inputs exist."""
     from stereo4d.depth import depth_maps_from_flows, floater_mask
     from stereo4d.io import load_removal_reasons, load_stereo_flows
     from stereo4d.viz.depth import depth_from_tracks
 
     imh, imw = view.image_hw
-    view.depth_optimized_m = depth_from_tracks(view.track3d_world, view.visible, view.camera,
-                                               imh, imw)
-    view.sources["depth_optimized"] = "optimised tracks splatted into each frame"
+    if depth:
+        view.depth_optimized_m = depth_from_tracks(view.track3d_world, view.visible, view.camera,
+                                                   imh, imw)
+        view.sources["depth_optimized"] = "optimised tracks splatted into each frame"
     if not paths.flows_stereo.is_file():
         return
     flows = load_stereo_flows(paths.flows_stereo)
@@ -215,8 +218,10 @@ def _load_depth(paths: ClipPaths, view: ClipView, hfov_deg: float, removed: bool
                          f"{(imh, imw)}")
     depth_filter_m = depth_maps_from_flows(flows, hfov_deg, remove_floaters=False)
     del flows
-    view.depth_raw_m = np.where(floater_mask(depth_filter_m), 0.0, depth_filter_m)
-    view.sources["depth_raw"] = f"{paths.flows_stereo.name} (floaters removed, as optimisation)"
+    if depth:
+        view.depth_raw_m = np.where(floater_mask(depth_filter_m), 0.0, depth_filter_m)
+        view.sources["depth_raw"] = f"{paths.flows_stereo.name} (floaters removed, as the " \
+                                    "optimisation)"
     if removed and paths.segmentation.is_file() and paths.tracks_2d.is_file():
         reasons = load_removal_reasons(paths.segmentation)
         if reasons:
@@ -238,7 +243,7 @@ def load_outputs(paths: ClipPaths, hfov_deg: float, depth: bool = True,
 
     Args:
       paths: the clip's paths; depth: also show stereo and optimised depth; removed: also show
-        the tracks the filter removed (needs the stereo depth and the recorded reasons).
+        the tracks the filter removed (needs the stereo flows and the recorded reasons).
     Raises:
       InputError: a required output is missing, or the outputs disagree with each other.
     """
@@ -251,7 +256,7 @@ def load_outputs(paths: ClipPaths, hfov_deg: float, depth: bool = True,
     if colors is not None:
         view.colors_rgb = colors
         view.sources["colours"] = paths.optimized_tracks.name
-    if depth:
-        _load_depth(paths, view, hfov_deg, removed)
+    if depth or removed:
+        _load_depth(paths, view, hfov_deg, depth, removed)
     return view
 
