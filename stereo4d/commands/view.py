@@ -33,7 +33,8 @@ def main(argv=None):
     out.add_argument("--serve", action="store_true",
                      help="serve the web viewer (and the data over gRPC); runs until Ctrl-C")
     out.add_argument("--bind", default="127.0.0.1",
-                     help="address the gRPC data server of --serve listens on (default loopback)")
+                     help="address the web page and data servers of --serve listen on "
+                          "(default loopback; use an SSH tunnel from another machine)")
     out.add_argument("--grpc_port", type=int, default=9876, help="gRPC port (--serve, --spawn)")
     out.add_argument("--web_port", type=int, default=9090, help="web viewer port (--serve)")
     out.add_argument("--ply_folder", default=None,

@@ -52,8 +52,8 @@ class ViewerConfig:
       hfov_deg: horizontal FoV of the rectified views (degrees).
       save: write the recording to this ``.rrd`` file.
       spawn: stream to a desktop viewer (``rerun`` binary) started on this machine.
-      serve: serve the web viewer (HTTP ``web_port``) and the data (gRPC ``grpc_port`` on
-        ``bind_ip``; loopback by default: reach it from another machine through an SSH tunnel).
+      serve: serve the web viewer (HTTP ``web_port``) and the data (gRPC ``grpc_port``), both on
+        ``bind_ip`` (loopback by default: reach them from another machine through an SSH tunnel).
       max_tracks: at most this many tracks (random, ``seed``) are logged; 0 = all.
       frame_stride: log every k-th frame.
       trails: ``moving``, ``all`` or ``none``; trail_frames: their length in frames.
