@@ -208,6 +208,12 @@ def test_project_outputs_show_depth_colours_and_removed_tracks(released, tmp_pat
     by_entity, _ = _read_rrd(rrd)
     assert f"/{ENTITY['depth_raw']}" in by_entity
     assert not [e for e in by_entity if e.startswith(f"/{ENTITY['removed']}")]
+    # A filter record from before the reasons were stored: said, not silently skipped.
+    save_segmentation(paths.segmentation, np.zeros((T, H, W), np.uint8), np.ones(12, bool))
+    summary = run(ViewerConfig(vid=VID, output_folder=str(paths.output_folder), save=str(rrd),
+                               progress=False))
+    assert summary["sources"]["removed"].startswith("not shown")
+    assert not [e for e in _read_rrd(rrd)[0] if e.startswith(f"/{ENTITY['removed']}")]
 
 
 @pytest.mark.parametrize("case", ["missing_npz", "malformed_npz", "frame_count", "no_output",

@@ -210,6 +210,7 @@ def _load_depth(paths: ClipPaths, view: ClipView, hfov_deg: float, depth: bool,
                                                    imh, imw)
         view.sources["depth_optimized"] = "optimised tracks splatted into each frame"
     if not paths.flows_stereo.is_file():
+        view.sources["depth_raw"] = view.sources["removed"] = f"not shown: no {paths.flows_stereo}"
         return
     flows = load_stereo_flows(paths.flows_stereo)
     if len(flows) != view.num_frames or np.shape(flows[0]["fwd"])[:2] != (imh, imw):
@@ -222,9 +223,14 @@ def _load_depth(paths: ClipPaths, view: ClipView, hfov_deg: float, depth: bool,
         view.depth_raw_m = np.where(floater_mask(depth_filter_m), 0.0, depth_filter_m)
         view.sources["depth_raw"] = f"{paths.flows_stereo.name} (floaters removed, as the " \
                                     "optimisation)"
-    if removed and paths.segmentation.is_file() and paths.tracks_2d.is_file():
+    if removed and not (paths.segmentation.is_file() and paths.tracks_2d.is_file()):
+        view.sources["removed"] = f"not shown: no {paths.segmentation} or {paths.tracks_2d}"
+    elif removed:
         reasons = load_removal_reasons(paths.segmentation)
-        if reasons:
+        if not reasons:
+            view.sources["removed"] = (f"not shown: {paths.segmentation.name} predates removal "
+                                       f"reasons (re-run segmentation.py)")
+        else:
             tracks = Tracks2D.from_dict(load_pickle(paths.tracks_2d), str(paths.tracks_2d))
             if tracks.num_frames != view.num_frames or any(
                     len(mask) != tracks.num_tracks for mask in reasons.values()):

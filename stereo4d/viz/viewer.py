@@ -267,6 +267,8 @@ def run(config: ViewerConfig) -> dict:
     view = _load(config)
     summary = {"name": view.name, "num_frames": view.num_frames, "num_tracks": view.num_tracks,
                "num_moving": int(view.moving.sum()), "sources": view.sources}
+    for item, source in view.sources.items():
+        print(f"view: {item}: {source}")
     if config.ply_folder:
         _export_plys(config, view)
     shown = subsample_tracks(view, config.max_tracks, config.seed)
