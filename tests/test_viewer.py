@@ -270,8 +270,8 @@ def test_serve_listens_on_loopback_and_stops_with_sigterm(released):
                              f"--web_port={web_port}"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=env)
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("view: serving"), line
+        lines = iter(proc.stdout.readline, "")  # the summary lines, then the serving line
+        line = next((line for line in lines if line.startswith("view: serving")), "")
         assert f"http://localhost:{web_port}/" in line
         for port in (grpc_port, web_port):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
