@@ -324,3 +324,24 @@ def test_preview_draws_the_tracks_where_the_3d_view_sees_them(released, tmp_path
 
     saved = np.asarray(Image.open(save_preview(tmp_path / "p.png", image)).convert("RGB"))
     assert saved.shape == image.shape and np.all(saved[row[hits], col[hits]] == (255, 0, 255))
+
+
+def test_video_colors_read_the_pixel_under_each_first_visible_point():
+    from stereo4d.geometry import PinholeCamera
+    from stereo4d.viz.clip_view import video_colors
+
+    camera2world, _, _ = _clip()
+    world_to_camera = np.stack([np.concatenate([c[:, :3].T, -c[:, :3].T @ c[:, 3:]], axis=1)
+                                for c in camera2world])
+    camera = PinholeCamera.from_hfov(world_to_camera, HFOV_DEG, aspect_hw=H / W)
+    frames = _frames()
+    pixels = np.array([[3, 5], [40, 20], [10, 30]])  # (x, y) pixel indices
+    first = np.array([0, 2, 5])
+    track3d = np.full((4, T, 3), np.nan)
+    visible = np.zeros((4, T), bool)
+    for i, ((x, y), t) in enumerate(zip(pixels, first)):
+        track3d[i, t:] = camera.at(t).unproject(np.array([x + 0.5, y + 0.5]), 2.0 + i, H, W)
+        visible[i, t:] = True
+    colors = video_colors(frames, track3d, visible, camera)
+    np.testing.assert_array_equal(colors[:3], frames[first, pixels[:, 1], pixels[:, 0]])
+    np.testing.assert_array_equal(colors[3], [128, 128, 128])  # never visible: grey

@@ -115,25 +115,27 @@ def motion_extent_m(track3d_world: np.ndarray, visible: np.ndarray) -> np.ndarra
 
 def video_colors(frames: np.ndarray, track3d_world: np.ndarray, visible: np.ndarray,
                  camera: PinholeCamera) -> np.ndarray:
-    """Colour under each track's first visible point (grey when it never projects into view).
+    """Colour of the pixel under each track's first visible point, projected with that frame's
+    camera (clipped to the image; grey for tracks with no visible point).
 
     Args:
-      frames: [T, H, W, 3] uint8; track3d_world: [N, T, 3]; visible: [N, T] bool.
+      frames: [T, H, W, 3] uint8; track3d_world: [N, T, 3]; visible: [N, T] bool;
+      camera: T world-to-camera [T, 3, 4].
     Returns:
       [N, 3] uint8.
     """
     imh, imw = frames.shape[1:3]
     colors = np.full((len(track3d_world), 3), 128, np.uint8)
-    if len(track3d_world) == 0:
-        return colors
-    xy, _, in_view = camera.project(np.nan_to_num(track3d_world), imh, imw)
-    usable = in_view & visible
-    first = np.argmax(usable, axis=1)
+    usable = visible & np.all(np.isfinite(track3d_world), axis=-1)
     rows = np.flatnonzero(usable.any(axis=1))
-    t = first[rows]
-    x = np.clip(np.floor(xy[rows, t, 0]).astype(np.int64), 0, imw - 1)
-    y = np.clip(np.floor(xy[rows, t, 1]).astype(np.int64), 0, imh - 1)
-    colors[rows] = frames[t, y, x]
+    if len(rows) == 0:
+        return colors
+    t = np.argmax(usable[rows], axis=1)
+    xy, _, _ = camera.at(t).project(track3d_world[rows, t], imh, imw)  # one camera per point
+    ok = np.all(np.isfinite(xy), axis=-1)
+    x = np.clip(np.floor(np.where(ok, xy[:, 0], 0)).astype(np.int64), 0, imw - 1)
+    y = np.clip(np.floor(np.where(ok, xy[:, 1], 0)).astype(np.int64), 0, imh - 1)
+    colors[rows[ok]] = frames[t[ok], y[ok], x[ok]]
     return colors
 
 
