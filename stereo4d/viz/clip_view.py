@@ -184,7 +184,9 @@ def load_released(npz_path: str | Path, video_path: str | Path, hfov_deg: float)
         colors_rgb=video_colors(frames, track3d, visible, camera),
         moving=motion_extent_m(track3d, visible) > MOVING_EXTENT_M,
         sources={"tracks": str(npz_path), "video": str(video_path),
-                 "colours": "video under each track's first point"})
+                 "colours": "video under each track's first point",
+                 "depth, removed tracks": "not shown (a released npz + video has neither; "
+                                          "--vid shows them from this project's outputs)"})
 
 
 def _record_colors(paths: ClipPaths, num_tracks: int) -> np.ndarray | None:
@@ -260,6 +262,7 @@ def load_outputs(paths: ClipPaths, hfov_deg: float, depth: bool = True,
             raise InputError(f"missing output: {required} (run the pipeline up to "
                              f"track_optimization.py, or pass --npz and --video)")
     view = load_released(paths.export_npz, paths.left_video, hfov_deg)
+    del view.sources["depth, removed tracks"]
     colors = _record_colors(paths, view.num_tracks)
     if colors is not None:
         view.colors_rgb = colors
