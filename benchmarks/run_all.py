@@ -20,8 +20,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from stereo4d.demo import pipeline_stages
 from stereo4d.io import ClipPaths, load_dataset_npz, load_json
+from stereo4d.pipeline import pipeline_stages
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float, int]:
@@ -68,7 +68,8 @@ def main() -> int:
         if code != 0:
             print(f"{stage.name} failed (exit {code})")
             return code
-        size_mb = sum(p.stat().st_size for p in stage.outputs(paths) if p.is_file()) / 1e6
+        size_mb = sum(p.stat().st_size for p in [*stage.outputs(paths), *stage.previews(paths)]
+                      if p.is_file()) / 1e6
         marker = paths.provenance(stage.name)
         backend = load_json(marker).get("backend", "?") if marker.is_file() else "?"
         rows.append((stage.name, stage.script, backend, wall, num_frames / wall, rss_mb, size_mb))

@@ -4,6 +4,7 @@ Each stage runs as its top-level script (exactly what a user would type). A
 stage counts as complete when its provenance JSON (written last, after all of
 its outputs) and all its outputs exist and are newer than its inputs; the JSON
 is deleted by each stage when it starts, so a stage killed halfway is re-run.
+The stage table and that rule live in ``stereo4d.pipeline`` (shared with the batch runner).
 """
 
 from __future__ import annotations
@@ -12,64 +13,14 @@ import argparse
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from stereo4d.io import ClipPaths, load_json
-from stereo4d.stages.common import outputs_fresh
+from stereo4d.pipeline import Stage, pipeline_stages, stage_fresh
 
 __all__ = ["Stage", "main", "pipeline_stages"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One pipeline step as the demo runs it.
-
-    Attributes:
-      name: provenance name (``<vid>-<name>.json``) and label.
-      script: top-level script in the repository root.
-      inputs, outputs: functions of ``ClipPaths`` giving the files read / written.
-      extra_args: flags beyond ``--vid``.
-    """
-
-    name: str
-    script: str
-    inputs: Callable[[ClipPaths], list[Path]]
-    outputs: Callable[[ClipPaths], list[Path]]
-    extra_args: tuple[str, ...] = ()
-
-
-#: The synthetic clip's equirect video is 1024 px high: below the VR180 check of rectify.py.
-SYNTHETIC_RECTIFY_ARGS = ("--min_equirect_height=0",)
-
-
-def pipeline_stages(synthetic: bool = False) -> list[Stage]:
-    """The five stages in order (name, script, inputs, outputs).
-
-    ``synthetic``: the clip was rendered by make_synthetic_clip.py (lifts rectify's VR180
-    height check, which real clips keep).
-    """
-    return [
-        Stage("rectify", "rectify.py",
-              lambda p: [p.npz, p.raw_video],
-              lambda p: [p.left_video, p.right_video, p.raw_equirect_video, p.rectified_equirect_video],
-              SYNTHETIC_RECTIFY_ARGS if synthetic else ()),
-        Stage("stereo", "inference_raft.py",
-              lambda p: [p.left_video, p.right_video],
-              lambda p: [p.flows_stereo]),
-        Stage("tracking", "tracking.py",
-              lambda p: [p.left_video],
-              lambda p: [p.tracks_2d, p.tracks_2d_video]),
-        Stage("filtering", "segmentation.py",
-              lambda p: [p.left_video, p.flows_stereo, p.tracks_2d, p.npz],
-              lambda p: [p.filtered_tracks, p.filtered_tracks_video, p.segmentation]),
-        Stage("optimization", "track_optimization.py",
-              lambda p: [p.filtered_tracks, p.flows_stereo, p.npz],
-              lambda p: [p.optimized_tracks, p.export_npz]),
-    ]
 
 
 def _run(cmd: list[str], label: str) -> None:
@@ -112,8 +63,7 @@ def main(argv=None) -> int:
             print(f"[demo] skipping {stage.name}: {stage.script} is not part of this checkout yet")
             continue
         marker = paths.provenance(stage.name)
-        outputs = [*stage.outputs(paths), marker]
-        if not args.force and outputs_fresh(outputs, stage.inputs(paths)):
+        if not args.force and stage_fresh(paths, stage):
             print(f"[demo] {stage.name}: outputs are up to date, skipping (--force re-runs)")
         else:
             _run([py, stage.script, f"--vid={args.vid}", *stage.extra_args], stage.name)

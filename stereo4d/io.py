@@ -164,6 +164,18 @@ class ClipPaths:
         """Small JSON beside a stage's output: backend, settings, timings."""
         return self.out(f"{stage}.json")
 
+    def intermediates(self) -> list[Path]:
+        """Files only later stages read (stereo flows, 2D track pickles, label maps).
+
+        ``--keep=final`` deletes them once ``finals()`` are written; the stage markers, the
+        rectified views and every preview video stay.
+        """
+        return [self.flows_stereo, self.tracks_2d, self.filtered_tracks, self.segmentation]
+
+    def finals(self) -> list[Path]:
+        """What a finished clip keeps: released-format npz, optimised tracks, rectified views."""
+        return [self.export_npz, self.optimized_tracks, self.left_video, self.right_video]
+
 
 # --------------------------------------------------------------------------------------
 # Atomic writes
