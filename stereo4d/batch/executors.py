@@ -25,8 +25,8 @@ def crash_record(task: StageTask, error: str, seconds: float = 0.0) -> dict:
     return {
         "vid": task.vid, "stage": task.stage, "attempt": task.attempt, "status": "failed",
         "exit_code": None, "permanent": False, "seconds": round(seconds, 3), "peak_mem_mb": None,
-        "worker_rss_mb": None, "backend": None, "error": error, "log": task.log_path,
-        "host": platform.node(),
+        "worker_rss_mb": None, "worker_pid": None, "backend": None, "error": error,
+        "log": task.log_path, "host": platform.node(),
     }
 
 

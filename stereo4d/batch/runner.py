@@ -107,7 +107,9 @@ def _clip_record(clip: ClipState, stages: list[Stage], keep: str) -> dict:
 
 def run_batch(plan: BatchPlan, executor, reporter, *, force: bool = False, retries: int = 0,
               keep: str = "all") -> list[dict]:
-    """Runs ``plan`` on ``executor``; returns one record per clip (as also given to ``reporter``).
+    """Runs ``plan`` on ``executor``; returns one record per clip, in ``plan.vids`` order.
+
+    ``reporter`` gets each record as its clip settles (in finishing order).
 
     Args:
       plan: clips, stages, flags and resources.
@@ -202,5 +204,6 @@ def run_batch(plan: BatchPlan, executor, reporter, *, force: bool = False, retri
             settle(clip)
     for clip in clips:  # defensive: nothing may be left unreported
         settle(clip)
-    return finished
+    order = {vid: i for i, vid in enumerate(plan.vids)}
+    return sorted(finished, key=lambda r: order[r["clip"]])
 

@@ -118,7 +118,7 @@ def run_stage_task(task: StageTask) -> dict:
       dict with vid, stage, attempt, status (``ok`` | ``failed``), exit_code, permanent
       (True for bad input: exit status 2), seconds (wall), peak_mem_mb (largest resident
       set of the stage process or of a child it waited for), worker_rss_mb (the process that
-      launched it), backend (from the provenance JSON), error, log, host.
+      launched it) and worker_pid, backend (from the provenance JSON), error, log, host.
     """
     log_path = Path(task.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,6 +144,7 @@ def run_stage_task(task: StageTask) -> dict:
         "seconds": round(seconds, 3),
         "peak_mem_mb": round(usage.ru_maxrss / 1024.0, 1),  # ru_maxrss is in KiB on Linux
         "worker_rss_mb": round(_current_rss_mb(), 1),
+        "worker_pid": os.getpid(),
         "backend": _backend(Path(task.marker)) if ok else None,
         "error": None if ok else error_line(_read_tail(log_path), exit_code),
         "log": str(log_path),
