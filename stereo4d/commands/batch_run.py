@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(v <= 0 for v in cpus.values()):
         parser.error("--cpus_per_stage values must be > 0")
     executor = _executor(args)
+    description = executor.describe()
     try:
         gpu_count = 0 if args.gpu == "off" else (
             executor.gpu_count() if isinstance(executor, RayExecutor) else executor.gpus)
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          env=parse_key_values(args.env, "--env"), cwd=os.getcwd(), **folders)
         run_id = uuid.uuid4().hex[:12]
         print(f"[batch] run {run_id}: {len(vids)} clip(s), stages {','.join(s.name for s in stages)}"
-              f" on {executor.describe()}; records in {batch_dir}", file=sys.stderr)
+              f" on {description}; records in {batch_dir}", file=sys.stderr)
         reporter = Reporter(batch_dir / "records.jsonl", len(vids), run_id,
                             show_progress=not args.quiet)
         t0 = time.perf_counter()
@@ -153,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         totals = summarize(records, time.perf_counter() - t0)
     finally:
         executor.shutdown()
-    settings = {"run_id": run_id, "executor": executor.describe(), "vids": vids,
+    settings = {"run_id": run_id, "executor": description, "vids": vids,
                 "stages": [s.name for s in stages], "stage_args": stage_args, "cpus": cpus,
                 "gpus": gpus, "keep": args.keep, "force": args.force, "retries": args.retries,
                 **{k: str(v) for k, v in folders.items()}}
