@@ -248,7 +248,7 @@ def test_scheduler_retries_transient_failures_only(tmp_path):
     assert [s["status"] for s in bad["stages"]] == ["ok", "ok", "failed", "not run", "not run"]
     assert sum(t.vid == "bad_2" and t.stage == "tracking" for t in executor.submitted) == 1
     assert out["x_y"]["failed_stage"] == "plan" and "timestamp" in out["x_y"]["error"]
-    assert [r["clip"] for r in reporter.records][0] == "x_y"  # settled while planning
+    assert reporter.records[0]["clip"] == "x_y"  # settled while planning
     assert len(reporter.records) == 3
     assert any({("flaky_1", "stereo"), ("flaky_1", "tracking")} <= f for f in executor.in_flight)
 
@@ -274,3 +274,16 @@ def test_flag_parsing(tmp_path):
     assert error_line("progress\nerror: missing npz: x.npz\n", 2) == "missing npz: x.npz"
     assert error_line("Traceback\n  ...\nValueError: boom\n", 1) == "ValueError: boom"
     assert error_line("", -9) == "killed by SIGKILL"
+
+
+def test_batch_command_entry_points():
+    import importlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    script = importlib.import_module("batch_run")
+    assert script.main is batch_run.main
+    assert len((REPO_ROOT / "batch_run.py").read_text().splitlines()) <= 30
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["stereo4d-batch"] == "stereo4d.commands.batch_run:cli"
+    assert batch_run.run_cli_status(lambda argv: 1) == 1  # clips failed: status kept
+    assert batch_run.run_cli_status(batch_run.main, ["--stages=nope"]) == 2  # bad flags

@@ -19,6 +19,12 @@ from stereo4d.batch.task import StageTask, run_stage_task
 
 __all__ = ["LocalExecutor", "RayExecutor", "crash_record"]
 
+#: Control device of the NVIDIA driver; without it there is no CUDA GPU to look for.
+NVIDIA_DEVICE = "/dev/nvidiactl"
+
+#: Seconds between two reads of the Ray cluster's CPU count.
+CAPACITY_REFRESH_S = 10.0
+
 
 def crash_record(task: StageTask, error: str, seconds: float = 0.0) -> dict:
     """The record of a task whose worker died or raised (a transient failure: retried)."""
@@ -31,7 +37,9 @@ def crash_record(task: StageTask, error: str, seconds: float = 0.0) -> dict:
 
 
 def local_gpu_count() -> int:
-    """GPUs torch sees on this machine (0 without torch or CUDA)."""
+    """GPUs torch sees on this machine (0 without torch, CUDA or an NVIDIA driver)."""
+    if not os.path.exists(NVIDIA_DEVICE):  # no driver: skip importing torch in the runner
+        return 0
     try:
         import torch
 
@@ -116,6 +124,7 @@ class RayExecutor:
                 ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
         self._remote = ray.remote(max_retries=0)(run_stage_task)
         self._started: dict[Any, float] = {}
+        self._capacity, self._capacity_t = 1, -float("inf")
 
     @property
     def resources(self) -> dict[str, float]:
@@ -123,8 +132,14 @@ class RayExecutor:
 
     @property
     def capacity(self) -> int:
-        """Tasks kept in flight: one per cluster CPU (Ray queues what does not fit)."""
-        return max(1, int(self.resources.get("CPU", 1)))
+        """Tasks kept in flight: one per cluster CPU (Ray queues what does not fit).
+
+        Re-read every CAPACITY_REFRESH_S, so nodes joining during a batch are used.
+        """
+        if time.monotonic() - self._capacity_t > CAPACITY_REFRESH_S:
+            self._capacity = max(1, int(self.resources.get("CPU", 1)))
+            self._capacity_t = time.monotonic()
+        return self._capacity
 
     def submit(self, task: StageTask):
         ref = self._remote.options(num_cpus=task.cpus, num_gpus=task.gpus,

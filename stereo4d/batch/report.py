@@ -80,9 +80,11 @@ def summarize(records: list[dict], wall_s: float) -> dict:
         if not runs:
             continue
         seconds = [s["seconds"] for s in runs]
+        overheads = [s.get("overhead_s") or 0.0 for s in runs]
         peaks = [s["peak_mem_mb"] for s in runs if s.get("peak_mem_mb") is not None]
         per_stage[name] = {"runs": len(runs), "total_s": round(sum(seconds), 3),
                            "mean_s": round(sum(seconds) / len(runs), 3),
+                           "mean_overhead_s": round(sum(overheads) / len(runs), 3),
                            "peak_mem_mb": max(peaks) if peaks else None}
     return {
         "clips": len(records),

@@ -162,12 +162,14 @@ def run_batch(plan: BatchPlan, executor, reporter, *, force: bool = False, retri
         settle(clip)
 
     in_flight: dict[object, StageTask] = {}
+    submitted_at: dict[object, float] = {}
 
     def submit(task: StageTask) -> None:
         clip = clip_of[task.vid]
         clip.running.add(task.stage)
         clip.t0 = clip.t0 if clip.t0 is not None else time.perf_counter()
-        in_flight[executor.submit(task)] = task
+        handle = executor.submit(task)
+        in_flight[handle], submitted_at[handle] = task, time.perf_counter()
 
     clip_of = {c.vid: c for c in clips}
     while True:
@@ -188,6 +190,9 @@ def run_batch(plan: BatchPlan, executor, reporter, *, force: bool = False, retri
             break
         for handle, record in executor.wait(in_flight, POLL_S):
             task = in_flight.pop(handle)
+            # Time the executor added around the stage process (dispatch, result transfer).
+            latency_s = time.perf_counter() - submitted_at.pop(handle)
+            record["overhead_s"] = round(max(0.0, latency_s - (record["seconds"] or 0.0)), 3)
             clip = clip_of[task.vid]
             clip.running.discard(task.stage)
             if record["status"] == "ok":

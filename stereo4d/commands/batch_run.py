@@ -115,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folders = {k: Path(getattr(args, k)).resolve()
                for k in ("npz_folder", "raw_video_folder", "output_folder")}
     batch_dir = Path(args.batch_dir).resolve() if args.batch_dir else folders["output_folder"] / "_batch"
+    stages = BatchPlan.select_stages([s.strip() for s in args.stages.split(",") if s.strip()])
+    stage_args = parse_stage_args(args.stage_args)
     if args.vids:
         vids = read_vid_list(args.vids)
     else:
@@ -125,8 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not vids:
             raise InputError(f"no clip in {folders['npz_folder']} has its raw video in "
                              f"{folders['raw_video_folder']}")
-    stages = BatchPlan.select_stages([s.strip() for s in args.stages.split(",") if s.strip()])
-    stage_args = parse_stage_args(args.stage_args)
     cpus = {k: float(v) for k, v in
             parse_key_values(args.cpus_per_stage, "--cpus_per_stage", STAGE_NAMES).items()}
     if any(v <= 0 for v in cpus.values()):
