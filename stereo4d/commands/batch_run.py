@@ -53,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     clips.add_argument("--vids", default=None,
                        help="text file of clip ids, one per line ('#' starts a comment); default: "
                             "every <vid>.npz in --npz_folder whose raw video exists")
-    clips.add_argument("--npz_folder", default="stereo4d_dataset/npz")
-    clips.add_argument("--raw_video_folder", default="stereo4d_dataset/raw")
-    clips.add_argument("--output_folder", default="stereo4d_dataset/processed")
+    clips.add_argument("--npz_folder", default="stereo4d_dataset/npz",
+                       help="released-format <vid>.npz files (default: %(default)s)")
+    clips.add_argument("--raw_video_folder", default="stereo4d_dataset/raw",
+                       help="side-by-side equirect <video_id>.mp4 files (default: %(default)s)")
+    clips.add_argument("--output_folder", default="stereo4d_dataset/processed",
+                       help="outputs go to <output_folder>/<vid>/ (default: %(default)s); on a "
+                            "cluster every folder must be on a filesystem all nodes share")
     clips.add_argument("--batch_dir", default=None,
                        help="records.jsonl, report.json and logs/ (default: "
                             "<output_folder>/_batch)")
@@ -74,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="final: once a clip's released npz and videos are written, delete "
                              "its intermediates (flows, 2D track pickles, label maps)")
     run = parser.add_argument_group("executor and resources")
-    run.add_argument("--executor", default="local", choices=["local", "ray"])
+    run.add_argument("--executor", default="local", choices=["local", "ray"],
+                     help="local: a pool of stage processes on this machine; ray: Ray tasks on a "
+                          "local instance or a cluster (default: %(default)s)")
     run.add_argument("--workers", type=int, default=1,
                      help="local: stage processes at a time")
     run.add_argument("--ray_address", default=None,
