@@ -46,7 +46,8 @@ class StageTask:
       log_path: absolute path of the file receiving the stage's stdout and stderr.
       cpus, gpus: resources the stage asks for (Ray's ``num_cpus`` / ``num_gpus``).
       env: extra environment variables for the stage process.
-      cwd: working directory of the stage process (None: the worker's).
+      cwd: working directory of the stage process (None, or absent on the worker's node: the
+        worker's own; the runner passes every folder as an absolute path).
       attempt: 1 for the first try, 2 for the first retry, ...
     """
 
@@ -123,12 +124,13 @@ def run_stage_task(task: StageTask) -> dict:
     log_path = Path(task.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "stereo4d.batch.child", task.command, *task.argv]
+    cwd = task.cwd if task.cwd and os.path.isdir(task.cwd) else None  # absent on another node
     t0 = time.perf_counter()
     with open(log_path, "wb") as log:
         log.write(f"$ {' '.join(cmd[3:])}  (attempt {task.attempt})\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=_stage_env(task), cwd=task.cwd)
+                                env=_stage_env(task), cwd=cwd)
         # wait4 (not Popen.wait): its rusage is this child's own peak memory.
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = exit_code = os.waitstatus_to_exitcode(status)
