@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,8 @@ from stereo4d.io import ClipPaths
 STAGE_ARGS = ("rectify:--min_equirect_height=0 --output_height=128 --output_width=128",
               "stereo:--backend=sgbm", "tracking:--backend=dis-flow",
               "filtering:--backend=classical")
-CONFIGS = (("local", 1), ("local", 2), ("ray", 1), ("ray", 2))
+#: Local and Ray side by side for each worker count, so both see similar machine load.
+CONFIGS = (("local", 1), ("ray", 1), ("local", 2), ("ray", 2))
 SECONDS_PER_HOUR = 3600.0
 
 
@@ -85,17 +87,26 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--num_frames", type=int, default=16)
     parser.add_argument("--eye_size", type=int, default=256, help="equirect eye side, px")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="passes over the configurations; the fastest batch of each is shown")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         root = Path(args.root or tmp).resolve()
         render_clips(root, args.clips, args.num_frames, args.eye_size)
-        rows = []
-        for executor, workers in CONFIGS:
-            rows.append(run_config(root, executor, workers))
-            print(f"{executor} x{workers}: {rows[-1]['batch_s']:.1f} s", file=sys.stderr)
+        best: dict[tuple[str, int], dict] = {}
+        for _ in range(args.repeats):
+            for executor, workers in CONFIGS:
+                row = run_config(root, executor, workers)
+                print(f"{executor} x{workers}: {row['batch_s']:.1f} s", file=sys.stderr)
+                if (executor, workers) not in best or row["batch_s"] < best[executor, workers]["batch_s"]:
+                    best[executor, workers] = row
+        rows = [best[c] for c in sorted(best, key=lambda c: (c[0] != "local", c[1]))]
     local = {r["workers"]: r for r in rows if r["executor"] == "local"}
+    load_after = os.getloadavg()
     print(f"\n{args.clips} synthetic clips, {args.num_frames} frames, 128x128 views, classical "
-          "backends\n")
+          f"backends; {os.cpu_count()} cores, load average {load_before[0]:.1f} before and "
+          f"{load_after[0]:.1f} after; fastest of {args.repeats} pass(es)\n")
     print("| executor | workers | batch wall (s) | start-up (s) | clips/hour | stage s/clip | "
           "dispatch s/clip | wall vs local, s/clip | peak stage MB | launcher RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
