@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = ("make_synthetic_clip", "rectify", "inference_raft", "tracking", "segmentation",
-           "track_optimization", "evaluate", "view")
+           "track_optimization", "evaluate", "view", "batch_run")
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
