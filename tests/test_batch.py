@@ -189,6 +189,31 @@ def test_rerun_skips_everything_and_keep_final_drops_intermediates(ray_batch, da
         os.utime(clip.npz, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def test_bad_inputs_are_recorded_with_the_stage_error(dataset, tmp_path):
+    npz, raw = tmp_path / "npz", tmp_path / "raw"
+    npz.mkdir()
+    raw.mkdir()
+    with np.load(dataset / "npz" / f"{GOOD[0]}.npz") as z:
+        meta = dict(z)
+    meta["camera2world"][2, 0, 3] = np.nan
+    np.savez(npz / "nanpose_400.npz", **meta)
+    (raw / "nanpose.mp4").write_bytes((dataset / "raw" / "syn0.mp4").read_bytes())
+    (npz / "novideo_500.npz").write_bytes((dataset / "npz" / f"{GOOD[0]}.npz").read_bytes())
+    vids = tmp_path / "vids.txt"
+    vids.write_text("nanpose_400\nnovideo_500\n")
+    argv = [f"--vids={vids}", f"--npz_folder={npz}", f"--raw_video_folder={raw}",
+            f"--output_folder={tmp_path / 'out'}", "--stages=rectify", "--workers=2", "--quiet",
+            "--retries=2", "--stage_args", STAGE_ARGS[0]]
+    assert batch_run.main(argv) == 1
+    clips = {c["clip"]: c for c in report(tmp_path, "out")["clips"]}
+    assert clips["nanpose_400"]["error"] == (f"{npz / 'nanpose_400.npz'}: camera2world has "
+                                             "non-finite values")
+    assert str(raw / "novideo.mp4") in clips["novideo_500"]["error"]
+    for clip in clips.values():
+        assert clip["failed_stage"] == "rectify" and clip["stages"][0]["attempt"] == 1
+        assert clip["stages"][0]["exit_code"] == 2
+
+
 class FakeExecutor:
     """Runs nothing: answers each task with ``outcome(task)`` (a transient or permanent failure)."""
 
