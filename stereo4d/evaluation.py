@@ -20,7 +20,6 @@ from stereo4d.io import (
     InputError,
     load_dataset_npz,
     load_json,
-    load_pickle,
     load_segmentation,
     load_stereo_flows,
 )
@@ -125,16 +124,24 @@ def evaluate_filter(tracks: Tracks2D, kept: np.ndarray, truth: dict) -> dict:
 
 
 def evaluate_tracks3d(paths: ClipPaths, filtered: Tracks2D, truth: dict, hfov_deg: float,
-                      flows: list) -> dict:
-    """3D tracks before (lifted) and after optimisation, against the truth of their queries."""
+                      flows: list, image_hw: tuple[int, int]) -> dict:
+    """3D tracks before (lifted) and after optimisation, against the truth of their queries.
+
+    The optimised tracks are read from the stage's released-format export (``<vid>.npz``,
+    validated by ``io.load_dataset_npz``), not from its pickle: a point is there exactly when
+    the optimisation kept it. ``image_hw``: size of the rectified views (pixels).
+    """
     meta = load_dataset_npz(paths.npz, required=("camera2world",))
-    record = load_pickle(paths.optimized_tracks)
-    imh, imw = int(record["imh"]), int(record["imw"])
+    exported = load_dataset_npz(paths.export_npz)
+    imh, imw = image_hw
     cameras = PinholeCamera.from_hfov(meta["extrs_rectified"], hfov_deg, aspect_hw=imh / imw)
     depth_m = depth_maps_from_flows(flows, hfov_deg, remove_floaters=True)
     lifted, lifted_visible = lift_tracks_to_3d(filtered, depth_m, cameras)
-    after = np.asarray(record["track3d"], np.float64)
-    after_visible = np.asarray(record["visible_list"], bool)
+    after = np.asarray(exported["track3d"], np.float64)
+    if after.shape != lifted.shape:
+        raise InputError(f"{paths.export_npz}: {list(after.shape[:2])} tracks x frames, but "
+                         f"{paths.filtered_tracks} has {list(lifted.shape[:2])}")
+    after_visible = np.all(np.isfinite(after), axis=-1)
     scores = score_before_after(truth, lifted, lifted_visible, after, after_visible, hfov_deg)
     keep = ("apd3d", "mean_error_m", "jitter_m", "gt_jitter_m", "coverage", "points")
     return {phase: {k: s[k] for k in keep} for phase, s in scores.items()}
@@ -177,7 +184,7 @@ def evaluate_clip(config: EvaluationConfig) -> dict:
 
     tracks = truth = None
     if paths.tracks_2d.is_file():
-        tracks = Tracks2D.from_dict(load_pickle(paths.tracks_2d), str(paths.tracks_2d))
+        tracks = Tracks2D.load(paths.tracks_2d)
         truth = oracle.tracks_for_queries(tracks.query_points_tyx)
         report["tracks2d"] = evaluate_tracks2d(tracks, truth, image_hw)
     else:
@@ -194,16 +201,20 @@ def evaluate_clip(config: EvaluationConfig) -> dict:
     else:
         missing += ["segmentation", "filter"]
 
-    if paths.optimized_tracks.is_file() and paths.filtered_tracks.is_file() and flows is not None:
-        filtered = Tracks2D.from_dict(load_pickle(paths.filtered_tracks), str(paths.filtered_tracks))
+    if paths.export_npz.is_file() and paths.filtered_tracks.is_file() and flows is not None:
+        filtered = Tracks2D.load(paths.filtered_tracks)
         if kept is not None and tracks is not None and kept.sum() == filtered.num_tracks:
             truth3d = {k: v[kept] for k, v in truth.items()}
         else:
             truth3d = oracle.tracks_for_queries(filtered.query_points_tyx)
-        report["tracks3d"] = evaluate_tracks3d(paths, filtered, truth3d, config.hfov_deg, flows)
+        report["tracks3d"] = evaluate_tracks3d(paths, filtered, truth3d, config.hfov_deg, flows,
+                                               image_hw)
     else:
         missing.append("tracks3d")
 
+    if not report:
+        raise InputError(f"nothing to score for {config.vid}: no stage outputs in {paths.clip_dir} "
+                         "(run the stages first)")
     flat = {k: math.nan for k in REPORT_KEYS}
     flat.update({k: float(v) for k, v in _flatten(report).items()})
     backends = {}

@@ -7,11 +7,14 @@ complete, so an interrupted run never leaves a file that looks finished.
 
 from __future__ import annotations
 
+import builtins
+import collections
 import contextlib
 import io
 import json
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ __all__ = [
     "load_removal_reasons",
     "load_segmentation",
     "load_stereo_flows",
+    "load_tracks_2d",
     "pack_tracks",
     "save_dataset_npz",
     "save_json",
@@ -38,6 +42,7 @@ __all__ = [
     "save_segmentation",
     "split_vid",
     "unpack_tracks",
+    "validate_dataset_arrays",
 ]
 
 
@@ -50,12 +55,34 @@ class InputError(Exception):
 # --------------------------------------------------------------------------------------
 
 
+#: Longest ``--vid`` accepted (released ids are an 11-character YouTube id, '_', microseconds).
+MAX_VID_LENGTH = 128
+#: A released clip id: URL-safe characters (YouTube ids may start with '-'), '_', digits.
+_VID_PATTERN = re.compile(r"[A-Za-z0-9_-]+_[0-9]+")
+
+
 def split_vid(vid: str) -> tuple[str, str]:
-    """``<video_id>_<timestamp>`` -> (video_id, timestamp). Video ids may contain '_'."""
-    video_id, sep, stamp = vid.rpartition("_")
-    if not sep or not video_id or not stamp.isdigit():
-        raise InputError(f"--vid must look like <video_id>_<timestamp>, got {vid!r}")
+    """``<video_id>_<timestamp>`` -> (video_id, timestamp). Video ids may contain '_'.
+
+    The one check of a clip id: URL-safe characters only (``[A-Za-z0-9_-]``), at most
+    ``MAX_VID_LENGTH`` long, so it can never name a path ('/', '..', absolute).
+    """
+    if not isinstance(vid, str) or len(vid) > MAX_VID_LENGTH or not _VID_PATTERN.fullmatch(vid):
+        shown = vid if not isinstance(vid, str) or len(vid) <= MAX_VID_LENGTH else vid[:40] + "..."
+        raise InputError(f"--vid must look like <video_id>_<timestamp> of letters, digits, '_' and "
+                         f"'-' (at most {MAX_VID_LENGTH} characters), got {shown!r}")
+    video_id, _, stamp = vid.rpartition("_")
     return video_id, stamp
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refused unless it stays inside ``folder`` (compared lexically, so a
+    symlinked file such as a raw video on another disk is still allowed)."""
+    path = folder / name
+    base = os.path.abspath(folder)
+    if os.path.commonpath([base, os.path.abspath(path)]) != base or os.path.abspath(path) == base:
+        raise InputError(f"{path} is outside its folder {folder}")
+    return path
 
 
 @dataclass(frozen=True)
@@ -87,23 +114,23 @@ class ClipPaths:
 
     @property
     def npz(self) -> Path:
-        return self.npz_folder / f"{self.vid}.npz"
+        return _inside(self.npz_folder, f"{self.vid}.npz")
 
     @property
     def raw_video(self) -> Path:
-        return self.raw_video_folder / f"{self.video_id}.mp4"
+        return _inside(self.raw_video_folder, f"{self.video_id}.mp4")
 
     @property
     def gt(self) -> Path:
-        return self.gt_folder / f"{self.vid}.npz"
+        return _inside(self.gt_folder, f"{self.vid}.npz")
 
     @property
     def clip_dir(self) -> Path:
-        return self.output_folder / self.vid
+        return _inside(self.output_folder, self.vid)
 
     def out(self, suffix: str) -> Path:
         """``<output_folder>/<vid>/<vid>-<suffix>``."""
-        return self.clip_dir / f"{self.vid}-{suffix}"
+        return _inside(self.clip_dir, f"{self.vid}-{suffix}")
 
     # Stage 1: rectify
     @property
@@ -158,7 +185,7 @@ class ClipPaths:
     @property
     def export_npz(self) -> Path:
         """Optimised tracks in the released dataset format."""
-        return self.clip_dir / f"{self.vid}.npz"
+        return _inside(self.clip_dir, f"{self.vid}.npz")
 
     def provenance(self, stage: str) -> Path:
         """Small JSON beside a stage's output: backend, settings, timings."""
@@ -206,36 +233,65 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 # Pickles (the reference's intermediate format), read safely
 # --------------------------------------------------------------------------------------
 
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "complex"),
-    ("builtins", "slice"),
-    ("collections", "OrderedDict"),
-}
+def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    """Stand-in for ``_codecs.encode``: protocol-2 pickles spell bytes as ``encode(text, 'latin1')``.
+
+    Only that one use is admitted (no other codec, no other argument types).
+    """
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError("refusing _codecs.encode with anything but (str, 'latin1')")
+    return text.encode("latin1")
+
+
+def _safe_globals() -> dict[tuple[str, str], Any]:
+    """The exact (module, name) pairs a pickle may name, mapped to the objects they stand for.
+
+    Numpy's array, dtype and scalar reconstruction (under numpy 1.x ``numpy.core`` and 2.x
+    ``numpy._core`` spellings) and the builtin containers and scalars that have no opcode of
+    their own. The objects are looked up here, once, never imported on a pickle's request.
+    """
+    core = getattr(np, "_core", None) or np.core
+    table: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+    }
+    for spelling in ("numpy.core", "numpy._core"):
+        table[(f"{spelling}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        table[(f"{spelling}.multiarray", "scalar")] = core.multiarray.scalar
+        table[(f"{spelling}.numeric", "_frombuffer")] = core.numeric._frombuffer
+    for name in ("set", "frozenset", "complex", "slice", "bytearray", "bytes"):
+        table[("builtins", name)] = getattr(builtins, name)
+        table[("__builtin__", name)] = getattr(builtins, name)  # protocol-2 (Python 2) spelling
+    return table
+
+
+#: Everything a pickle may reference; any other global (or a dotted name) is refused.
+SAFE_PICKLE_GLOBALS = _safe_globals()
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits numpy arrays, dtypes and builtin containers and scalars only."""
+    """Admits numpy arrays, dtypes and scalars and builtin containers and scalars only.
+
+    ``find_class`` answers from ``SAFE_PICKLE_GLOBALS`` alone: no import, no attribute lookup,
+    so no dotted name (protocol 4) can walk from an admitted object to anything else.
+    """
 
     def find_class(self, module: str, name: str):
-        if (module, name) in _SAFE_GLOBALS or (
-            module == "numpy" and name.endswith("DType") or module == "numpy.dtypes"
-        ):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a pickle")
+        obj = SAFE_PICKLE_GLOBALS.get((module, name)) if "." not in name else None
+        if obj is None:
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name} from a pickle (only numpy arrays, dtypes, "
+                "scalars and builtin containers are allowed)")
+        return obj
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refusing a persistent id in a pickle")
 
 
 def safe_pickle_loads(data: bytes) -> Any:
-    """``pickle.loads`` restricted to numpy arrays and builtin containers."""
+    """``pickle.loads`` restricted to numpy arrays and builtin containers (never runs code)."""
     return _RestrictedUnpickler(io.BytesIO(data)).load()
 
 
@@ -243,15 +299,15 @@ def load_pickle(path: str | os.PathLike) -> Any:
     """Reads a pickle written by this pipeline (or the reference) without running code.
 
     Raises:
-      InputError: missing file, or a file that is not a safe pickle.
+      InputError: missing file, or a file that is not a safe pickle (naming the file).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"missing file: {path}")
     try:
         return safe_pickle_loads(path.read_bytes())
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
+    except Exception as exc:  # truncated or hostile pickles fail in many types
+        raise InputError(f"cannot read {path}: {exc.__class__.__name__}: {exc}") from exc
 
 
 def save_pickle(obj: Any, path: str | os.PathLike) -> Path:
@@ -261,24 +317,101 @@ def save_pickle(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def _type_name(obj: Any) -> str:
+    return type(obj).__name__
+
+
+def _numeric_array(value: Any, path: Path, field: str) -> np.ndarray:
+    """``value`` as an array of numbers (bool, int or float); InputError naming file and field."""
+    if not isinstance(value, (np.ndarray, list, tuple)):
+        raise InputError(f"{path}: '{field}' must be an array, got {_type_name(value)}")
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path}: '{field}' must hold numbers, got dtype {array.dtype}")
+    return array
+
+
 def load_stereo_flows(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
     """The stereo stage's ``<vid>-flows_stereo.pkl``, checked for its format.
 
     Returns:
-      one ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}`` per frame (left->right and right->left flows
-      in pixels), every frame the same size.
+      one ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}`` float32 per frame (left->right and
+      right->left flows in pixels, all finite), every frame the same size, at least one frame.
     Raises:
-      InputError: missing or unreadable file, or not that layout.
+      InputError: missing or unreadable file, or not that layout (naming file and field).
     """
+    path = Path(path)
     flows = load_pickle(path)
     if not isinstance(flows, (list, tuple)) or not all(
             isinstance(f, dict) and "fwd" in f and "bwd" in f for f in flows):
-        raise InputError(f"{path}: expected a list of {{'fwd', 'bwd'}} flows per frame")
-    shapes = {np.shape(f[key]) for f in flows for key in ("fwd", "bwd")}
+        raise InputError(f"{path}: expected a list of {{'fwd', 'bwd'}} flows per frame, got "
+                         f"{_type_name(flows)}")
+    if not flows:
+        raise InputError(f"{path}: no frames (expected one {{'fwd', 'bwd'}} flow per frame)")
+    out = []
+    for t, f in enumerate(flows):
+        frame = {}
+        for key in ("fwd", "bwd"):
+            frame[key] = _numeric_array(f[key], path, f"[{t}]['{key}']").astype(np.float32,
+                                                                                 copy=False)
+        out.append(frame)
+    shapes = {f[key].shape for f in out for key in ("fwd", "bwd")}
     if len(shapes) > 1 or any(len(s) != 3 or s[2] != 2 for s in shapes):
         raise InputError(f"{path}: every flow must be [H, W, 2] of one size, got shapes "
                          f"{sorted(shapes)}")
-    return list(flows)
+    for t, f in enumerate(out):
+        for key in ("fwd", "bwd"):
+            if not np.all(np.isfinite(f[key])):
+                raise InputError(f"{path}: flow [{t}]['{key}'] (frame {t}) has non-finite values")
+    return out
+
+
+#: Keys of the 2D-track pickles (``tapir_2d.pkl``, ``tapir_remove_drift_tracks.pkl``).
+TRACKS_2D_KEYS = ("tracks", "visibles", "query_points")
+
+
+def load_tracks_2d(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A 2D-track pickle (the reference's layout), checked.
+
+    Returns:
+      ``{'tracks': [N, T, 2] float32 (x, y) px, 'visibles': [N, T] bool,
+      'query_points': [N, 3] (t, y, x)}``; tracks finite where visible, query frames in [0, T).
+    Raises:
+      InputError: missing or unreadable file, not a dict, missing key, wrong shape, non-finite
+        (naming file and field).
+    """
+    path = Path(path)
+    data = load_pickle(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a dict with keys {', '.join(TRACKS_2D_KEYS)}, got "
+                         f"{_type_name(data)}")
+    missing = [k for k in TRACKS_2D_KEYS if k not in data]
+    if missing:
+        raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
+    tracks = _numeric_array(data["tracks"], path, "tracks")
+    visibles = _numeric_array(data["visibles"], path, "visibles")
+    queries = _numeric_array(data["query_points"], path, "query_points")
+    if tracks.size == 0 and tracks.ndim != 3:  # an empty result may have lost its frame axis
+        tracks = tracks.reshape(0, 0, 2)
+    if tracks.ndim != 3 or tracks.shape[2] != 2:
+        raise InputError(f"{path}: 'tracks' must be [N, T, 2], got {list(tracks.shape)}")
+    num_tracks, num_frames = tracks.shape[:2]
+    visibles = visibles.reshape(-1, num_frames) if visibles.size == 0 else visibles
+    queries = queries.reshape(-1, 3) if queries.size == 0 else queries
+    if visibles.shape != (num_tracks, num_frames):
+        raise InputError(f"{path}: 'visibles' must be [{num_tracks}, {num_frames}], got "
+                         f"{list(visibles.shape)}")
+    if queries.shape != (num_tracks, 3):
+        raise InputError(f"{path}: 'query_points' must be [{num_tracks}, 3], got "
+                         f"{list(queries.shape)}")
+    visibles = visibles.astype(bool)
+    if not np.all(np.isfinite(tracks[visibles])):
+        frame = int(np.nonzero(visibles & ~np.all(np.isfinite(tracks), axis=-1))[1][0])
+        raise InputError(f"{path}: 'tracks' has non-finite visible points (first in frame {frame})")
+    if not np.all(np.isfinite(queries)) or np.any((queries[:, 0] < 0) | (queries[:, 0] >= num_frames)):
+        raise InputError(f"{path}: 'query_points' frames must be finite and in [0, {num_frames})")
+    return {"tracks": tracks.astype(np.float32, copy=False), "visibles": visibles,
+            "query_points": queries}
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -406,6 +539,122 @@ def unpack_tracks(lengths: np.ndarray, indices: np.ndarray, coords: np.ndarray, 
     return tracks
 
 
+#: Largest error of a pose's rotation block accepted as rigid: max |R^T R - I| and |det R - 1|
+#: (released poses are float32; 1e-3 leaves room for their rounding, not for a scale or shear).
+POSE_ROTATION_TOL = 1e-3
+#: Extent limits of ``fov_bounds`` (degrees): yaw within +-180, tilt within +-90.
+MAX_ABS_YAW_DEG = 180.0
+MAX_ABS_TILT_DEG = 90.0
+
+
+def _rotation_errors(rotations: np.ndarray) -> np.ndarray:
+    """[..., 3, 3] -> [...] largest of max |R^T R - I| and |det R - 1| (inf where non-finite)."""
+    r = np.asarray(rotations, dtype=np.float64)
+    finite = np.all(np.isfinite(r), axis=(-2, -1))
+    r = np.where(finite[..., None, None], r, 0.0)
+    ortho = np.abs(np.swapaxes(r, -1, -2) @ r - np.eye(3)).max(axis=(-2, -1))
+    det = np.abs(np.linalg.det(r) - 1.0)
+    return np.where(finite, np.maximum(ortho, det), np.inf)
+
+
+def _check_integers(array: np.ndarray, path: Path, field: str) -> None:
+    if array.dtype.kind not in "iu":
+        raise InputError(f"npz {path}: '{field}' must be integers, got dtype {array.dtype}")
+
+
+def validate_dataset_arrays(data: dict, path: str | os.PathLike) -> None:
+    """Checks the released-format fields present in ``data`` (raw npz arrays).
+
+    ``timestamps`` [T] integer microseconds, non-negative and strictly increasing;
+    ``camera2world`` [T, 3, 4] (or [T, 4, 4]) finite, rotation block rigid (orthonormal,
+    det +1, within ``POSE_ROTATION_TOL``); ``rectified2rig`` [2, 3, 3] rotations; ``fov_bounds``
+    [4] finite (start_yaw < end_yaw, start_tilt < end_tilt, within +-180 / +-90 degrees);
+    ``track_lengths`` [N] >= 0, ``track_indices`` [M] frames in [0, T), ``track_coordinates``
+    [M, 3] finite, with sum(track_lengths) == M.
+
+    Raises:
+      InputError: naming the file, the field and (for per-frame fields) the first bad frame.
+    """
+    path = Path(path)
+    num_frames = None
+    if "timestamps" in data:
+        ts = np.asarray(data["timestamps"])
+        if ts.ndim != 1 or len(ts) == 0:
+            raise InputError(f"npz {path}: 'timestamps' must be a non-empty [T] array, got shape "
+                             f"{list(ts.shape)}")
+        _check_integers(ts, path, "timestamps")
+        bad = np.flatnonzero(np.diff(ts) <= 0)
+        if len(bad):
+            raise InputError(f"npz {path}: 'timestamps' must be strictly increasing (frame "
+                             f"{bad[0] + 1}: {ts[bad[0] + 1]} after {ts[bad[0]]})")
+        if ts[0] < 0:
+            raise InputError(f"npz {path}: 'timestamps' must be non-negative (frame 0: {ts[0]})")
+        num_frames = len(ts)
+    if "camera2world" in data:
+        c2w = np.asarray(data["camera2world"])
+        if c2w.ndim != 3 or c2w.shape[1:] not in ((3, 4), (4, 4)) or c2w.dtype.kind not in "iuf":
+            raise InputError(f"npz {path}: 'camera2world' must be [T, 3, 4] numbers, got "
+                             f"{c2w.dtype} {list(c2w.shape)}")
+        if num_frames is not None and len(c2w) != num_frames:
+            raise InputError(f"npz {path}: 'camera2world' has {len(c2w)} poses but 'timestamps' "
+                             f"has {num_frames} frames")
+        bad = np.flatnonzero(~np.all(np.isfinite(c2w), axis=(1, 2)))
+        if len(bad):
+            raise InputError(f"npz {path}: 'camera2world' has non-finite values (frame {bad[0]}"
+                             f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})")
+        bad = np.flatnonzero(_rotation_errors(c2w[:, :3, :3]) > POSE_ROTATION_TOL)
+        if len(bad):
+            raise InputError(f"npz {path}: 'camera2world' frame {bad[0]} is not a rigid pose "
+                             f"(rotation block not orthonormal with det +1)")
+        num_frames = len(c2w) if num_frames is None else num_frames
+    if "rectified2rig" in data:
+        r2r = np.asarray(data["rectified2rig"])
+        if r2r.shape != (2, 3, 3) or r2r.dtype.kind not in "iuf":
+            raise InputError(f"npz {path}: 'rectified2rig' must be [2, 3, 3] numbers, got "
+                             f"{r2r.dtype} {list(r2r.shape)}")
+        for eye, error in zip(("left", "right"), _rotation_errors(r2r)):
+            if error > POSE_ROTATION_TOL:
+                raise InputError(f"npz {path}: 'rectified2rig' [{eye}] is not a rotation matrix")
+    if "fov_bounds" in data:
+        fov = np.asarray(data["fov_bounds"])
+        if fov.shape != (4,) or fov.dtype.kind not in "iuf" or not np.all(np.isfinite(fov)):
+            raise InputError(f"npz {path}: 'fov_bounds' must be 4 finite numbers [start_yaw, "
+                             f"end_yaw, start_tilt, end_tilt], got {fov.dtype} {list(fov.shape)}")
+        if not (-MAX_ABS_YAW_DEG <= fov[0] < fov[1] <= MAX_ABS_YAW_DEG
+                and -MAX_ABS_TILT_DEG <= fov[2] < fov[3] <= MAX_ABS_TILT_DEG):
+            raise InputError(f"npz {path}: 'fov_bounds' {fov.tolist()} must be ordered (start < "
+                             f"end) within +-{MAX_ABS_YAW_DEG:g} yaw, +-{MAX_ABS_TILT_DEG:g} tilt")
+    _validate_track_arrays(data, path, num_frames)
+
+
+def _validate_track_arrays(data: dict, path: Path, num_frames: int | None) -> None:
+    """The sparse track fields of ``validate_dataset_arrays``."""
+    keys = ("track_lengths", "track_indices", "track_coordinates")
+    present = [k for k in keys if k in data]
+    if not present:
+        return
+    if len(present) != len(keys):
+        raise InputError(f"npz {path}: has {', '.join(present)} but not "
+                         f"{', '.join(k for k in keys if k not in present)}")
+    lengths, indices, coords = (np.asarray(data[k]) for k in keys)
+    if lengths.ndim != 1 or indices.ndim != 1:
+        raise InputError(f"npz {path}: 'track_lengths' and 'track_indices' must be 1-D, got "
+                         f"{list(lengths.shape)} and {list(indices.shape)}")
+    _check_integers(lengths, path, "track_lengths")
+    _check_integers(indices, path, "track_indices")
+    if coords.ndim != 2 or coords.shape[1] != 3 or coords.dtype.kind not in "iuf":
+        raise InputError(f"npz {path}: 'track_coordinates' must be [M, 3] numbers, got "
+                         f"{coords.dtype} {list(coords.shape)}")
+    if np.any(lengths < 0) or int(lengths.sum()) != len(indices) or len(indices) != len(coords):
+        raise InputError(f"npz {path}: track counts disagree: sum('track_lengths') = "
+                         f"{int(lengths.sum())}, 'track_indices' {len(indices)}, "
+                         f"'track_coordinates' {len(coords)}")
+    if num_frames is not None and np.any((indices < 0) | (indices >= num_frames)):
+        raise InputError(f"npz {path}: 'track_indices' must be frames in [0, {num_frames})")
+    if not np.all(np.isfinite(coords)):
+        raise InputError(f"npz {path}: 'track_coordinates' has non-finite values")
+
+
 def load_dataset_npz(path: str | os.PathLike, required: tuple[str, ...] = DATASET_KEYS) -> dict:
     """Reads a released-format npz (reference semantics of ``utils.load_dataset_npz``).
 
@@ -415,8 +664,12 @@ def load_dataset_npz(path: str | os.PathLike, required: tuple[str, ...] = DATASE
     ``track_*`` become ``track3d`` [N, T, 3] (NaN where a track has no point). The
     raw arrays are also kept as ``fov_bounds`` and ``camera2world`` for convenience.
 
+    Every field present is checked by ``validate_dataset_arrays`` (finite rigid poses,
+    ordered timestamps, consistent track counts) before anything is derived from it.
+
     Raises:
-      InputError: missing file, unreadable file or missing key.
+      InputError: missing file, unreadable file, missing key, or a field that fails the checks
+        (the message names the file, the field and the frame).
     """
     path = Path(path)
     if not path.is_file():
@@ -429,24 +682,28 @@ def load_dataset_npz(path: str | os.PathLike, required: tuple[str, ...] = DATASE
     missing = [k for k in required if k not in data]
     if missing:
         raise InputError(f"npz {path} is missing key(s): {', '.join(missing)}")
-    fov = np.asarray(data["fov_bounds"], dtype=np.float64)
-    data["meta_fov"] = {
-        "start_yaw_in_degrees": fov[0],
-        "end_yaw_in_degrees": fov[1],
-        "start_tilt_in_degrees": fov[2],
-        "end_tilt_in_degrees": fov[3],
-    }
-    c2w = np.asarray(data["camera2world"], dtype=np.float64)[..., :3, :4]
-    data["extrs_rectified"] = np.concatenate(
-        [np.swapaxes(c2w[..., :3], -1, -2), -np.swapaxes(c2w[..., :3], -1, -2) @ c2w[..., 3:]],
-        axis=-1,
-    )
+    validate_dataset_arrays(data, path)
+    if "fov_bounds" in data:
+        fov = np.asarray(data["fov_bounds"], dtype=np.float64)
+        data["meta_fov"] = {
+            "start_yaw_in_degrees": fov[0],
+            "end_yaw_in_degrees": fov[1],
+            "start_tilt_in_degrees": fov[2],
+            "end_tilt_in_degrees": fov[3],
+        }
+    if "camera2world" in data:
+        c2w = np.asarray(data["camera2world"], dtype=np.float64)[..., :3, :4]
+        data["extrs_rectified"] = np.concatenate(
+            [np.swapaxes(c2w[..., :3], -1, -2), -np.swapaxes(c2w[..., :3], -1, -2) @ c2w[..., 3:]],
+            axis=-1,
+        )
     if "track_lengths" in data:
+        num_frames = len(data["timestamps"] if "timestamps" in data else data["camera2world"])
         data["track3d"] = unpack_tracks(
             data.pop("track_lengths"),
             data.pop("track_indices"),
             data.pop("track_coordinates"),
-            len(data["timestamps"]),
+            num_frames,
         )
     return data
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stereo4d.geometry import PinholeCamera, project_frames
-from stereo4d.io import InputError
+from stereo4d.io import InputError, load_tracks_2d
 
 __all__ = [
     "VALID_DEPTH_MAX_M",
@@ -89,7 +89,14 @@ class Tracks2D:
         }
 
     @classmethod
+    def load(cls, path) -> Tracks2D:
+        """A 2D-track pickle, checked by ``io.load_tracks_2d`` (InputError naming the file)."""
+        return cls.from_dict(load_tracks_2d(path), str(path))
+
+    @classmethod
     def from_dict(cls, data: dict, source: str = "tracks") -> Tracks2D:
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: expected a dict of tracks, got {type(data).__name__}")
         missing = [k for k in ("tracks", "visibles", "query_points") if k not in data]
         if missing:
             raise InputError(f"{source}: missing key(s) {', '.join(missing)}")

@@ -26,7 +26,6 @@ from stereo4d.io import (
     ClipPaths,
     InputError,
     load_dataset_npz,
-    load_pickle,
     load_stereo_flows,
     save_pickle,
     save_segmentation,
@@ -100,7 +99,7 @@ def run(config: FilteringConfig) -> dict:
     timer = Timer()
     with timer("load"):
         meta = load_dataset_npz(paths.npz, required=("camera2world",))
-        tracks = Tracks2D.from_dict(load_pickle(paths.tracks_2d), str(paths.tracks_2d))
+        tracks = Tracks2D.load(paths.tracks_2d)
         flows = load_stereo_flows(paths.flows_stereo)
         video = read_video(paths.left_video)
     extrs = meta["extrs_rectified"]

@@ -32,7 +32,6 @@ from stereo4d.io import (
     ClipPaths,
     InputError,
     load_dataset_npz,
-    load_pickle,
     load_stereo_flows,
     save_pickle,
 )
@@ -46,7 +45,7 @@ from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
 from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors
 
-__all__ = ["STAGE_NAME", "OptimizationConfig", "run", "select_dynamic_tracks"]
+__all__ = ["STAGE_NAME", "OptimizationConfig", "check_finite_output", "run", "select_dynamic_tracks"]
 
 STAGE_NAME = "optimization"
 """Provenance name: ``<vid>-optimization.json``."""
@@ -132,7 +131,7 @@ def _load_inputs(paths: ClipPaths):
     require_inputs([paths.filtered_tracks, paths.flows_stereo, paths.npz, paths.left_video])
     meta = load_dataset_npz(paths.npz, required=("name", "video_id", "timestamps", "camera2world",
                                                  "rectified2rig", "fov_bounds"))
-    tracks = Tracks2D.from_dict(load_pickle(paths.filtered_tracks), str(paths.filtered_tracks))
+    tracks = Tracks2D.load(paths.filtered_tracks)
     flows = load_stereo_flows(paths.flows_stereo)
     video = read_video(paths.left_video)
     check_frame_counts(paths.vid, {
@@ -145,6 +144,25 @@ def _load_inputs(paths: ClipPaths):
         tracks = Tracks2D(np.zeros((0, len(video), 2)), np.zeros((0, len(video)), bool),
                           np.zeros((0, 3)))
     return meta, tracks, flows, video
+
+
+def check_finite_output(paths: ClipPaths, meta: dict, track3d: np.ndarray,
+                        visible: np.ndarray) -> None:
+    """Refuses (InputError, nothing written) output that is not finite where it claims to be.
+
+    Args:
+      meta: the clip's npz (``camera2world`` [T, 3, 4] is copied into the export).
+      track3d: [N, T, 3] optimised points; visible: [N, T] bool, frames the optimisation kept.
+    """
+    if not np.all(np.isfinite(meta["camera2world"])):
+        raise InputError(f"refusing to write {paths.export_npz}: camera2world is not finite")
+    bad = np.asarray(visible, bool) & ~np.all(np.isfinite(track3d), axis=-1)
+    if bad.any():
+        raise InputError(
+            f"refusing to write {paths.optimized_tracks.name} and {paths.export_npz.name}: "
+            f"{int(bad.sum())} of {int(np.sum(visible))} optimised points marked visible are not "
+            f"finite (first: track {int(np.argmax(bad.any(axis=1)))}); check the inputs "
+            f"({paths.flows_stereo.name}, {paths.filtered_tracks.name}, {paths.npz.name})")
 
 
 def _write_depth_video(path: Path, depth_m: np.ndarray) -> None:
@@ -206,6 +224,7 @@ def run(config: OptimizationConfig) -> dict:
         result = optimize_tracks(lifted, lifted_visible, meta["extrs_rectified"], intr, imh, imw,
                                  config.track_opt)
     optimized, optimized_visible = result.track3d, result.visible
+    check_finite_output(paths, meta, optimized, optimized_visible)
     with timer("write"):
         save_pickle(optimized_tracks_record(cameras, optimized, optimized_visible, colors, imh, imw),
                     paths.optimized_tracks)

@@ -15,7 +15,6 @@ crop (the reference remaps twice).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,7 +25,7 @@ from stereo4d.io import ClipPaths, InputError, load_dataset_npz
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.videoio import VideoWriter, iter_video_frames, probe_video
 
-__all__ = ["RectifyConfig", "RectifyMaps", "frame_indices", "run", "validate_clip_metadata"]
+__all__ = ["RectifyConfig", "RectifyMaps", "frame_indices", "run"]
 
 #: The reference's VR180 sanity check: real equirect videos are at least this high.
 VR180_MIN_HEIGHT_PX = 1920
@@ -60,33 +59,13 @@ class RectifyConfig:
         return ClipPaths(self.vid, self.npz_folder, self.raw_video_folder, self.output_folder)
 
 
-def validate_clip_metadata(meta: dict, source: Path) -> None:
-    """Checks the npz fields rectify needs; raises InputError naming file and field."""
-    r2r = np.asarray(meta["rectified2rig"], dtype=np.float64)
-    if r2r.shape != (2, 3, 3):
-        raise InputError(f"{source}: rectified2rig must have shape [2, 3, 3], got {list(r2r.shape)}")
-    for eye, rot in zip(("left", "right"), r2r):
-        if not geometry.is_rotation(rot):
-            raise InputError(f"{source}: rectified2rig[{eye}] is not a rotation matrix")
-    c2w = np.asarray(meta["camera2world"], dtype=np.float64)
-    if c2w.ndim != 3 or c2w.shape[1:] not in ((3, 4), (4, 4)):
-        raise InputError(f"{source}: camera2world must be [T, 3, 4], got {list(c2w.shape)}")
-    if not np.all(np.isfinite(c2w)):
-        raise InputError(f"{source}: camera2world has non-finite values")
-    ts = np.asarray(meta["timestamps"])
-    if ts.ndim != 1 or len(ts) == 0:
-        raise InputError(f"{source}: timestamps must be a non-empty 1-D array")
-    if len(ts) != len(c2w):
-        raise InputError(f"{source}: {len(ts)} timestamps but {len(c2w)} camera2world poses")
-    if np.any(ts < 0) or np.any(np.diff(ts) <= 0):
-        raise InputError(f"{source}: timestamps must be non-negative and increasing")
-    fov = np.asarray(meta["fov_bounds"], dtype=np.float64)
-    if fov.shape != (4,) or not np.all(np.isfinite(fov)) or fov[1] <= fov[0] or fov[3] <= fov[2]:
-        raise InputError(f"{source}: fov_bounds must be [start_yaw, end_yaw, start_tilt, end_tilt]")
-
-
 def frame_indices(timestamps_us: np.ndarray, fps: float) -> np.ndarray:
-    """Frame index of each timestamp in a constant-frame-rate video. [T] int."""
+    """Frame index of each timestamp in a constant-frame-rate video. [T] int.
+
+    Two timestamps closer than the frame interval (say 60 fps poses on a 30 fps video) can
+    share a frame, as they would when the reference seeks each timestamp: ``run`` then writes
+    that frame once per timestamp, so the outputs always have one frame per pose.
+    """
     return np.round(np.asarray(timestamps_us, dtype=np.float64) * fps / 1e6).astype(np.int64)
 
 
@@ -133,7 +112,6 @@ def run(config: RectifyConfig) -> dict:
     timer = Timer()
     meta = load_dataset_npz(paths.npz, required=("timestamps", "camera2world", "rectified2rig",
                                                  "fov_bounds"))
-    validate_clip_metadata(meta, paths.npz)
     info = probe_video(paths.raw_video)
     if config.min_equirect_height and info.height < config.min_equirect_height:
         raise InputError(
@@ -146,7 +124,11 @@ def run(config: RectifyConfig) -> dict:
     eye_hw = (info.height, info.width // 2)
     maps = RectifyMaps.build(eye_hw, meta["fov_bounds"], meta["rectified2rig"],
                              config.output_height, config.output_width, config.output_hfov_deg)
-    position = {int(f): i for i, f in enumerate(wanted)}
+    repeats = dict(zip(*(v.tolist() for v in np.unique(wanted, return_counts=True))))
+    shared = len(wanted) - len(repeats)
+    if shared:
+        print(f"rectify: {shared} of {len(wanted)} timestamps fall in the same video frame as "
+              f"the one before ({info.fps:g} fps video); that frame is repeated for each")
     outputs = {
         "left": VideoWriter(paths.left_video),
         "right": VideoWriter(paths.right_video),
@@ -162,28 +144,32 @@ def run(config: RectifyConfig) -> dict:
             with timer("decode"):
                 frame = next(frames, None)
             if frame is None:
+                decoded = index - int(wanted[0])  # from the first wanted frame on
+                total = f"{index} frames" if decoded else f"about {info.num_frames} frames"
                 raise InputError(
-                    f"{paths.raw_video}: timestamp {int(meta['timestamps'][position.get(index, done)])}"
-                    f" us is past the end of the video ({index} frames at {info.fps:g} fps)"
+                    f"{paths.raw_video}: timestamp {int(meta['timestamps'][done])} us (frame "
+                    f"{int(wanted[done])}) is past the end of the video ({total} at "
+                    f"{info.fps:g} fps)"
                 )
-            if index not in position:
+            if index not in repeats:
                 continue
             with timer("remap"):
                 eyes = split_eyes(frame)
                 left, right = (_remap(e, maps.pers_x[i], maps.pers_y[i]) for i, e in enumerate(eyes))
-            with timer("encode"):
-                outputs["left"].append(left)
-                outputs["right"].append(right)
             if config.write_equirect:
                 with timer("remap"):
                     rect = np.concatenate(
                         [_remap(e, maps.rect_x[i], maps.rect_y[i]) for i, e in enumerate(eyes)], axis=1
                     )
+            for _ in range(repeats[index]):  # one output frame per timestamp
                 with timer("encode"):
-                    outputs["raw_equirect"].append(frame)
-                    outputs["rectified_equirect"].append(rect)
-            done += 1
-            bar.update(1)
+                    outputs["left"].append(left)
+                    outputs["right"].append(right)
+                    if config.write_equirect:
+                        outputs["raw_equirect"].append(frame)
+                        outputs["rectified_equirect"].append(rect)
+                done += 1
+                bar.update(1)
         bar.close()
         frames.close()
     except BaseException:
