@@ -324,10 +324,10 @@ def _type_name(obj: Any) -> str:
 def _numeric_array(value: Any, path: Path, field: str) -> np.ndarray:
     """``value`` as an array of numbers (bool, int or float); InputError naming file and field."""
     if not isinstance(value, (np.ndarray, list, tuple)):
-        raise InputError(f"{path}: '{field}' must be an array, got {_type_name(value)}")
+        raise InputError(f"{path}: {field} must be an array, got {_type_name(value)}")
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
-        raise InputError(f"{path}: '{field}' must hold numbers, got dtype {array.dtype}")
+        raise InputError(f"{path}: {field} must hold numbers, got dtype {array.dtype}")
     return array
 
 
@@ -352,7 +352,7 @@ def load_stereo_flows(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
     for t, f in enumerate(flows):
         frame = {}
         for key in ("fwd", "bwd"):
-            frame[key] = _numeric_array(f[key], path, f"[{t}]['{key}']").astype(np.float32,
+            frame[key] = _numeric_array(f[key], path, f"flow [{t}]['{key}']").astype(np.float32,
                                                                                  copy=False)
         out.append(frame)
     shapes = {f[key].shape for f in out for key in ("fwd", "bwd")}
@@ -388,16 +388,17 @@ def load_tracks_2d(path: str | os.PathLike) -> dict[str, np.ndarray]:
     missing = [k for k in TRACKS_2D_KEYS if k not in data]
     if missing:
         raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
-    tracks = _numeric_array(data["tracks"], path, "tracks")
-    visibles = _numeric_array(data["visibles"], path, "visibles")
-    queries = _numeric_array(data["query_points"], path, "query_points")
+    tracks = _numeric_array(data["tracks"], path, "'tracks'")
+    visibles = _numeric_array(data["visibles"], path, "'visibles'")
+    queries = _numeric_array(data["query_points"], path, "'query_points'")
     if tracks.size == 0 and tracks.ndim != 3:  # an empty result may have lost its frame axis
         tracks = tracks.reshape(0, 0, 2)
     if tracks.ndim != 3 or tracks.shape[2] != 2:
         raise InputError(f"{path}: 'tracks' must be [N, T, 2], got {list(tracks.shape)}")
     num_tracks, num_frames = tracks.shape[:2]
-    visibles = visibles.reshape(-1, num_frames) if visibles.size == 0 else visibles
-    queries = queries.reshape(-1, 3) if queries.size == 0 else queries
+    if num_tracks == 0:  # empty arrays may come flattened
+        visibles = visibles.reshape(0, num_frames) if visibles.size == 0 else visibles
+        queries = queries.reshape(0, 3) if queries.size == 0 else queries
     if visibles.shape != (num_tracks, num_frames):
         raise InputError(f"{path}: 'visibles' must be [{num_tracks}, {num_frames}], got "
                          f"{list(visibles.shape)}")

@@ -56,7 +56,7 @@ class Tracks2D:
     query_points_tyx: np.ndarray
 
     def __post_init__(self):
-        self.tracks_xy = np.asarray(self.tracks_xy, dtype=np.float32).reshape(-1, *np.shape(self.tracks_xy)[1:])
+        self.tracks_xy = np.asarray(self.tracks_xy, dtype=np.float32)
         self.visibles = np.asarray(self.visibles, dtype=bool)
         self.query_points_tyx = np.asarray(self.query_points_tyx)
         n = len(self.tracks_xy)
@@ -100,10 +100,11 @@ class Tracks2D:
         missing = [k for k in ("tracks", "visibles", "query_points") if k not in data]
         if missing:
             raise InputError(f"{source}: missing key(s) {', '.join(missing)}")
-        num_frames = np.shape(data["tracks"])[1] if np.ndim(data["tracks"]) == 3 else 0
-        tracks = np.asarray(data["tracks"], dtype=np.float32).reshape(-1, num_frames, 2)
-        return cls(tracks, np.asarray(data["visibles"]).reshape(-1, num_frames),
-                   np.asarray(data["query_points"]).reshape(-1, 3))
+        num_tracks, num_frames = (np.shape(data["tracks"])[:2] if np.ndim(data["tracks"]) == 3
+                                  else (0, 0))
+        tracks = np.asarray(data["tracks"], dtype=np.float32).reshape(num_tracks, num_frames, 2)
+        return cls(tracks, np.asarray(data["visibles"]).reshape(num_tracks, num_frames),
+                   np.asarray(data["query_points"]).reshape(num_tracks, 3))
 
 
 def _pixel_index(coord: np.ndarray, size: int) -> np.ndarray:

@@ -153,10 +153,28 @@ def test_rectified_synthetic_clip_matches_ground_truth_render(tmp_path):
     assert 10 * np.log10(255**2 / np.mean((unrectified - truth[0]) ** 2)) < 25.0
 
 
-def test_failed_rerun_removes_the_completion_marker(tmp_path):
+def test_refused_rerun_touches_no_output_not_even_the_completion_marker(tmp_path):
     paths = _make_clip(tmp_path)
     assert rectify_script.main(_argv(paths)) is None
-    assert paths.provenance("rectify").is_file()
+    before = {p.name: p.read_bytes() for p in paths.clip_dir.iterdir()}
+    assert paths.provenance("rectify").name in before
     paths.raw_video.write_bytes(b"\x00garbage" * 50)
     assert rectify_script.run_cli(rectify_script.main, _argv(paths)) == 2
-    assert not paths.provenance("rectify").exists()  # the old outputs no longer look complete
+    # Refused before any output was replaced: the outputs still match their marker.
+    assert {p.name: p.read_bytes() for p in paths.clip_dir.iterdir()} == before
+
+
+def test_marker_is_removed_before_the_first_output_is_replaced(tmp_path, monkeypatch):
+    paths = _make_clip(tmp_path)
+    assert rectify_script.main(_argv(paths)) is None
+    original = videoio.VideoWriter.close
+    seen = []
+
+    def close(self, commit=True):  # the marker must be gone when an output is replaced
+        if commit:
+            seen.append(paths.provenance("rectify").exists())
+        return original(self, commit)
+
+    monkeypatch.setattr(rectify, "VideoWriter", type("W", (videoio.VideoWriter,), {"close": close}))
+    assert rectify_script.main(_argv(paths)) is None
+    assert seen and not any(seen) and paths.provenance("rectify").is_file()

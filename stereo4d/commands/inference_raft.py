@@ -7,7 +7,7 @@ import sys
 
 from stereo4d.backends.classical_stereo import SGBM_MODES, SgbmSettings
 from stereo4d.backends.stereo import STEREO_BACKENDS
-from stereo4d.cli import add_backend_args, run_cli, stage_parser
+from stereo4d.cli import add_backend_args, float_in_range, int_in_range, run_cli, stage_parser
 from stereo4d.stages import stereo
 
 
@@ -17,17 +17,17 @@ def main(argv=None):
     parser.add_argument("--url", default=stereo.StereoConfig.url,
                         help="Hugging Face Hub repo of the SEA-RAFT checkpoint (when no --path)")
     defaults = SgbmSettings()
-    parser.add_argument("--max_disparity", type=int, default=defaults.max_disparity_px,
+    parser.add_argument("--max_disparity", type=int_in_range(1), default=defaults.max_disparity_px,
                         help="sgbm: largest disparity searched, px")
-    parser.add_argument("--block_size", type=int, default=defaults.block_size_px,
+    parser.add_argument("--block_size", type=int_in_range(1), default=defaults.block_size_px,
                         help="sgbm: matching window side, px (odd)")
     parser.add_argument("--sgbm_mode", default=defaults.mode, choices=list(SGBM_MODES),
                         help="sgbm: OpenCV variant (hh/hh4: more paths, slower)")
-    parser.add_argument("--refine_iterations", type=int, default=defaults.refine_iterations,
+    parser.add_argument("--refine_iterations", type=int_in_range(0), default=defaults.refine_iterations,
                         help="sgbm: sub-pixel refinement steps (0: off)")
-    parser.add_argument("--refine_window", type=int, default=defaults.refine_window_px,
+    parser.add_argument("--refine_window", type=int_in_range(1), default=defaults.refine_window_px,
                         help="sgbm: refinement window side, px (odd)")
-    parser.add_argument("--max_relative_noise", type=float, default=defaults.max_relative_noise,
+    parser.add_argument("--max_relative_noise", type=float_in_range(0.0), default=defaults.max_relative_noise,
                         help="sgbm: reject pixels whose predicted disparity noise exceeds this "
                              "fraction of their disparity (0: keep all)")
     parser.add_argument("--fill", action="store_true",

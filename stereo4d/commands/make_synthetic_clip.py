@@ -9,8 +9,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from stereo4d.cli import run_cli, stage_parser
+from stereo4d.cli import MAX_IMAGE_SIDE_PX, float_in_range, int_in_range, run_cli, stage_parser
 from stereo4d.io import ClipPaths
+
+#: Smallest equirect eye (px) the renderer is asked for: below this the views are meaningless.
+MIN_EYE_SIZE_PX = 16
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -18,12 +21,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     parser = stage_parser(__doc__.splitlines()[0], raw_video=True, gt=True)
     defaults = SyntheticClipConfig()
-    parser.add_argument("--num_frames", type=int, default=defaults.num_frames)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--eye_height", type=float, default=defaults.eye_height_m, help="metres")
+    parser.add_argument("--num_frames", type=int_in_range(1), default=defaults.num_frames)
+    parser.add_argument("--seed", type=int_in_range(0), default=defaults.seed)
+    parser.add_argument("--eye_height", type=float_in_range(0.0, low_open=True), default=defaults.eye_height_m, help="metres")
     parser.add_argument(
         "--eye_size",
-        type=int,
+        type=int_in_range(MIN_EYE_SIZE_PX, MAX_IMAGE_SIDE_PX),
         default=defaults.eye_size_px,
         help="pixels per side of each equirect eye",
     )

@@ -5,16 +5,16 @@ Example: python rectify.py --vid=9876543210b_66957
 
 import sys
 
-from stereo4d.cli import run_cli, stage_parser
+from stereo4d.cli import MAX_IMAGE_SIDE_PX, hfov_deg, int_in_range, run_cli, stage_parser
 from stereo4d.stages import rectify
 
 
 def main(argv=None):
     parser = stage_parser(__doc__.splitlines()[0], raw_video=True)
-    parser.add_argument("--output_hfov", type=float, default=60.0, help="perspective hfov, degrees")
-    parser.add_argument("--output_height", type=int, default=512, help="perspective height, px")
-    parser.add_argument("--output_width", type=int, default=512, help="perspective width, px")
-    parser.add_argument("--min_equirect_height", type=int, default=rectify.VR180_MIN_HEIGHT_PX,
+    parser.add_argument("--output_hfov", type=hfov_deg, default=60.0, help="perspective hfov, degrees, in (0, 180)")
+    parser.add_argument("--output_height", type=int_in_range(1, MAX_IMAGE_SIDE_PX), default=512, help="perspective height, px")
+    parser.add_argument("--output_width", type=int_in_range(1, MAX_IMAGE_SIDE_PX), default=512, help="perspective width, px")
+    parser.add_argument("--min_equirect_height", type=int_in_range(0), default=rectify.VR180_MIN_HEIGHT_PX,
                         help="refuse lower equirect videos (VR180 check); 0 turns it off")
     parser.add_argument("--skip_equirect_videos", action="store_true",
                         help="do not write the raw/rectified equirect videos")

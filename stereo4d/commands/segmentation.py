@@ -6,18 +6,25 @@ Example: python segmentation.py --vid=9876543210b_66957
 import sys
 
 from stereo4d.backends.segmentation import SEGMENTATION_BACKENDS
-from stereo4d.cli import add_backend_args, run_cli, stage_parser
+from stereo4d.cli import (
+    add_backend_args,
+    float_in_range,
+    hfov_deg,
+    int_in_range,
+    run_cli,
+    stage_parser,
+)
 from stereo4d.filtering import DRIFT_THRESHOLD_PX, TRACE_FRAMES
 from stereo4d.stages import filtering
 
 
 def main(argv=None):
     parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--hfov", type=float, default=60.0, help="horizontal fov, degrees")
+    parser.add_argument("--hfov", type=hfov_deg, default=60.0, help="horizontal fov, degrees")
     add_backend_args(parser, SEGMENTATION_BACKENDS)
-    parser.add_argument("--drift_threshold_px", type=float, default=DRIFT_THRESHOLD_PX,
+    parser.add_argument("--drift_threshold_px", type=float_in_range(0.0, low_open=True), default=DRIFT_THRESHOLD_PX,
                         help="scene motion (px) above which a static-class track is drifting")
-    parser.add_argument("--trace_frames", type=int, default=TRACE_FRAMES,
+    parser.add_argument("--trace_frames", type=int_in_range(1), default=TRACE_FRAMES,
                         help="frames of history of the scene-motion displacement and trails")
     args = parser.parse_args(argv)
     filtering.run(filtering.FilteringConfig(

@@ -5,14 +5,14 @@ Example: python track_optimization.py --vid=9876543210b_66957
 
 import sys
 
-from stereo4d.cli import run_cli, stage_parser
+from stereo4d.cli import hfov_deg, run_cli, stage_parser
 from stereo4d.stages import optimization
 from stereo4d.track_opt import TrackOptConfig
 
 
 def main(argv=None):
     parser = stage_parser(__doc__.splitlines()[0])
-    parser.add_argument("--hfov", type=float, default=60.0, help="horizontal fov, degrees")
+    parser.add_argument("--hfov", type=hfov_deg, default=60.0, help="horizontal fov, degrees")
     parser.add_argument("--gt_folder", default=None,
                         help="synthetic ground truth <vid>.npz: score the tracks before/after")
     parser.add_argument("--skip_videos", action="store_true", help="write only the pkl and npz")

@@ -94,7 +94,6 @@ def run(config: FilteringConfig) -> dict:
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
-    paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # a failed rerun must not look complete
     require_inputs([paths.left_video, paths.flows_stereo, paths.tracks_2d, paths.npz])
     timer = Timer()
     with timer("load"):
@@ -131,6 +130,7 @@ def run(config: FilteringConfig) -> dict:
     kept = np.flatnonzero(result.keep)
     shown = kept[sample_tracks_for_display(len(kept), config.max_display_tracks,
                                               config.display_seed)]
+    paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # outputs change from here on
     with timer("video"):
         writer = VideoWriter(paths.filtered_tracks_video)
         with writer:

@@ -203,7 +203,6 @@ def run(config: OptimizationConfig) -> dict:
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
-    paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # a failed rerun must not look complete
     timer = Timer()
     with timer("load"):
         meta, tracks, flows, video = _load_inputs(paths)
@@ -225,6 +224,7 @@ def run(config: OptimizationConfig) -> dict:
                                  config.track_opt)
     optimized, optimized_visible = result.track3d, result.visible
     check_finite_output(paths, meta, optimized, optimized_visible)
+    paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # outputs change from here on
     with timer("write"):
         save_pickle(optimized_tracks_record(cameras, optimized, optimized_visible, colors, imh, imw),
                     paths.optimized_tracks)

@@ -108,7 +108,6 @@ def split_eyes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def run(config: RectifyConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, timings, output paths)."""
     paths = config.paths
-    paths.provenance("rectify").unlink(missing_ok=True)  # a failed rerun must not look complete
     timer = Timer()
     meta = load_dataset_npz(paths.npz, required=("timestamps", "camera2world", "rectified2rig",
                                                  "fov_bounds"))
@@ -176,6 +175,7 @@ def run(config: RectifyConfig) -> dict:
         for writer in outputs.values():
             writer.close(commit=False)
         raise
+    paths.provenance("rectify").unlink(missing_ok=True)  # outputs change from here on
     with timer("encode"):
         for writer in outputs.values():
             writer.close(commit=True)

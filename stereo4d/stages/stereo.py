@@ -91,7 +91,6 @@ def validate_flows(flows: list[dict], num_frames: int, height: int, width: int) 
 def run(config: StereoConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, backend, timings, output path)."""
     paths = config.paths
-    paths.provenance(PROVENANCE_STAGE).unlink(missing_ok=True)  # a failed rerun must not look complete
     timer = Timer()
     with timer("decode"):
         left, right = read_stereo_pair(paths)
@@ -106,6 +105,7 @@ def run(config: StereoConfig) -> dict:
     validate_flows(flows, num_frames, height, width)
     with timer("depth_check"):
         valid_fraction = float(np.mean(depth_maps_from_flows(flows, config.hfov_deg, False) > 0))
+    paths.provenance(PROVENANCE_STAGE).unlink(missing_ok=True)  # outputs change from here on
     with timer("write"):
         save_pickle(flows, paths.flows_stereo)
     timings = {**timer.seconds, "total": timer.total_s}

@@ -98,7 +98,6 @@ def track_video(frames: np.ndarray, tracker, queries: QueryConfig | None = None,
 def run(config: TrackingConfig) -> dict:
     """Runs the stage. Returns a summary dict (counts, timings, output paths)."""
     paths = config.paths
-    paths.provenance("tracking").unlink(missing_ok=True)  # a failed rerun must not look complete
     timer = Timer()
     with timer("decode"):
         frames = read_video(paths.left_video)
@@ -109,6 +108,7 @@ def run(config: TrackingConfig) -> dict:
     with timer("load_backend"):
         entry, tracker = TRACKING_BACKENDS.build(config.backend, **options)
     tracks, counts = track_video(frames, tracker, config.queries, timer)
+    paths.provenance("tracking").unlink(missing_ok=True)  # outputs change from here on
     if config.write_video:
         with timer("render"):
             shown = sample_tracks_for_display(tracks.num_tracks, config.viz_tracks, config.queries.seed)
