@@ -123,24 +123,23 @@ def evaluate_filter(tracks: Tracks2D, kept: np.ndarray, truth: dict) -> dict:
     return {k: scores[k] for k in ("precision", "recall", "good_kept", "num_bad", "num_removed")}
 
 
-def evaluate_tracks3d(paths: ClipPaths, filtered: Tracks2D, truth: dict, hfov_deg: float,
-                      flows: list, image_hw: tuple[int, int]) -> dict:
+def evaluate_tracks3d(filtered: Tracks2D, truth: dict, hfov_deg: float, flows: list,
+                      extrs_rectified: np.ndarray, optimized: np.ndarray,
+                      image_hw: tuple[int, int]) -> dict:
     """3D tracks before (lifted) and after optimisation, against the truth of their queries.
 
-    The optimised tracks are read from the stage's released-format export (``<vid>.npz``,
-    validated by ``io.load_dataset_npz``), not from its pickle: a point is there exactly when
-    the optimisation kept it. ``image_hw``: size of the rectified views (pixels).
+    Args:
+      filtered: the filtered 2D tracks (N); truth: their true tracks; flows: stereo flows.
+      extrs_rectified: [T, 3, 4] world -> camera (the clip's npz).
+      optimized: [N, T, 3] the optimisation's released export (``<vid>.npz``; NaN where the
+        optimisation kept no point), read instead of its pickle.
+      image_hw: size of the rectified views (pixels).
     """
-    meta = load_dataset_npz(paths.npz, required=("camera2world",))
-    exported = load_dataset_npz(paths.export_npz)
     imh, imw = image_hw
-    cameras = PinholeCamera.from_hfov(meta["extrs_rectified"], hfov_deg, aspect_hw=imh / imw)
+    cameras = PinholeCamera.from_hfov(extrs_rectified, hfov_deg, aspect_hw=imh / imw)
     depth_m = depth_maps_from_flows(flows, hfov_deg, remove_floaters=True)
     lifted, lifted_visible = lift_tracks_to_3d(filtered, depth_m, cameras)
-    after = np.asarray(exported["track3d"], np.float64)
-    if after.shape != lifted.shape:
-        raise InputError(f"{paths.export_npz}: {list(after.shape[:2])} tracks x frames, but "
-                         f"{paths.filtered_tracks} has {list(lifted.shape[:2])}")
+    after = np.asarray(optimized, np.float64)
     after_visible = np.all(np.isfinite(after), axis=-1)
     scores = score_before_after(truth, lifted, lifted_visible, after, after_visible, hfov_deg)
     keep = ("apd3d", "mean_error_m", "jitter_m", "gt_jitter_m", "coverage", "points")
@@ -157,43 +156,74 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _load_outputs(paths: ClipPaths) -> dict:
+    """Every stage output present, each read and checked by its one loader (nothing scored)."""
+    out = {}
+    if paths.flows_stereo.is_file():
+        out["flows"] = load_stereo_flows(paths.flows_stereo)
+    if paths.tracks_2d.is_file():
+        out["tracks"] = Tracks2D.load(paths.tracks_2d)
+    if paths.segmentation.is_file():
+        out["labels"], out["kept"] = load_segmentation(paths.segmentation)
+    if paths.export_npz.is_file() and paths.filtered_tracks.is_file() and "flows" in out:
+        out["filtered"] = Tracks2D.load(paths.filtered_tracks)
+        out["extrs"] = load_dataset_npz(paths.npz, required=("camera2world",))["extrs_rectified"]
+        out["optimized"] = load_dataset_npz(paths.export_npz)["track3d"]
+        if out["optimized"].shape[:2] != (out["filtered"].num_tracks, len(out["flows"])):
+            raise InputError(f"{paths.export_npz}: {list(out['optimized'].shape[:2])} tracks x "
+                             f"frames, but {paths.filtered_tracks.name} and "
+                             f"{paths.flows_stereo.name} give "
+                             f"{[out['filtered'].num_tracks, len(out['flows'])]}")
+    return out
+
+
 def evaluate_clip(config: EvaluationConfig) -> dict:
     """Scores every available stage output of ``config.vid``. Returns a flat dict.
 
     Keys are ``REPORT_KEYS`` (NaN for a stage whose outputs are missing) plus
     extras, and ``backends`` (stage -> backend name from the provenance files).
-    """
-    from stereo4d.synthetic import SyntheticOracle
 
+    Raises:
+      InputError: no ground truth, a stage output that fails its checks, or no stage output
+        at all (nothing to score).
+    """
     paths = config.paths
     if not paths.gt.is_file():
         raise InputError(f"no ground truth for {config.vid}: {paths.gt} (only synthetic clips "
                          "made by make_synthetic_clip.py can be scored)")
-    with np.load(paths.gt, allow_pickle=False) as z:
-        gt = {k: z[k] for k in ("disparity_px", "depth_m", "labels")}
+    outputs = _load_outputs(paths)  # every file checked before anything is scored
+    if not outputs:
+        raise InputError(f"nothing to score for {config.vid}: no stage outputs in "
+                         f"{paths.clip_dir} (run the stages first)")
+    from stereo4d.synthetic import SyntheticOracle
+
+    try:
+        with np.load(paths.gt, allow_pickle=False) as z:
+            gt = {k: z[k] for k in ("disparity_px", "depth_m", "labels")}
+    except Exception as exc:  # zipfile / format / missing-key errors come in many types
+        raise InputError(f"cannot read ground truth {paths.gt}: {exc}") from exc
     oracle = SyntheticOracle.from_gt_file(paths.gt)
     image_hw = gt["labels"].shape[1:3]
     report: dict = {}
     missing = []
 
-    flows = load_stereo_flows(paths.flows_stereo) if paths.flows_stereo.is_file() else None
+    flows = outputs.get("flows")
     if flows is not None:
         report["stereo"] = evaluate_stereo(flows, gt, config.hfov_deg)
     else:
         missing.append("stereo")
 
-    tracks = truth = None
-    if paths.tracks_2d.is_file():
-        tracks = Tracks2D.load(paths.tracks_2d)
+    tracks = outputs.get("tracks")
+    truth = None
+    if tracks is not None:
         truth = oracle.tracks_for_queries(tracks.query_points_tyx)
         report["tracks2d"] = evaluate_tracks2d(tracks, truth, image_hw)
     else:
         missing.append("tracks2d")
 
-    kept = None
-    if paths.segmentation.is_file():
-        labels, kept = load_segmentation(paths.segmentation)
-        report["segmentation"] = evaluate_segmentation(labels, gt["labels"])
+    kept = outputs.get("kept")
+    if kept is not None:
+        report["segmentation"] = evaluate_segmentation(outputs["labels"], gt["labels"])
         if tracks is not None and len(kept) == tracks.num_tracks:
             report["filter"] = evaluate_filter(tracks, kept, truth)
         else:
@@ -201,20 +231,17 @@ def evaluate_clip(config: EvaluationConfig) -> dict:
     else:
         missing += ["segmentation", "filter"]
 
-    if paths.export_npz.is_file() and paths.filtered_tracks.is_file() and flows is not None:
-        filtered = Tracks2D.load(paths.filtered_tracks)
+    if "filtered" in outputs:
+        filtered = outputs["filtered"]
         if kept is not None and tracks is not None and kept.sum() == filtered.num_tracks:
             truth3d = {k: v[kept] for k, v in truth.items()}
         else:
             truth3d = oracle.tracks_for_queries(filtered.query_points_tyx)
-        report["tracks3d"] = evaluate_tracks3d(paths, filtered, truth3d, config.hfov_deg, flows,
-                                               image_hw)
+        report["tracks3d"] = evaluate_tracks3d(filtered, truth3d, config.hfov_deg, flows,
+                                               outputs["extrs"], outputs["optimized"], image_hw)
     else:
         missing.append("tracks3d")
 
-    if not report:
-        raise InputError(f"nothing to score for {config.vid}: no stage outputs in {paths.clip_dir} "
-                         "(run the stages first)")
     flat = {k: math.nan for k in REPORT_KEYS}
     flat.update({k: float(v) for k, v in _flatten(report).items()})
     backends = {}

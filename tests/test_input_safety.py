@@ -109,7 +109,7 @@ def test_the_dotted_payload_is_live(tmp_path):
     """The payload the old allow-list admitted really runs code under a plain unpickler."""
     marker = tmp_path / "ran"
     data = _wrap(hostile_payloads(marker)["dotted numpy.dtypes.__builtins__"](4), 4, "none")
-    code = f"import pickle, sys; pickle.loads(open(sys.argv[1], 'rb').read())"
+    code = "import pickle, sys; pickle.loads(open(sys.argv[1], 'rb').read())"
     (tmp_path / "p.pkl").write_bytes(data)
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "p.pkl")], check=False,
                    capture_output=True)
@@ -237,3 +237,262 @@ def test_tracks_2d_loader_accepts_valid_and_empty(tmp_path):
     sio.save_pickle({"tracks": np.zeros((0,)), "visibles": np.zeros((0,)),
                      "query_points": np.zeros((0,))}, tmp_path / "b.pkl")
     assert Tracks2D.load(tmp_path / "b.pkl").num_tracks == 0
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_hostile_tapir_npy_checkpoint_is_refused(tmp_path, proto):
+    from stereo4d.weights import CheckpointError
+    from stereo4d.weights import tapir as tapir_weights
+
+    marker = tmp_path / "ran"
+    for label, build in hostile_payloads(marker).items():
+        path = tmp_path / "evil.npy"
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "|O", "fortran_order": False, "shape": ()})
+            f.write(_wrap(build(proto), proto, "dict"))
+        with pytest.raises(CheckpointError, match="refusing") as info:
+            tapir_weights.read_tapir_state_dict(path)
+        assert str(path) in str(info.value), label
+        assert not marker.exists(), label
+
+
+# ------------------------------------------------------------------------- dataset npz
+
+T = 5
+
+
+def _clip_arrays():
+    from stereo4d import geometry
+
+    rots = np.stack([geometry.rotation_xyz_deg(3 * t, -2 * t, t) for t in range(T)])
+    c2w = np.concatenate([rots, np.arange(T * 3, dtype=float).reshape(T, 3, 1)], axis=-1)
+    track3d = np.random.default_rng(0).normal(size=(4, T, 3))
+    track3d[1, 2] = np.nan
+    return dict(name="c_1", video_id="c", timestamps_us=1000 + 33333 * np.arange(T),
+                camera2world=c2w, track3d=track3d,
+                rectified2rig=np.stack([geometry.rotation_xyz_deg(1, 2, 3), np.eye(3)]),
+                fov_bounds_deg=np.array([-90.0, 90.0, -90.0, 90.0]))
+
+
+def _save_raw(path, **changes):
+    """Saves the released layout, then overwrites raw npz fields (``None`` drops one)."""
+    sio.save_dataset_npz(path, **_clip_arrays())
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key)
+        else:
+            data[key] = value
+    np.savez(path, **data)
+    return path
+
+
+def _c2w(change):
+    c2w = _clip_arrays()["camera2world"].copy()
+    change(c2w)
+    return c2w
+
+
+def _set(index, value):
+    def change(a):
+        a[index] = value
+    return change
+
+
+NPZ_CASES = {
+    "nan pose": ({"camera2world": _c2w(_set((3, 0, 3), np.nan))},
+                 r"'camera2world' has non-finite values \(frame 3"),
+    "inf rotation": ({"camera2world": _c2w(_set((1, 1, 1), np.inf))}, r"non-finite.*frame 1"),
+    "scaled pose": ({"camera2world": _c2w(lambda a: a.__setitem__((2, slice(None), slice(0, 3)),
+                                                                a[2, :, :3] * 1.01))},
+                    "'camera2world' frame 2 is not a rigid pose"),
+    "mirrored pose": ({"camera2world": _c2w(lambda a: a.__setitem__((4, 0, slice(0, 3)),
+                                                                  -a[4, 0, :3]))},
+                      "frame 4 is not a rigid pose"),
+    "pose shape": ({"camera2world": np.zeros((T, 3, 3))}, r"'camera2world' must be \[T, 3, 4\]"),
+    "pose count": ({"camera2world": _clip_arrays()["camera2world"][:-1]},
+                   "'camera2world' has 4 poses but 'timestamps' has 5"),
+    "pose strings": ({"camera2world": np.full((T, 3, 4), "a")}, "'camera2world' must be"),
+    "rig not rotation": ({"rectified2rig": np.stack([np.eye(3) * 1.2, np.eye(3)])},
+                         r"'rectified2rig' \[left\] is not a rotation"),
+    "rig shape": ({"rectified2rig": np.eye(3)}, r"'rectified2rig' must be \[2, 3, 3\]"),
+    "fov nan": ({"fov_bounds": np.array([-90.0, np.nan, -90, 90])}, "'fov_bounds' must be 4 finite"),
+    "fov order": ({"fov_bounds": np.array([90.0, -90, -90, 90])}, "'fov_bounds'.*ordered"),
+    "fov range": ({"fov_bounds": np.array([-90.0, 90, -100, 90])}, "'fov_bounds'.*ordered"),
+    "fov shape": ({"fov_bounds": np.zeros(3)}, "'fov_bounds' must be 4"),
+    "timestamps float": ({"timestamps": np.arange(T) * 1.5}, "'timestamps' must be integers"),
+    "timestamps repeated": ({"timestamps": np.array([0, 5, 5, 9, 10])},
+                            r"strictly increasing \(frame 2"),
+    "timestamps decreasing": ({"timestamps": np.array([0, 5, 4, 9, 10])},
+                              r"strictly increasing \(frame 2"),
+    "timestamps negative": ({"timestamps": np.arange(T) - 3}, "non-negative"),
+    "timestamps 2-D": ({"timestamps": np.zeros((T, 1), int)}, r"non-empty \[T\]"),
+    "timestamps empty": ({"timestamps": np.zeros(0, int)}, r"non-empty \[T\]"),
+    "track counts": ({"track_lengths": np.array([5, 5, 5, 5])}, "track counts disagree"),
+    "negative length": ({"track_lengths": np.array([-1, 5, 9, 6])}, "track counts disagree"),
+    "index past end": ({"track_indices": np.full(19, 7)}, r"'track_indices' must be frames in \[0, 5\)"),
+    "coords nan": ({"track_coordinates": np.full((19, 3), np.nan, np.float32)},
+                   "'track_coordinates' has non-finite"),
+    "coords shape": ({"track_coordinates": np.zeros((19, 2), np.float32)},
+                     r"'track_coordinates' must be \[M, 3\]"),
+    "lengths float": ({"track_lengths": np.array([5.0, 4, 5, 5])}, "'track_lengths' must be integers"),
+    "one track key": ({"track_indices": None}, r"missing key\(s\): track_indices"),
+}
+
+
+def test_valid_npz_passes(tmp_path):
+    data = sio.load_dataset_npz(_save_raw(tmp_path / "ok.npz"))
+    assert data["track3d"].shape == (4, T, 3) and np.isnan(data["track3d"][1, 2]).all()
+
+
+@pytest.mark.parametrize("case", list(NPZ_CASES))
+def test_bad_npz_field_is_named_with_file_and_frame(tmp_path, case):
+    changes, expected = NPZ_CASES[case]
+    path = _save_raw(tmp_path / "bad.npz", **changes)
+    with pytest.raises(sio.InputError, match=expected) as info:
+        sio.load_dataset_npz(path)
+    assert str(path) in str(info.value)
+
+
+# ------------------------------------------------------------------------- clip ids
+
+BAD_VIDS = ["../..", "../.._1", "/abs/path_123", "a/b_1", "..", "x_1/../../y_2", "", "_1",
+            "abc", "abc_", "abc_12a", "vidé_1", "ab c_1", "a\\b_1", "a.b_1", "~_1", "a" * 130 + "_1",
+            "abc_1\n", "abc_１"]
+
+
+@pytest.mark.parametrize("vid", BAD_VIDS)
+def test_path_like_or_malformed_vids_are_refused(vid):
+    with pytest.raises(sio.InputError, match="--vid must look like"):
+        sio.split_vid(vid)
+    with pytest.raises(sio.InputError):
+        sio.ClipPaths(vid)
+
+
+@pytest.mark.parametrize("vid, parts", [
+    ("abc_1", ("abc", "1")), ("-dQw4w9WgXc_66957", ("-dQw4w9WgXc", "66957")),
+    ("synthetic_street_1000000", ("synthetic_street", "1000000")), ("A-b_c-9_0", ("A-b_c-9", "0")),
+])
+def test_released_vids_are_accepted(vid, parts):
+    assert sio.split_vid(vid) == parts
+    paths = sio.ClipPaths(vid, "n", "r", "o", "g")
+    assert paths.npz.parent.name == "n" and paths.raw_video.name == f"{parts[0]}.mp4"
+
+
+def test_every_clip_path_stays_inside_its_folder(tmp_path):
+    paths = sio.ClipPaths("abc_1", tmp_path / "n", tmp_path / "r", tmp_path / "o", tmp_path / "g")
+    for name in ("npz", "raw_video", "gt", "clip_dir", "left_video", "flows_stereo", "tracks_2d",
+                 "filtered_tracks", "optimized_tracks", "export_npz", "segmentation"):
+        path = getattr(paths, name)
+        assert os.path.commonpath([path, tmp_path]) == str(tmp_path), name
+    with pytest.raises(sio.InputError, match="outside its folder"):
+        paths.out("x/../../../escape")
+    with pytest.raises(sio.InputError, match="outside its folder"):
+        paths.provenance("../../../evil")
+
+
+def _run_script(name, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, str(REPO_ROOT / f"{name}.py"), *args], env=env,
+                          check=False, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+
+
+def test_make_synthetic_clip_refuses_an_absolute_vid(tmp_path):
+    target = tmp_path / "npz" / "victim_1.npz"
+    target.parent.mkdir()
+    target.write_bytes(b"precious")
+    folders = [f"--{k}_folder={tmp_path / k}" for k in ("npz", "gt")]
+    result = _run_script("make_synthetic_clip", f"--vid={tmp_path / 'npz' / 'victim_1'}",
+                         *folders, "--num_frames=1", "--eye_size=16")
+    assert result.returncode == 2, result.stderr
+    assert [ln for ln in result.stderr.splitlines() if ln.startswith("error:")] == \
+        [result.stderr.strip()]
+    assert target.read_bytes() == b"precious" and sorted(tmp_path.rglob("*")) == [
+        target.parent, target]
+
+
+# ------------------------------------------------------------------------------ flags
+
+FLAG_CASES = [
+    ("rectify", "--output_height=0"), ("rectify", "--output_width=-3"),
+    ("rectify", "--output_height=100000"), ("rectify", "--output_hfov=0"),
+    ("rectify", "--output_hfov=200"), ("rectify", "--output_hfov=nan"),
+    ("rectify", "--output_hfov=180"), ("rectify", "--min_equirect_height=-1"),
+    ("rectify", "--output_height=2.5"),
+    ("inference_raft", "--max_disparity=0"), ("inference_raft", "--block_size=0"),
+    ("inference_raft", "--block_size=4"), ("inference_raft", "--refine_iterations=-1"),
+    ("inference_raft", "--max_relative_noise=-0.1"),
+    ("tracking", "--grid_stride_px=0"), ("tracking", "--query_stride_frames=0"),
+    ("tracking", "--chunk_size=0"), ("tracking", "--prune_radius_px=-1"),
+    ("tracking", "--viz_tracks=-5"), ("tracking", "--seed=-1"),
+    ("segmentation", "--hfov=0"), ("segmentation", "--hfov=180"), ("segmentation", "--hfov=inf"),
+    ("segmentation", "--drift_threshold_px=0"), ("segmentation", "--trace_frames=0"),
+    ("track_optimization", "--hfov=-5"), ("track_optimization", "--hfov=360"),
+    ("evaluate", "--hfov=0"), ("make_synthetic_clip", "--num_frames=0"),
+    ("make_synthetic_clip", "--eye_size=2"), ("make_synthetic_clip", "--eye_height=-1"),
+]
+
+
+@pytest.mark.parametrize("script, flag", FLAG_CASES)
+def test_out_of_range_flags_give_one_error_line_and_exit_2(script, flag, capsys, tmp_path):
+    import importlib
+
+    main = importlib.import_module(script).main
+    folders = [f"--npz_folder={tmp_path}", f"--output_folder={tmp_path}"]
+    with pytest.raises(SystemExit) as info:
+        main(["--vid=abc_1", *folders, flag])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert flag.split("=")[0].lstrip("-") in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_range_flags_parse():
+    from stereo4d.cli import float_in_range, hfov_deg, int_in_range
+
+    assert hfov_deg("179.5") == 179.5 and int_in_range(1, 8)("8") == 8
+    assert float_in_range(0.0)("0") == 0.0
+
+
+# ------------------------------------------------------------------ rectify timestamps
+
+
+def test_timestamps_closer_than_a_frame_give_one_frame_per_pose(tmp_path):
+    """60 fps poses on a 30 fps video: as the reference's per-timestamp seek, each pose gets
+    the frame its timestamp falls in (shared frames repeated), never fewer frames than poses."""
+    import rectify as rectify_script
+    from stereo4d import geometry, videoio
+    from stereo4d.stages import rectify
+    from tests.test_rectify import FPS, _argv, _make_clip, sky_colour
+
+    num_poses = 10
+    ts = 66667 + np.round(np.arange(num_poses) * 1e6 / 60).astype(np.int64)
+    c2w = np.tile(np.hstack([np.eye(3), np.zeros((3, 1))]), (num_poses, 1, 1))
+    paths = _make_clip(tmp_path, num_video_frames=8, timestamps_us=ts, camera2world=c2w,
+                       track3d=np.zeros((0, num_poses, 3)))
+    wanted = rectify.frame_indices(ts, FPS)
+    assert len(np.unique(wanted)) < num_poses  # some poses share a video frame
+    assert rectify_script.main(_argv(paths)) is None
+    left = videoio.read_video(paths.left_video)
+    assert len(left) == num_poses and len(videoio.read_video(paths.right_video)) == num_poses
+    assert len(videoio.read_video(paths.raw_equirect_video)) == num_poses
+    rays = geometry.perspective_pixel_rays(64, 80, 60.0)
+    for i, frame in enumerate(wanted):
+        psnr = 10 * np.log10(255**2 / np.mean((left[i] - sky_colour(rays, frame).astype(float)) ** 2))
+        assert psnr >= 30.0, (i, frame, psnr)
+
+
+@pytest.mark.parametrize("first_frame, expected", [(8, "about 5 frames"), (3, "(5 frames")])
+def test_past_the_end_message_gives_the_videos_frame_count(tmp_path, capsys, first_frame, expected):
+    import rectify as rectify_script
+    from tests.test_rectify import FPS, _argv, _make_clip
+
+    ts = np.round((first_frame + np.arange(4)) * 1e6 / FPS).astype(np.int64)
+    paths = _make_clip(tmp_path, num_video_frames=5, timestamps_us=ts)
+    assert rectify_script.run_cli(rectify_script.main, _argv(paths)) == 2
+    err = capsys.readouterr().err
+    assert "past the end" in err and expected in err, err
+    assert f"{max(first_frame, 5)} frames" not in err.replace(expected, "")

@@ -81,8 +81,10 @@ class FilteringConfig:
 
 
 def _check_shapes(paths: ClipPaths, tracks: Tracks2D, video: np.ndarray, flows, extrs) -> None:
-    check_frame_counts(paths.vid, {"left video": len(video), "flows": len(flows),
-                                   "npz cameras": len(extrs), "2D tracks": tracks.num_frames})
+    check_frame_counts(paths.vid, {paths.left_video.name: len(video),
+                                   paths.flows_stereo.name: len(flows),
+                                   f"{paths.npz.name} camera2world": len(extrs),
+                                   paths.tracks_2d.name: tracks.num_frames})
     flow_hw = np.shape(flows[0]["fwd"])[:2]
     if tuple(flow_hw) != video.shape[1:3]:
         raise InputError(f"{paths.flows_stereo}: flow size {tuple(flow_hw)} differs from the "

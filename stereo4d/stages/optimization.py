@@ -135,8 +135,9 @@ def _load_inputs(paths: ClipPaths):
     flows = load_stereo_flows(paths.flows_stereo)
     video = read_video(paths.left_video)
     check_frame_counts(paths.vid, {
-        "left video": len(video), "flows": len(flows), "npz cameras": len(meta["timestamps"]),
-        "2D tracks": tracks.num_frames if tracks.num_tracks else len(video)})
+        paths.left_video.name: len(video), paths.flows_stereo.name: len(flows),
+        f"{paths.npz.name} timestamps": len(meta["timestamps"]),
+        paths.filtered_tracks.name: tracks.num_frames if tracks.num_tracks else len(video)})
     if tuple(np.shape(flows[0]["fwd"])[:2]) != video.shape[1:3]:
         raise InputError(f"{paths.flows_stereo}: flow size {np.shape(flows[0]['fwd'])[:2]} differs "
                          f"from the video's {video.shape[1:3]}")

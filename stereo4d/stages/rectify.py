@@ -136,8 +136,8 @@ def run(config: RectifyConfig) -> dict:
         outputs["raw_equirect"] = VideoWriter(paths.raw_equirect_video)
         outputs["rectified_equirect"] = VideoWriter(paths.rectified_equirect_video)
     done = 0
+    bar = tqdm(total=len(wanted), desc="rectify", unit="frame")
     try:
-        bar = tqdm(total=len(wanted), desc="rectify", unit="frame")
         frames = iter_video_frames(paths.raw_video, start_frame=int(wanted[0]))
         for index in range(int(wanted[0]), int(wanted[-1]) + 1):
             with timer("decode"):
@@ -172,6 +172,7 @@ def run(config: RectifyConfig) -> dict:
         bar.close()
         frames.close()
     except BaseException:
+        bar.close()  # ends the bar's line: an error message starts on a line of its own
         for writer in outputs.values():
             writer.close(commit=False)
         raise
