@@ -7,10 +7,7 @@ complete, so an interrupted run never leaves a file that looks finished.
 
 from __future__ import annotations
 
-import builtins
-import collections
 import contextlib
-import io
 import json
 import os
 import pickle
@@ -23,8 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from stereo4d.dataset_checks import validate_dataset_arrays
+from stereo4d.errors import InputError
+from stereo4d.pickles import (
+    SAFE_PICKLE_GLOBALS,
+    load_pickle,
+    load_stereo_flows,
+    load_tracks_2d,
+    safe_pickle_loads,
+)
+
 __all__ = [
     "DATASET_KEYS",
+    "SAFE_PICKLE_GLOBALS",
     "ClipPaths",
     "InputError",
     "atomic_path",
@@ -36,6 +44,7 @@ __all__ = [
     "load_stereo_flows",
     "load_tracks_2d",
     "pack_tracks",
+    "safe_pickle_loads",
     "save_dataset_npz",
     "save_json",
     "save_pickle",
@@ -44,10 +53,6 @@ __all__ = [
     "unpack_tracks",
     "validate_dataset_arrays",
 ]
-
-
-class InputError(Exception):
-    """Bad user input (missing or malformed file or field). Scripts print it and exit non-zero."""
 
 
 # --------------------------------------------------------------------------------------
@@ -230,189 +235,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 # --------------------------------------------------------------------------------------
-# Pickles (the reference's intermediate format), read safely
+# Pickles (the reference's intermediate format); read by ``stereo4d.pickles`` (re-exported)
 # --------------------------------------------------------------------------------------
-
-def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
-    """Stand-in for ``_codecs.encode``: protocol-2 pickles spell bytes as ``encode(text, 'latin1')``.
-
-    Only that one use is admitted (no other codec, no other argument types).
-    """
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
-        raise pickle.UnpicklingError("refusing _codecs.encode with anything but (str, 'latin1')")
-    return text.encode("latin1")
-
-
-def _safe_globals() -> dict[tuple[str, str], Any]:
-    """The exact (module, name) pairs a pickle may name, mapped to the objects they stand for.
-
-    Numpy's array, dtype and scalar reconstruction (under numpy 1.x ``numpy.core`` and 2.x
-    ``numpy._core`` spellings) and the builtin containers and scalars that have no opcode of
-    their own. The objects are looked up here, once, never imported on a pickle's request.
-    """
-    core = getattr(np, "_core", None) or np.core
-    table: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-        ("collections", "OrderedDict"): collections.OrderedDict,
-    }
-    for spelling in ("numpy.core", "numpy._core"):
-        table[(f"{spelling}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
-        table[(f"{spelling}.multiarray", "scalar")] = core.multiarray.scalar
-        table[(f"{spelling}.numeric", "_frombuffer")] = core.numeric._frombuffer
-    for name in ("set", "frozenset", "complex", "slice", "bytearray", "bytes"):
-        table[("builtins", name)] = getattr(builtins, name)
-        table[("__builtin__", name)] = getattr(builtins, name)  # protocol-2 (Python 2) spelling
-    return table
-
-
-#: Everything a pickle may reference; any other global (or a dotted name) is refused.
-SAFE_PICKLE_GLOBALS = _safe_globals()
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits numpy arrays, dtypes and scalars and builtin containers and scalars only.
-
-    ``find_class`` answers from ``SAFE_PICKLE_GLOBALS`` alone: no import, no attribute lookup,
-    so no dotted name (protocol 4) can walk from an admitted object to anything else.
-    """
-
-    def find_class(self, module: str, name: str):
-        obj = SAFE_PICKLE_GLOBALS.get((module, name)) if "." not in name else None
-        if obj is None:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name} from a pickle (only numpy arrays, dtypes, "
-                "scalars and builtin containers are allowed)")
-        return obj
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refusing a persistent id in a pickle")
-
-
-def safe_pickle_loads(data: bytes) -> Any:
-    """``pickle.loads`` restricted to numpy arrays and builtin containers (never runs code)."""
-    return _RestrictedUnpickler(io.BytesIO(data)).load()
-
-
-def load_pickle(path: str | os.PathLike) -> Any:
-    """Reads a pickle written by this pipeline (or the reference) without running code.
-
-    Raises:
-      InputError: missing file, or a file that is not a safe pickle (naming the file).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"missing file: {path}")
-    try:
-        return safe_pickle_loads(path.read_bytes())
-    except Exception as exc:  # truncated or hostile pickles fail in many types
-        raise InputError(f"cannot read {path}: {exc.__class__.__name__}: {exc}") from exc
-
 
 def save_pickle(obj: Any, path: str | os.PathLike) -> Path:
     """Writes ``obj`` atomically with the highest pickle protocol."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
     return Path(path)
-
-
-def _type_name(obj: Any) -> str:
-    return type(obj).__name__
-
-
-def _numeric_array(value: Any, path: Path, field: str) -> np.ndarray:
-    """``value`` as an array of numbers (bool, int or float); InputError naming file and field."""
-    if not isinstance(value, (np.ndarray, list, tuple)):
-        raise InputError(f"{path}: {field} must be an array, got {_type_name(value)}")
-    array = np.asarray(value)
-    if array.dtype.kind not in "biuf":
-        raise InputError(f"{path}: {field} must hold numbers, got dtype {array.dtype}")
-    return array
-
-
-def load_stereo_flows(path: str | os.PathLike) -> list[dict[str, np.ndarray]]:
-    """The stereo stage's ``<vid>-flows_stereo.pkl``, checked for its format.
-
-    Returns:
-      one ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}`` float32 per frame (left->right and
-      right->left flows in pixels, all finite), every frame the same size, at least one frame.
-    Raises:
-      InputError: missing or unreadable file, or not that layout (naming file and field).
-    """
-    path = Path(path)
-    flows = load_pickle(path)
-    if not isinstance(flows, (list, tuple)) or not all(
-            isinstance(f, dict) and "fwd" in f and "bwd" in f for f in flows):
-        raise InputError(f"{path}: expected a list of {{'fwd', 'bwd'}} flows per frame, got "
-                         f"{_type_name(flows)}")
-    if not flows:
-        raise InputError(f"{path}: no frames (expected one {{'fwd', 'bwd'}} flow per frame)")
-    out = []
-    for t, f in enumerate(flows):
-        frame = {}
-        for key in ("fwd", "bwd"):
-            frame[key] = _numeric_array(f[key], path, f"flow [{t}]['{key}']").astype(np.float32,
-                                                                                 copy=False)
-        out.append(frame)
-    shapes = {f[key].shape for f in out for key in ("fwd", "bwd")}
-    if len(shapes) > 1 or any(len(s) != 3 or s[2] != 2 for s in shapes):
-        raise InputError(f"{path}: every flow must be [H, W, 2] of one size, got shapes "
-                         f"{sorted(shapes)}")
-    for t, f in enumerate(out):
-        for key in ("fwd", "bwd"):
-            if not np.all(np.isfinite(f[key])):
-                raise InputError(f"{path}: flow [{t}]['{key}'] (frame {t}) has non-finite values")
-    return out
-
-
-#: Keys of the 2D-track pickles (``tapir_2d.pkl``, ``tapir_remove_drift_tracks.pkl``).
-TRACKS_2D_KEYS = ("tracks", "visibles", "query_points")
-
-
-def load_tracks_2d(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A 2D-track pickle (the reference's layout), checked.
-
-    Returns:
-      ``{'tracks': [N, T, 2] float32 (x, y) px, 'visibles': [N, T] bool,
-      'query_points': [N, 3] (t, y, x)}``; tracks finite where visible, query frames in [0, T).
-    Raises:
-      InputError: missing or unreadable file, not a dict, missing key, wrong shape, non-finite
-        (naming file and field).
-    """
-    path = Path(path)
-    data = load_pickle(path)
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a dict with keys {', '.join(TRACKS_2D_KEYS)}, got "
-                         f"{_type_name(data)}")
-    missing = [k for k in TRACKS_2D_KEYS if k not in data]
-    if missing:
-        raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
-    tracks = _numeric_array(data["tracks"], path, "'tracks'")
-    visibles = _numeric_array(data["visibles"], path, "'visibles'")
-    queries = _numeric_array(data["query_points"], path, "'query_points'")
-    if tracks.size == 0 and tracks.ndim != 3:  # an empty result may have lost its frame axis
-        tracks = tracks.reshape(0, 0, 2)
-    if tracks.ndim != 3 or tracks.shape[2] != 2:
-        raise InputError(f"{path}: 'tracks' must be [N, T, 2], got {list(tracks.shape)}")
-    num_tracks, num_frames = tracks.shape[:2]
-    if num_tracks == 0:  # empty arrays may come flattened
-        visibles = visibles.reshape(0, num_frames) if visibles.size == 0 else visibles
-        queries = queries.reshape(0, 3) if queries.size == 0 else queries
-    if visibles.shape != (num_tracks, num_frames):
-        raise InputError(f"{path}: 'visibles' must be [{num_tracks}, {num_frames}], got "
-                         f"{list(visibles.shape)}")
-    if queries.shape != (num_tracks, 3):
-        raise InputError(f"{path}: 'query_points' must be [{num_tracks}, 3], got "
-                         f"{list(queries.shape)}")
-    visibles = visibles.astype(bool)
-    if not np.all(np.isfinite(tracks[visibles])):
-        frame = int(np.nonzero(visibles & ~np.all(np.isfinite(tracks), axis=-1))[1][0])
-        raise InputError(f"{path}: 'tracks' has non-finite visible points (first in frame {frame})")
-    if not np.all(np.isfinite(queries)) or np.any((queries[:, 0] < 0) | (queries[:, 0] >= num_frames)):
-        raise InputError(f"{path}: 'query_points' frames must be finite and in [0, {num_frames})")
-    return {"tracks": tracks.astype(np.float32, copy=False), "visibles": visibles,
-            "query_points": queries}
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -538,122 +368,6 @@ def unpack_tracks(lengths: np.ndarray, indices: np.ndarray, coords: np.ndarray, 
     rows = np.repeat(np.arange(len(lengths)), lengths)
     tracks[rows, np.asarray(indices).astype(np.int64)] = coords
     return tracks
-
-
-#: Largest error of a pose's rotation block accepted as rigid: max |R^T R - I| and |det R - 1|
-#: (released poses are float32; 1e-3 leaves room for their rounding, not for a scale or shear).
-POSE_ROTATION_TOL = 1e-3
-#: Extent limits of ``fov_bounds`` (degrees): yaw within +-180, tilt within +-90.
-MAX_ABS_YAW_DEG = 180.0
-MAX_ABS_TILT_DEG = 90.0
-
-
-def _rotation_errors(rotations: np.ndarray) -> np.ndarray:
-    """[..., 3, 3] -> [...] largest of max |R^T R - I| and |det R - 1| (inf where non-finite)."""
-    r = np.asarray(rotations, dtype=np.float64)
-    finite = np.all(np.isfinite(r), axis=(-2, -1))
-    r = np.where(finite[..., None, None], r, 0.0)
-    ortho = np.abs(np.swapaxes(r, -1, -2) @ r - np.eye(3)).max(axis=(-2, -1))
-    det = np.abs(np.linalg.det(r) - 1.0)
-    return np.where(finite, np.maximum(ortho, det), np.inf)
-
-
-def _check_integers(array: np.ndarray, path: Path, field: str) -> None:
-    if array.dtype.kind not in "iu":
-        raise InputError(f"npz {path}: '{field}' must be integers, got dtype {array.dtype}")
-
-
-def validate_dataset_arrays(data: dict, path: str | os.PathLike) -> None:
-    """Checks the released-format fields present in ``data`` (raw npz arrays).
-
-    ``timestamps`` [T] integer microseconds, non-negative and strictly increasing;
-    ``camera2world`` [T, 3, 4] (or [T, 4, 4]) finite, rotation block rigid (orthonormal,
-    det +1, within ``POSE_ROTATION_TOL``); ``rectified2rig`` [2, 3, 3] rotations; ``fov_bounds``
-    [4] finite (start_yaw < end_yaw, start_tilt < end_tilt, within +-180 / +-90 degrees);
-    ``track_lengths`` [N] >= 0, ``track_indices`` [M] frames in [0, T), ``track_coordinates``
-    [M, 3] finite, with sum(track_lengths) == M.
-
-    Raises:
-      InputError: naming the file, the field and (for per-frame fields) the first bad frame.
-    """
-    path = Path(path)
-    num_frames = None
-    if "timestamps" in data:
-        ts = np.asarray(data["timestamps"])
-        if ts.ndim != 1 or len(ts) == 0:
-            raise InputError(f"npz {path}: 'timestamps' must be a non-empty [T] array, got shape "
-                             f"{list(ts.shape)}")
-        _check_integers(ts, path, "timestamps")
-        bad = np.flatnonzero(np.diff(ts) <= 0)
-        if len(bad):
-            raise InputError(f"npz {path}: 'timestamps' must be strictly increasing (frame "
-                             f"{bad[0] + 1}: {ts[bad[0] + 1]} after {ts[bad[0]]})")
-        if ts[0] < 0:
-            raise InputError(f"npz {path}: 'timestamps' must be non-negative (frame 0: {ts[0]})")
-        num_frames = len(ts)
-    if "camera2world" in data:
-        c2w = np.asarray(data["camera2world"])
-        if c2w.ndim != 3 or c2w.shape[1:] not in ((3, 4), (4, 4)) or c2w.dtype.kind not in "iuf":
-            raise InputError(f"npz {path}: 'camera2world' must be [T, 3, 4] numbers, got "
-                             f"{c2w.dtype} {list(c2w.shape)}")
-        if num_frames is not None and len(c2w) != num_frames:
-            raise InputError(f"npz {path}: 'camera2world' has {len(c2w)} poses but 'timestamps' "
-                             f"has {num_frames} frames")
-        bad = np.flatnonzero(~np.all(np.isfinite(c2w), axis=(1, 2)))
-        if len(bad):
-            raise InputError(f"npz {path}: 'camera2world' has non-finite values (frame {bad[0]}"
-                             f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})")
-        bad = np.flatnonzero(_rotation_errors(c2w[:, :3, :3]) > POSE_ROTATION_TOL)
-        if len(bad):
-            raise InputError(f"npz {path}: 'camera2world' frame {bad[0]} is not a rigid pose "
-                             f"(rotation block not orthonormal with det +1)")
-        num_frames = len(c2w) if num_frames is None else num_frames
-    if "rectified2rig" in data:
-        r2r = np.asarray(data["rectified2rig"])
-        if r2r.shape != (2, 3, 3) or r2r.dtype.kind not in "iuf":
-            raise InputError(f"npz {path}: 'rectified2rig' must be [2, 3, 3] numbers, got "
-                             f"{r2r.dtype} {list(r2r.shape)}")
-        for eye, error in zip(("left", "right"), _rotation_errors(r2r)):
-            if error > POSE_ROTATION_TOL:
-                raise InputError(f"npz {path}: 'rectified2rig' [{eye}] is not a rotation matrix")
-    if "fov_bounds" in data:
-        fov = np.asarray(data["fov_bounds"])
-        if fov.shape != (4,) or fov.dtype.kind not in "iuf" or not np.all(np.isfinite(fov)):
-            raise InputError(f"npz {path}: 'fov_bounds' must be 4 finite numbers [start_yaw, "
-                             f"end_yaw, start_tilt, end_tilt], got {fov.dtype} {list(fov.shape)}")
-        if not (-MAX_ABS_YAW_DEG <= fov[0] < fov[1] <= MAX_ABS_YAW_DEG
-                and -MAX_ABS_TILT_DEG <= fov[2] < fov[3] <= MAX_ABS_TILT_DEG):
-            raise InputError(f"npz {path}: 'fov_bounds' {fov.tolist()} must be ordered (start < "
-                             f"end) within +-{MAX_ABS_YAW_DEG:g} yaw, +-{MAX_ABS_TILT_DEG:g} tilt")
-    _validate_track_arrays(data, path, num_frames)
-
-
-def _validate_track_arrays(data: dict, path: Path, num_frames: int | None) -> None:
-    """The sparse track fields of ``validate_dataset_arrays``."""
-    keys = ("track_lengths", "track_indices", "track_coordinates")
-    present = [k for k in keys if k in data]
-    if not present:
-        return
-    if len(present) != len(keys):
-        raise InputError(f"npz {path}: has {', '.join(present)} but not "
-                         f"{', '.join(k for k in keys if k not in present)}")
-    lengths, indices, coords = (np.asarray(data[k]) for k in keys)
-    if lengths.ndim != 1 or indices.ndim != 1:
-        raise InputError(f"npz {path}: 'track_lengths' and 'track_indices' must be 1-D, got "
-                         f"{list(lengths.shape)} and {list(indices.shape)}")
-    _check_integers(lengths, path, "track_lengths")
-    _check_integers(indices, path, "track_indices")
-    if coords.ndim != 2 or coords.shape[1] != 3 or coords.dtype.kind not in "iuf":
-        raise InputError(f"npz {path}: 'track_coordinates' must be [M, 3] numbers, got "
-                         f"{coords.dtype} {list(coords.shape)}")
-    if np.any(lengths < 0) or int(lengths.sum()) != len(indices) or len(indices) != len(coords):
-        raise InputError(f"npz {path}: track counts disagree: sum('track_lengths') = "
-                         f"{int(lengths.sum())}, 'track_indices' {len(indices)}, "
-                         f"'track_coordinates' {len(coords)}")
-    if num_frames is not None and np.any((indices < 0) | (indices >= num_frames)):
-        raise InputError(f"npz {path}: 'track_indices' must be frames in [0, {num_frames})")
-    if not np.all(np.isfinite(coords)):
-        raise InputError(f"npz {path}: 'track_coordinates' has non-finite values")
 
 
 def load_dataset_npz(path: str | os.PathLike, required: tuple[str, ...] = DATASET_KEYS) -> dict:
