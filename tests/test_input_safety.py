@@ -269,10 +269,10 @@ def _clip_arrays():
     c2w = np.concatenate([rots, np.arange(T * 3, dtype=float).reshape(T, 3, 1)], axis=-1)
     track3d = np.random.default_rng(0).normal(size=(4, T, 3))
     track3d[1, 2] = np.nan
-    return dict(name="c_1", video_id="c", timestamps_us=1000 + 33333 * np.arange(T),
-                camera2world=c2w, track3d=track3d,
-                rectified2rig=np.stack([geometry.rotation_xyz_deg(1, 2, 3), np.eye(3)]),
-                fov_bounds_deg=np.array([-90.0, 90.0, -90.0, 90.0]))
+    return {"name": "c_1", "video_id": "c", "timestamps_us": 1000 + 33333 * np.arange(T),
+            "camera2world": c2w, "track3d": track3d,
+            "rectified2rig": np.stack([geometry.rotation_xyz_deg(1, 2, 3), np.eye(3)]),
+            "fov_bounds_deg": np.array([-90.0, 90.0, -90.0, 90.0])}
 
 
 def _save_raw(path, **changes):
