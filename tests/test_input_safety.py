@@ -479,6 +479,8 @@ def test_timestamps_closer_than_a_frame_give_one_frame_per_pose(tmp_path):
     left = videoio.read_video(paths.left_video)
     assert len(left) == num_poses and len(videoio.read_video(paths.right_video)) == num_poses
     assert len(videoio.read_video(paths.raw_equirect_video)) == num_poses
+    shared = num_poses - len(np.unique(wanted))
+    assert sio.load_json(paths.provenance("rectify"))["timestamps_sharing_a_frame"] == shared
     rays = geometry.perspective_pixel_rays(64, 80, 60.0)
     for i, frame in enumerate(wanted):
         psnr = 10 * np.log10(255**2 / np.mean((left[i] - sky_colour(rays, frame).astype(float)) ** 2))

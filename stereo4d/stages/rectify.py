@@ -182,13 +182,15 @@ def run(config: RectifyConfig) -> dict:
             writer.close(commit=True)
     summary = {
         "frames": done,
+        "timestamps_sharing_a_frame": shared,
         "video_fps": info.fps,
         "equirect_size": [info.width, info.height],
         "outputs": {k: str(w.path) for k, w in outputs.items()},
         "timings_s": {**timer.seconds, "total": timer.total_s},
     }
     write_provenance(paths.provenance("rectify"), stage="rectify", backend="opencv-remap",
-                     settings=config, timings_s=summary["timings_s"])
+                     settings=config, timings_s=summary["timings_s"],
+                     timestamps_sharing_a_frame=shared)
     t = summary["timings_s"]
     print(
         f"rectify: {done} frames in {t['total']:.1f} s ({done / max(t['total'], 1e-9):.1f} fps; "
