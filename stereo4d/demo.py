@@ -3,7 +3,8 @@
 Each stage runs as its top-level script (exactly what a user would type). A
 stage counts as complete when its provenance JSON (written last, after all of
 its outputs) and all its outputs exist and are newer than its inputs; the JSON
-is deleted by each stage when it starts, so a stage killed halfway is re-run.
+is deleted by each stage just before it replaces its first output, so a stage killed
+halfway is re-run (one refused before writing leaves its complete outputs and JSON as they were).
 The stage table and that rule live in ``stereo4d.pipeline`` (shared with the batch runner).
 """
 
