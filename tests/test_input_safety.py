@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from stereo4d import io as sio
-from tests.conftest import REPO_ROOT
 
 # ------------------------------------------------------------------------------ pickles
 
@@ -393,22 +392,18 @@ def test_every_clip_path_stays_inside_its_folder(tmp_path):
         paths.provenance("../../../evil")
 
 
-def _run_script(name, *args):
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, str(REPO_ROOT / f"{name}.py"), *args], env=env,
-                          check=False, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+def test_make_synthetic_clip_refuses_an_absolute_vid(tmp_path, capsys):
+    import make_synthetic_clip
 
-
-def test_make_synthetic_clip_refuses_an_absolute_vid(tmp_path):
     target = tmp_path / "npz" / "victim_1.npz"
     target.parent.mkdir()
     target.write_bytes(b"precious")
-    folders = [f"--{k}_folder={tmp_path / k}" for k in ("npz", "gt")]
-    result = _run_script("make_synthetic_clip", f"--vid={tmp_path / 'npz' / 'victim_1'}",
-                         *folders, "--num_frames=1", "--eye_size=16")
-    assert result.returncode == 2, result.stderr
-    assert [ln for ln in result.stderr.splitlines() if ln.startswith("error:")] == \
-        [result.stderr.strip()]
+    folders = [f"--{k}_folder={tmp_path / k}" for k in ("npz", "gt", "raw_video", "output")]
+    with pytest.raises(SystemExit) as info:
+        make_synthetic_clip.main([f"--vid={tmp_path / 'npz' / 'victim_1'}", *folders,
+                                  "--num_frames=1", "--eye_size=16"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: argument --vid") and err.count("\n") == 1
     assert target.read_bytes() == b"precious" and sorted(tmp_path.rglob("*")) == [
         target.parent, target]
 
