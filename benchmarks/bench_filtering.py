@@ -31,7 +31,7 @@ from stereo4d import ade20k, filtering
 from stereo4d.backends.classical_segmenter import ClassicalSegmenter
 from stereo4d.depth import depth_maps_from_flows
 from stereo4d.geometry import PinholeCamera
-from stereo4d.io import ClipPaths, load_dataset_npz, load_pickle
+from stereo4d.io import ClipPaths, load_dataset_npz, load_stereo_flows
 from stereo4d.metrics.segmentation import bad_track_mask, class_set_iou, filter_scores
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages import filtering as stage
@@ -77,7 +77,7 @@ def main(argv=None) -> dict:
 
     # 1. Segmenter accuracy.
     video = read_video(paths.left_video)
-    depth_m = depth_maps_from_flows(load_pickle(paths.flows_stereo), HFOV_DEG, remove_floaters=False)
+    depth_m = depth_maps_from_flows(load_stereo_flows(paths.flows_stereo), HFOV_DEG, remove_floaters=False)
     extrs = load_dataset_npz(paths.npz, required=("camera2world",))["extrs_rectified"]
     imh, imw = video.shape[1:3]
     cameras = PinholeCamera.from_hfov(extrs, HFOV_DEG, aspect_hw=imh / imw)
@@ -96,8 +96,8 @@ def main(argv=None) -> dict:
     summary = stage.run(stage.FilteringConfig(args.vid, npz_folder=str(paths.npz_folder),
                                               output_folder=str(paths.output_folder),
                                               backend="classical", progress=False))
-    tracks = Tracks2D.from_dict(load_pickle(paths.tracks_2d))
-    kept = Tracks2D.from_dict(load_pickle(paths.filtered_tracks))
+    tracks = Tracks2D.load(paths.tracks_2d)
+    kept = Tracks2D.load(paths.filtered_tracks)
     kept_keys = {tuple(q) for q in np.asarray(kept.query_points_tyx).tolist()}
     keep_stage = np.array([tuple(q) in kept_keys for q in np.asarray(tracks.query_points_tyx).tolist()])
     oracle = SyntheticOracle.from_gt_file(paths.gt)
