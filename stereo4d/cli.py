@@ -135,6 +135,11 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
     except _known_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # argparse refusing a flag (exit 2) or --help (exit 0)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; no partial outputs were kept", file=sys.stderr)
         return 130

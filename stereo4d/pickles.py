@@ -14,6 +14,7 @@ import collections
 import io
 import os
 import pickle
+import types
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,8 @@ def _safe_globals() -> dict[tuple[str, str], Any]:
     return table
 
 
-#: Everything a pickle may reference; any other global (or a dotted name) is refused.
-SAFE_PICKLE_GLOBALS = _safe_globals()
+#: Everything a pickle may reference (read-only); any other global (or a dotted name) is refused.
+SAFE_PICKLE_GLOBALS = types.MappingProxyType(_safe_globals())
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
