@@ -10,22 +10,25 @@ Examples:
 import argparse
 import sys
 
-from stereo4d.cli import run_cli
+from stereo4d.cli import CommandParser, hfov_deg, int_in_range, run_cli, vid_arg
 from stereo4d.viz.trails import TRAIL_FRAMES
 from stereo4d.viz.viewer import DEFAULT_MAX_TRACKS, ViewerConfig, run
 
+#: Largest TCP port number.
+MAX_PORT = 65535
+
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split(
+    parser = CommandParser(description=__doc__.splitlines()[0], epilog=__doc__.split(
         "\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_argument_group("input (either --vid, or --npz and --video)")
-    source.add_argument("--vid", default=None,
+    source.add_argument("--vid", default=None, type=vid_arg,
                         help="clip id <video_id>_<timestamp_us> of this project's outputs")
     source.add_argument("--output_folder", default="stereo4d_dataset/processed",
                         help="outputs of --vid are read from <output_folder>/<vid>/")
     source.add_argument("--npz", default=None, help="a released-format npz (published dataset)")
     source.add_argument("--video", default=None, help="its left rectified video")
-    source.add_argument("--hfov", type=float, default=60.0,
+    source.add_argument("--hfov", type=hfov_deg, default=60.0,
                         help="horizontal fov of the rectified views, degrees (default 60)")
     out = parser.add_argument_group("outputs (at least one)")
     out.add_argument("--save", default=None, help="write the recording to this .rrd file")
@@ -35,28 +38,28 @@ def main(argv=None):
     out.add_argument("--bind", default="127.0.0.1",
                      help="address the web page and data servers of --serve listen on "
                           "(default loopback; use an SSH tunnel from another machine)")
-    out.add_argument("--grpc_port", type=int, default=9876, help="gRPC port (--serve, --spawn)")
-    out.add_argument("--web_port", type=int, default=9090, help="web viewer port (--serve)")
+    out.add_argument("--grpc_port", type=int_in_range(1, MAX_PORT), default=9876, help="gRPC port (--serve, --spawn)")
+    out.add_argument("--web_port", type=int_in_range(1, MAX_PORT), default=9090, help="web viewer port (--serve)")
     out.add_argument("--ply_folder", default=None,
                      help="write frame_<t>.ply per frame and static_scene.ply here (all tracks)")
     out.add_argument("--preview", default=None,
                      help="write a still of one frame, laid out as the viewer, to this .png "
                           "(drawn without a display)")
-    out.add_argument("--preview_frame", type=int, default=None,
+    out.add_argument("--preview_frame", type=int_in_range(0), default=None,
                      help="frame of --preview (default: the middle one)")
     size = parser.add_argument_group("what is logged (recording size)")
-    size.add_argument("--max_tracks", "--subsample_tracks", type=int, default=DEFAULT_MAX_TRACKS,
+    size.add_argument("--max_tracks", "--subsample_tracks", type=int_in_range(0), default=DEFAULT_MAX_TRACKS,
                       help=f"log at most this many tracks, chosen at random; 0 = all "
                            f"(default {DEFAULT_MAX_TRACKS})")
-    size.add_argument("--frame_stride", type=int, default=1, help="log every k-th frame")
+    size.add_argument("--frame_stride", type=int_in_range(1), default=1, help="log every k-th frame")
     size.add_argument("--trails", default="moving", choices=["moving", "all", "none"],
                       help="which tracks get trails (default moving)")
-    size.add_argument("--trail_frames", type=int, default=TRAIL_FRAMES,
+    size.add_argument("--trail_frames", type=int_in_range(1), default=TRAIL_FRAMES,
                       help=f"trail length in frames (default {TRAIL_FRAMES})")
     size.add_argument("--no_depth", action="store_true", help="leave out the depth images")
     size.add_argument("--no_removed", action="store_true",
                       help="leave out the tracks the filter removed")
-    size.add_argument("--seed", type=int, default=0, help="seed of the track subset")
+    size.add_argument("--seed", type=int_in_range(0), default=0, help="seed of the track subset")
     args = parser.parse_args(argv)
     run(ViewerConfig(
         vid=args.vid, npz=args.npz, video=args.video, output_folder=args.output_folder,

@@ -235,7 +235,7 @@ def _load_depth(paths: ClipPaths, view: ClipView, hfov_deg: float, depth: bool,
             view.sources["removed"] = (f"not shown: {paths.segmentation.name} predates removal "
                                        f"reasons (re-run segmentation.py)")
         else:
-            tracks = Tracks2D.from_dict(load_pickle(paths.tracks_2d), str(paths.tracks_2d))
+            tracks = Tracks2D.load(paths.tracks_2d)
             if tracks.num_frames != view.num_frames or any(
                     len(mask) != tracks.num_tracks for mask in reasons.values()):
                 raise InputError(f"{paths.segmentation}: removal reasons do not match "
