@@ -2,8 +2,9 @@
 
 Used by the one-clip demo (``stereo4d.demo``) and the batch runner (``stereo4d.batch``);
 the stages themselves never import this module. A stage is complete, like a make target,
-when its provenance JSON ``<vid>-<stage>.json`` (written last; removed by the stage when it
-starts) and its required outputs exist and are at least as new as its inputs.
+when its provenance JSON ``<vid>-<stage>.json`` (written last; removed by the stage just
+before it replaces its first output) and its required outputs exist and are at least as new as
+its inputs.
 """
 
 from __future__ import annotations

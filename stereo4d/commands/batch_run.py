@@ -35,7 +35,7 @@ from stereo4d.batch.plan import (
 )
 from stereo4d.batch.report import Reporter, format_table, summarize, write_report
 from stereo4d.batch.runner import KEEP_CHOICES, run_batch
-from stereo4d.cli import run_cli
+from stereo4d.cli import CommandParser, int_in_range, run_cli
 from stereo4d.io import InputError
 from stereo4d.pipeline import STAGE_NAMES
 
@@ -46,7 +46,7 @@ CLIPS_FAILED_EXIT_CODE = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     clips = parser.add_argument_group("clips and folders")
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "\"rectify:--min_equirect_height=0 --output_height=256\" (repeat "
                              "the option for more stages; the runner sets --vid and the folders)")
     stages.add_argument("--force", action="store_true", help="re-run stages whose outputs are fresh")
-    stages.add_argument("--retries", type=int, default=1,
+    stages.add_argument("--retries", type=int_in_range(0), default=1,
                         help="further attempts after a transient failure (a crash, a lost "
                              "worker); bad input (a stage's exit status 2) is never retried")
     stages.add_argument("--keep", default="all", choices=KEEP_CHOICES,
@@ -81,12 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="local", choices=["local", "ray"],
                      help="local: a pool of stage processes on this machine; ray: Ray tasks on a "
                           "local instance or a cluster (default: %(default)s)")
-    run.add_argument("--workers", type=int, default=1,
+    run.add_argument("--workers", type=int_in_range(1), default=1,
                      help="local: stage processes at a time")
     run.add_argument("--ray_address", default=None,
                      help="ray: 'auto' (the running cluster), <head>:6379 or ray://<head>:10001; "
                           "unset: start a local Ray instance with --num_cpus")
-    run.add_argument("--num_cpus", type=int, default=None,
+    run.add_argument("--num_cpus", type=int_in_range(1), default=None,
                      help="ray without --ray_address: CPUs of the local instance (default: all)")
     run.add_argument("--cpus_per_stage", action="append", default=[], metavar="STAGE=N",
                      help="CPUs a stage asks for (Ray's num_cpus; also its OMP_NUM_THREADS), "
