@@ -206,8 +206,8 @@ def test_bad_inputs_are_recorded_with_the_stage_error(dataset, tmp_path):
             "--retries=2", "--stage_args", STAGE_ARGS[0]]
     assert batch_run.main(argv) == 1
     clips = {c["clip"]: c for c in report(tmp_path, "out")["clips"]}
-    assert clips["nanpose_400"]["error"] == (f"{npz / 'nanpose_400.npz'}: camera2world has "
-                                             "non-finite values")
+    assert clips["nanpose_400"]["error"] == (f"npz {npz / 'nanpose_400.npz'}: 'camera2world' "
+                                             "has non-finite values (frame 2)")
     assert str(raw / "novideo.mp4") in clips["novideo_500"]["error"]
     for clip in clips.values():
         assert clip["failed_stage"] == "rectify" and clip["stages"][0]["attempt"] == 1
