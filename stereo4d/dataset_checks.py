@@ -36,9 +36,21 @@ def _rotation_errors(rotations: np.ndarray) -> np.ndarray:
     return np.where(finite, np.maximum(ortho, det), np.inf)
 
 
-def _check_integers(array: np.ndarray, path: Path, field: str) -> None:
-    if array.dtype.kind not in "iu":
-        raise InputError(f"npz {path}: '{field}' must be integers, got dtype {array.dtype}")
+def _check_integers(array: np.ndarray, path: Path, field: str,
+                    whole_floats: bool = False) -> None:
+    """Integer values: an integer dtype, or with ``whole_floats`` floats that are all finite
+    whole numbers (timestamps written as float microseconds are the same stamps)."""
+    if array.dtype.kind in "iu":
+        return
+    if whole_floats and array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        whole = finite & (np.floor(np.where(finite, array, 0)) == np.where(finite, array, 0))
+        if whole.all():
+            return
+        bad = int(np.flatnonzero(~whole.ravel())[0])
+        raise InputError(f"npz {path}: '{field}' must be whole numbers (element {bad}: "
+                         f"{array.ravel()[bad]})")
+    raise InputError(f"npz {path}: '{field}' must be integers, got dtype {array.dtype}")
 
 
 def validate_dataset_arrays(data: dict, path: str | os.PathLike) -> None:
@@ -61,7 +73,7 @@ def validate_dataset_arrays(data: dict, path: str | os.PathLike) -> None:
         if ts.ndim != 1 or len(ts) == 0:
             raise InputError(f"npz {path}: 'timestamps' must be a non-empty [T] array, got shape "
                              f"{list(ts.shape)}")
-        _check_integers(ts, path, "timestamps")
+        _check_integers(ts, path, "timestamps", whole_floats=True)
         bad = np.flatnonzero(np.diff(ts) <= 0)
         if len(bad):
             raise InputError(f"npz {path}: 'timestamps' must be strictly increasing (frame "

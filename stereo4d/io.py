@@ -406,6 +406,8 @@ def load_dataset_npz(path: str | os.PathLike, required: tuple[str, ...] = DATASE
             "start_tilt_in_degrees": fov[2],
             "end_tilt_in_degrees": fov[3],
         }
+    if "timestamps" in data:
+        data["timestamps"] = np.asarray(data["timestamps"]).astype(np.int64)  # checked whole
     if "camera2world" in data:
         c2w = np.asarray(data["camera2world"], dtype=np.float64)[..., :3, :4]
         data["extrs_rectified"] = np.concatenate(

@@ -321,7 +321,9 @@ NPZ_CASES = {
     "fov order": ({"fov_bounds": np.array([90.0, -90, -90, 90])}, "'fov_bounds'.*ordered"),
     "fov range": ({"fov_bounds": np.array([-90.0, 90, -100, 90])}, "'fov_bounds'.*ordered"),
     "fov shape": ({"fov_bounds": np.zeros(3)}, "'fov_bounds' must be 4"),
-    "timestamps float": ({"timestamps": np.arange(T) * 1.5}, "'timestamps' must be integers"),
+    "timestamps fractional": ({"timestamps": np.arange(T) * 1.5},
+                              r"'timestamps' must be whole numbers \(element 1"),
+    "timestamps strings": ({"timestamps": np.array(["0"] * T)}, "'timestamps' must be integers"),
     "timestamps repeated": ({"timestamps": np.array([0, 5, 5, 9, 10])},
                             r"strictly increasing \(frame 2"),
     "timestamps decreasing": ({"timestamps": np.array([0, 5, 4, 9, 10])},
@@ -344,6 +346,14 @@ NPZ_CASES = {
 def test_valid_npz_passes(tmp_path):
     data = sio.load_dataset_npz(_save_raw(tmp_path / "ok.npz"))
     assert data["track3d"].shape == (4, T, 3) and np.isnan(data["track3d"][1, 2]).all()
+
+
+def test_whole_float_timestamps_pass_as_integers(tmp_path):
+    """Microseconds stored as float64 whole numbers are the same stamps: read as int64."""
+    stamps = np.arange(T) * 33333.0 + 1e6
+    data = sio.load_dataset_npz(_save_raw(tmp_path / "f.npz", timestamps=stamps))
+    assert data["timestamps"].dtype == np.int64
+    np.testing.assert_array_equal(data["timestamps"], stamps.astype(np.int64))
 
 
 @pytest.mark.parametrize("case", list(NPZ_CASES))
