@@ -20,7 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["QueryConfig", "prune_redundant_queries", "sample_grid_queries", "sample_video_queries"]
+from stereo4d.io import InputError
+
+__all__ = ["QueryConfig", "load_query_points", "prune_redundant_queries", "sample_grid_queries",
+           "sample_video_queries"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +121,42 @@ def prune_redundant_queries(
         distance, _ = tree.query(query_xy[new], k=1)
         keep[new[distance > radius_px]] = True
     return keep
+
+
+def load_query_points(path, num_frames: int, height: int, width: int) -> np.ndarray:
+    """Reads and validates user query points (``tracking.py --query_points``).
+
+    Args:
+      path: ``.npy`` file of [N, 3] (t, y, x): integer frame index t in ``[0, num_frames)``,
+        continuous pixel coordinates y in ``[0, height)`` and x in ``[0, width)``.
+      num_frames, height, width: size of the video the points are tracked in.
+
+    Returns:
+      [N, 3] float32 (t, y, x).
+
+    Raises:
+      InputError: unreadable file, object arrays (never unpickled), wrong shape, non-finite
+        values, a non-integer or out-of-range t, or a point outside the frame.
+    """
+    try:
+        raw = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npy array of query points ({exc})") from exc
+    if not isinstance(raw, np.ndarray) or raw.ndim != 2 or raw.shape[1] != 3 or len(raw) == 0:
+        shape = list(raw.shape) if isinstance(raw, np.ndarray) else type(raw).__name__
+        raise InputError(f"{path}: query points must be a non-empty [N, 3] (t, y, x) array, got {shape}")
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise InputError(f"{path}: query points must be numbers, got dtype {raw.dtype}")
+    points = raw.astype(np.float64)
+    bad = ~np.all(np.isfinite(points), axis=1)
+    t, y, x = points[:, 0], points[:, 1], points[:, 2]
+    with np.errstate(invalid="ignore"):
+        bad |= (t != np.round(t)) | (t < 0) | (t >= num_frames)
+        bad |= (y < 0) | (y >= height) | (x < 0) | (x >= width)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{path}: {int(bad.sum())} of {len(points)} query points invalid (first: row {first} "
+            f"= {raw[first].tolist()}); need finite (t, y, x) with integer t in [0, {num_frames}), "
+            f"y in [0, {height}), x in [0, {width})")
+    return points.astype(np.float32)

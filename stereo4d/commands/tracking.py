@@ -20,6 +20,9 @@ def main(argv=None):
     parser.add_argument("--prune_radius_px", type=float_in_range(0.0), default=1.0,
                         help="drop a query this close to a kept visible track")
     parser.add_argument("--seed", type=int_in_range(0), default=0, help="query jitter / display sample seed")
+    parser.add_argument("--query_points", default=None,
+                        help=".npy of [N, 3] (t, y, x) px: track exactly these points "
+                             "(no query grid, no pruning)")
     parser.add_argument("--viz_tracks", type=int_in_range(0), default=tracking.VIZ_TRACKS, help="tracks drawn")
     parser.add_argument("--skip_video", action="store_true", help="do not write <vid>-tapir_2d.mp4")
     args = parser.parse_args(argv)
@@ -29,7 +32,7 @@ def main(argv=None):
         queries=QueryConfig(query_stride_frames=args.query_stride_frames,
                             grid_stride_px=args.grid_stride_px,
                             prune_radius_px=args.prune_radius_px, seed=args.seed),
-        viz_tracks=args.viz_tracks, write_video=not args.skip_video))
+        query_points=args.query_points, viz_tracks=args.viz_tracks, write_video=not args.skip_video))
 
 
 def cli() -> None:

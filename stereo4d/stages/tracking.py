@@ -9,8 +9,10 @@ timings, pruning figures).
 Steps (as the reference ``tracking.py``): a jittered 4 px query grid on every
 10th frame (``stereo4d.queries``), tracking with the chosen backend, pruning of
 queries that re-sample an already kept track (within 1 px), visualisation of
-4096 random tracks. Outputs are written atomically (video, then pickle, then
-provenance): a failed run leaves no pickle.
+4096 random tracks. With ``query_points`` (an ``.npy`` of [N, 3] (t, y, x) px),
+exactly those points are tracked instead (no grid, no pruning; the pickle's
+``query_points`` are then float32 as given). Outputs are written atomically
+(video, then pickle, then provenance): a failed run leaves no pickle.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ import numpy as np
 
 from stereo4d.backends.tracking import TRACKING_BACKENDS
 from stereo4d.io import ClipPaths, InputError, save_pickle
-from stereo4d.queries import QueryConfig, prune_redundant_queries, sample_video_queries
+from stereo4d.queries import (
+    QueryConfig,
+    load_query_points,
+    prune_redundant_queries,
+    sample_video_queries,
+)
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.tracks import Tracks2D, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
@@ -45,6 +52,7 @@ class TrackingConfig:
       device: ``auto``, ``cpu`` or ``cuda`` (neural backend only).
       chunk_size: queries per network call (neural backend only; memory, not results).
       queries: query sampling and pruning settings.
+      query_points: ``.npy`` of [N, 3] (t, y, x) px to track instead of the grid (no pruning).
       viz_tracks: number of random tracks drawn in the video.
       trail_frames: trail length in frames.
       write_video: write ``<vid>-tapir_2d.mp4``.
@@ -58,6 +66,7 @@ class TrackingConfig:
     device: str = "auto"
     chunk_size: int | None = None
     queries: QueryConfig = field(default_factory=QueryConfig)
+    query_points: str | None = None
     viz_tracks: int = VIZ_TRACKS
     trail_frames: int = TRAIL_FRAMES
     write_video: bool = True
@@ -69,19 +78,29 @@ class TrackingConfig:
 
 
 def track_video(frames: np.ndarray, tracker, queries: QueryConfig | None = None,
-                timer: Timer | None = None) -> tuple[Tracks2D, dict]:
+                timer: Timer | None = None, query_points_tyx: np.ndarray | None = None
+                ) -> tuple[Tracks2D, dict]:
     """Samples queries, tracks them and prunes redundant ones.
 
     Args:
       frames: [T, H, W, 3] uint8 RGB.
       tracker: a tracking backend (``track`` as in ``stereo4d.backends.tracking``).
       queries: sampling and pruning settings.
+      query_points_tyx: [N, 3] (t, y, x) given queries: tracked as they are (no grid, no
+        pruning).
     Returns:
       (kept tracks, {"num_queries", "num_kept", "pruned_percent"}).
     """
     timer = timer or Timer()
     queries = queries or QueryConfig()
     num_frames, height, width = frames.shape[:3]
+    if query_points_tyx is not None:
+        with timer("track"):
+            tracks_xy, visibles = tracker.track(frames, query_points_tyx)
+        print(f"tracking: {len(query_points_tyx)} given query points (no pruning)")
+        return (Tracks2D(tracks_xy, visibles, query_points_tyx),
+                {"num_queries": len(query_points_tyx), "num_kept": len(query_points_tyx),
+                 "pruned_percent": 0.0})
     query_points_tyx = sample_video_queries(num_frames, height, width, queries)
     with timer("track"):
         tracks_xy, visibles = tracker.track(frames, query_points_tyx)
@@ -103,11 +122,13 @@ def run(config: TrackingConfig) -> dict:
         frames = read_video(paths.left_video)
     if frames.shape[0] < 1 or min(frames.shape[1:3]) < 1:
         raise InputError(f"{paths.left_video}: no frames to track")
+    given = (None if config.query_points is None
+             else load_query_points(config.query_points, *frames.shape[:3]))
     options = {"path": config.path, "device": config.device, "chunk_size": config.chunk_size,
                "progress": config.progress}
     with timer("load_backend"):
         entry, tracker = TRACKING_BACKENDS.build(config.backend, **options)
-    tracks, counts = track_video(frames, tracker, config.queries, timer)
+    tracks, counts = track_video(frames, tracker, config.queries, timer, given)
     paths.provenance("tracking").unlink(missing_ok=True)  # outputs change from here on
     if config.write_video:
         with timer("render"):

@@ -1,0 +1,107 @@
+"""Benchmark of a 2D tracking backend on real Stereo4D clips against the released tracks.
+
+For each clip of a split of a local copy of ``jianingnz/stereo4d-viz`` (not part of
+this repository: pass its folder with ``--clips_dir``), the queries are the first
+visible point of each released track; the backend tracks them through the left
+rectified video and its tracks are scored against the released ones (TAP-Vid
+query-first <delta^x_avg and occlusion accuracy at 256 x 256, average Jaccard,
+median error in px of the 512 x 512 frame). Prints one line per clip and the
+mean; ``--json`` writes every figure. Clips whose video is missing are skipped
+and listed.
+
+Usage: .venv/bin/python benchmarks/bench_real_tracking.py --clips_dir /data/stereo4d-viz \\
+           [--split test] [--backend dis-flow] [--path bootstapir_checkpoint_v2.pt] \\
+           [--max_clips 20] [--max_frames 100] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from stereo4d.backends.tracking import TRACKING_BACKENDS
+from stereo4d.io import InputError, save_json
+from stereo4d.realclips import SPLITS, list_clips, load_clip, score_tracks, summarise
+
+
+def evaluate_split(clips_dir: str, split: str, tracker, max_clips: int | None = None,
+                   max_frames: int | None = None, shift_px: float = 0.0, first_clip: int = 0,
+                   verbose: bool = True) -> dict:
+    """Tracks and scores the clips of one split. Returns ``{"per_clip", "mean", "skipped", ...}``.
+
+    ``shift_px`` is added to the released coordinates (queries and tracks) before
+    tracking, to test their pixel convention (0 = same convention as ours).
+    """
+    clips, missing = list_clips(clips_dir, split)
+    clips = clips[first_clip:][:max_clips] if max_clips else clips[first_clip:]
+    if missing and verbose:
+        print(f"{split}: skipped {len(missing)} clip(s) without a video or npz: {', '.join(missing)}")
+    per_clip, frames_total, track_s = {}, 0, 0.0
+    for clip in clips:
+        data = load_clip(clip, max_frames)
+        if shift_px:
+            data["tracks_xy"] = data["tracks_xy"] + np.float32(shift_px)
+            data["query_points_tyx"][:, 1:] += np.float32(shift_px)
+        t0 = time.perf_counter()
+        pred_xy, pred_vis = tracker.track(data["frames"], data["query_points_tyx"])
+        seconds = time.perf_counter() - t0
+        frames_total, track_s = frames_total + len(data["frames"]), track_s + seconds
+        m = score_tracks(data, pred_xy, pred_vis)
+        m["track_s"] = seconds
+        per_clip[clip.clip_id] = m
+        if verbose:
+            print(f"{split:5s} {clip.clip_id:28s} T {len(data['frames']):3d} N {m['num_tracks']:5d}  "
+                  f"<delta_avg {m['delta_avg']:.3f}  OA {m['occlusion_accuracy']:.3f}  "
+                  f"AJ {m['average_jaccard']:.3f}  median {m['median_error_px']:6.2f} px  "
+                  f"({seconds:.1f} s)", flush=True)
+    mean = summarise(per_clip)
+    if verbose and mean:
+        print(f"{split:5s} MEAN over {mean['num_clips']} clips: <delta_avg {mean['delta_avg']:.3f} "
+              f"(worst {mean['min_delta_avg']:.3f})  OA {mean['occlusion_accuracy']:.3f}  "
+              f"AJ {mean['average_jaccard']:.3f}  median {mean['median_error_px']:.2f} px  "
+              f"[{frames_total / max(track_s, 1e-9):.1f} frames/s]")
+    return {"split": split, "per_clip": per_clip, "mean": mean, "skipped": missing,
+            "max_frames": max_frames, "shift_px": shift_px}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--clips_dir", required=True,
+                        help="local copy of stereo4d-viz (manifest.json, videos/, clips/)")
+    parser.add_argument("--split", default="test", choices=[*SPLITS, "both"])
+    parser.add_argument("--backend", default="dis-flow", choices=TRACKING_BACKENDS.choices(),
+                        help=TRACKING_BACKENDS.help())
+    parser.add_argument("--path", default=None, help="BootsTAPIR checkpoint (.pt or .npy)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--max_clips", type=int, default=None, help="first N clips of each split")
+    parser.add_argument("--first_clip", type=int, default=0, help="skip the first N clips of each split")
+    parser.add_argument("--max_frames", type=int, default=None, help="first N frames of each clip")
+    parser.add_argument("--shift_px", type=float, default=0.0,
+                        help="add this to the released coordinates (pixel-convention check)")
+    parser.add_argument("--json", default=None, help="write all figures to this JSON file")
+    args = parser.parse_args(argv)
+    if (args.max_clips is not None and args.max_clips < 1) or (args.max_frames is not None
+                                                                and args.max_frames < 2):
+        parser.error("--max_clips must be >= 1 and --max_frames >= 2")
+    try:
+        entry, tracker = TRACKING_BACKENDS.build(args.backend, path=args.path, device=args.device,
+                                                 progress=False)
+        print(f"backend {entry.name}: {tracker.settings()}")
+        splits = SPLITS if args.split == "both" else (args.split,)
+        results = {split: evaluate_split(args.clips_dir, split, tracker, args.max_clips,
+                                         args.max_frames, args.shift_px, args.first_clip)
+                   for split in splits}
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        save_json({"backend": entry.name, "settings": tracker.settings(), "results": results}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
