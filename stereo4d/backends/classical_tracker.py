@@ -87,6 +87,15 @@ class ClassicalTrackerConfig:
         position differs from the one at the old position by less than this (L2,
         0-255 levels).
       color_blur_px: Gaussian sigma of the blur applied before the colour test.
+      lost_follow_flow: while a point is occluded, move it with the flow at its position when
+        that flow passes the forward-backward test (else with its last velocity).
+      anchor_every: every this many frames of a sweep (0 = never), each point's position is
+        refined by pyramidal Lucas-Kanade from its query-frame patch (the template), starting
+        at the chained position: removes the drift that chaining accumulates.
+      anchor_window_px, anchor_levels: Lucas-Kanade window side and pyramid levels.
+      anchor_max_error: a refinement is kept only when the mean absolute grey difference
+        between template and match (0-255 levels) is below this ...
+      anchor_max_shift_px: ... and it moves the point by less than this.
       progress: show a tqdm bar over frames.
     """
 
@@ -104,6 +113,12 @@ class ClassicalTrackerConfig:
     accel_rel_tol: float = 0.5
     color_tol: float = 30.0
     color_blur_px: float = 1.0
+    lost_follow_flow: bool = False
+    anchor_every: int = 0
+    anchor_window_px: int = 11
+    anchor_levels: int = 2
+    anchor_max_error: float = 12.0
+    anchor_max_shift_px: float = 8.0
     progress: bool = True
 
     def __post_init__(self):
@@ -180,14 +195,43 @@ def _inside(xy: np.ndarray, height: int, width: int) -> np.ndarray:
     return (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
 
 
+def _anchor(gray: np.ndarray, frame: int, query_t: np.ndarray, query_xy: np.ndarray, xy: np.ndarray,
+            config: ClassicalTrackerConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Refines positions in ``frame`` against each point's query-frame patch (Lucas-Kanade).
+
+    Args:
+      gray: [T, H, W] uint8 frames; query_t [M], query_xy [M, 2] of the points; xy [M, 2]
+        their chained positions in ``frame``.
+    Returns:
+      (refined xy [M, 2], accepted [M] bool); rejected points keep their position.
+    """
+    out, accepted = xy.copy(), np.zeros(len(xy), bool)
+    window = (config.anchor_window_px, config.anchor_window_px)
+    for t in np.unique(query_t):  # one call per query frame (a loop over frames, not points)
+        group = np.flatnonzero(query_t == t)
+        if t == frame:
+            continue
+        start = (query_xy[group] - PIXEL_CENTRE).reshape(-1, 1, 2).astype(np.float32)
+        guess = (xy[group] - PIXEL_CENTRE).reshape(-1, 1, 2).astype(np.float32)
+        found, status, error = cv2.calcOpticalFlowPyrLK(
+            gray[t], gray[frame], start, guess, winSize=window, maxLevel=config.anchor_levels,
+            flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+        found = found.reshape(-1, 2) + PIXEL_CENTRE
+        good = ((status.ravel() == 1) & (error.ravel() < config.anchor_max_error)
+                & (np.linalg.norm(found - xy[group], axis=-1) < config.anchor_max_shift_px))
+        out[group[good]], accepted[group[good]] = found[good], True
+    return out, accepted
+
+
 def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, check_flows: np.ndarray,
-           images: np.ndarray, forward: bool, config: ClassicalTrackerConfig, tracks_xy: np.ndarray,
-           visibles: np.ndarray) -> None:
+           images: np.ndarray, gray: np.ndarray, forward: bool, config: ClassicalTrackerConfig,
+           tracks_xy: np.ndarray, visibles: np.ndarray) -> None:
     """Chains all points away from their query frames in one time direction, in place.
 
     ``step_flows[k]`` / ``check_flows[k]`` move between frames k and k+1 in the
     direction of the sweep (forward: fwd/bwd; backward: bwd/fwd of pair k).
-    ``images`` [T, H, W, 3] uint8 are the blurred frames of the colour test.
+    ``images`` [T, H, W, 3] uint8 are the blurred frames of the colour test, ``gray``
+    [T, H, W] uint8 the frames of the re-anchoring.
     """
     num_frames, height, width = tracks_xy.shape[1], *step_flows.shape[1:3]
     frames = range(num_frames - 1) if forward else range(num_frames - 1, 0, -1)
@@ -210,6 +254,8 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
         speed = np.linalg.norm(v, axis=-1)
         steady = fresh | (np.linalg.norm(f - v, axis=-1) < config.accel_tol_px + config.accel_rel_tol * speed)
         follow = seen & steady
+        if config.lost_follow_flow:
+            follow |= ~seen & _consistent(f, b, config)
         moved = np.where(follow[:, None], p + f, p + v)
         v = np.where(follow[:, None], f, v)
         new_color = sample_field(images[nxt], moved)
@@ -227,6 +273,9 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
             readmit = agree & _consistent(back, again, config) & same_color[lost]
             ok[lost[readmit]] = True
             v[lost[readmit]] = -back[readmit]
+        if config.anchor_every and (nxt % config.anchor_every == 0):
+            moved, anchored = _anchor(gray, nxt, query_t[active], query_xy[active], moved, config)
+            ok |= anchored
         ok &= _inside(moved, height, width)
         c = np.where(ok[:, None], new_color, c)
         position[active], velocity[active], tracked[active], color[active] = moved, v, ok, c
@@ -272,10 +321,29 @@ class ClassicalTracker:
         if num_frames < 2 or len(queries) == 0:
             return tracks_xy, visibles
         forward, backward = compute_flow(frames, self.config)
+        return self.track_with_flows(frames, queries, forward, backward)
+
+    def track_with_flows(self, frames_uint8: np.ndarray, query_points_tyx: np.ndarray,
+                         forward: np.ndarray, backward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``track`` with precomputed flows (forward/backward [T-1, H, W, 2], see ``compute_flow``)."""
+        frames = np.asarray(frames_uint8)
+        queries = np.asarray(query_points_tyx, dtype=np.float64).reshape(-1, 3)
+        num_frames = frames.shape[0]
+        query_t = np.round(queries[:, 0]).astype(np.int64)
+        query_xy = queries[:, [2, 1]].astype(np.float32)
+        tracks_xy = np.zeros((len(queries), num_frames, 2), np.float32)
+        visibles = np.zeros((len(queries), num_frames), bool)
+        rows = np.arange(len(queries))
+        tracks_xy[rows, query_t] = query_xy
+        visibles[rows, query_t] = True
+        if num_frames < 2 or len(queries) == 0:
+            return tracks_xy, visibles
         sigma = self.config.color_blur_px
         images = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) if sigma > 0 else f for f in frames])
-        _sweep(query_t, query_xy, forward, backward, images, True, self.config, tracks_xy, visibles)
-        _sweep(query_t, query_xy, backward, forward, images, False, self.config, tracks_xy, visibles)
+        gray = np.stack([to_gray(f) for f in frames]) if self.config.anchor_every else None
+        _sweep(query_t, query_xy, forward, backward, images, gray, True, self.config, tracks_xy, visibles)
+        _sweep(query_t, query_xy, backward, forward, images, gray, False, self.config, tracks_xy,
+               visibles)
         return tracks_xy, visibles
 
 
