@@ -23,8 +23,47 @@ import time
 import numpy as np
 
 from stereo4d.backends.tracking import TRACKING_BACKENDS
-from stereo4d.io import InputError, save_json
+from stereo4d.io import InputError, atomic_path, save_json
 from stereo4d.realclips import SPLITS, list_clips, load_clip, score_tracks, summarise
+
+#: Frames of trail drawn in the ``--figure`` panels.
+FIGURE_TRAIL_FRAMES = 24
+#: Side of each ``--figure`` panel (px; the 512 px frames are downscaled to keep the PNG small).
+FIGURE_PANEL_PX = 320
+
+
+def comparison_figure(frames, released_xy, released_vis, pred_xy, pred_vis, frame_index: int):
+    """Released tracks (left panel) beside the backend's (right), same colour per track.
+
+    Returns [P, 2P + gap, 3] uint8 RGB, P = FIGURE_PANEL_PX.
+    """
+    import cv2
+
+    from stereo4d.viz.trails import draw_trails_frame, rainbow_colors
+
+    colors = rainbow_colors(len(released_xy))[np.random.default_rng(0).permutation(len(released_xy))]
+    panels = []
+    for xy, vis in ((released_xy, released_vis), (pred_xy, pred_vis)):
+        drawn = draw_trails_frame(frames[frame_index], frame_index, xy, vis, colors,
+                                  trail_frames=FIGURE_TRAIL_FRAMES, dot_radius_px=2)
+        panels.append(cv2.resize(drawn, (FIGURE_PANEL_PX, FIGURE_PANEL_PX), interpolation=cv2.INTER_AREA))
+    gap = np.full((FIGURE_PANEL_PX, 8, 3), 255, np.uint8)
+    return np.concatenate([panels[0], gap, panels[1]], axis=1)
+
+
+def write_figure(path: str, clip, tracker, max_frames: int | None) -> None:
+    """Tracks one clip and writes the comparison at 3/4 of its length as a PNG."""
+    import cv2
+
+    data = load_clip(clip, max_frames)
+    pred_xy, pred_vis = tracker.track(data["frames"], data["query_points_tyx"])
+    frame_index = (3 * len(data["frames"])) // 4
+    image = comparison_figure(data["frames"], data["tracks_xy"], data["visibles"], pred_xy, pred_vis,
+                              frame_index)
+    with atomic_path(path, suffix=".png") as tmp:
+        cv2.imwrite(str(tmp), image[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f"figure: {clip.clip_id} frame {frame_index} (left released, right {tracker.settings()['backend']})"
+          f" -> {path}")
 
 
 def evaluate_split(clips_dir: str, split: str, tracker, max_clips: int | None = None,
@@ -83,6 +122,9 @@ def main(argv=None) -> int:
     parser.add_argument("--shift_px", type=float, default=0.0,
                         help="add this to the released coordinates (pixel-convention check)")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
+    parser.add_argument("--figure", default=None,
+                        help="PNG: released tracks beside the backend's on one clip (no scoring)")
+    parser.add_argument("--figure_clip", default=None, help="clip id of --figure (default: first)")
     args = parser.parse_args(argv)
     if (args.max_clips is not None and args.max_clips < 1) or (args.max_frames is not None
                                                                 and args.max_frames < 2):
@@ -91,6 +133,13 @@ def main(argv=None) -> int:
         entry, tracker = TRACKING_BACKENDS.build(args.backend, path=args.path, device=args.device,
                                                  progress=False)
         print(f"backend {entry.name}: {tracker.settings()}")
+        if args.figure:
+            clips = list_clips(args.clips_dir, args.split if args.split != "both" else "test")[0]
+            chosen = [c for c in clips if args.figure_clip in (None, c.clip_id)]
+            if not chosen:
+                raise InputError(f"no clip {args.figure_clip!r} in {args.clips_dir}")
+            write_figure(args.figure, chosen[0], tracker, args.max_frames)
+            return 0
         splits = SPLITS if args.split == "both" else (args.split,)
         results = {split: evaluate_split(args.clips_dir, split, tracker, args.max_clips,
                                          args.max_frames, args.shift_px, args.first_clip)

@@ -51,9 +51,13 @@ def test_given_queries_bootstapir(tmp_path, monkeypatch):
     from stereo4d.backends.tapir_tracker import TapirTracker
 
     calls = []
-    original = TapirTracker.track
-    monkeypatch.setattr(TapirTracker, "track",
-                        lambda self, f, q: calls.append(q) or original(self, f, q))
+
+    def recording_track(self, frames, queries):
+        """Records the queries; skips the network (it runs in test_tracking_stage)."""
+        calls.append(queries)
+        return np.repeat(queries[:, None, [2, 1]], len(frames), axis=1), np.ones((len(queries), len(frames)), bool)
+
+    monkeypatch.setattr(TapirTracker, "track", recording_track)
     monkeypatch.setenv("STEREO4D_CACHE", str(tmp_path / "empty_cache"))
     paths = ClipPaths(VID, output_folder=tmp_path)
     write_video(paths.left_video, _translating_frames()[:2])
@@ -66,7 +70,7 @@ def test_given_queries_bootstapir(tmp_path, monkeypatch):
     (seen,) = calls
     np.testing.assert_array_equal(seen, queries)
     tracks = Tracks2D.from_dict(load_pickle(paths.tracks_2d))
-    assert tracks.tracks_xy.shape == (2, 2, 2) and np.all(np.isfinite(tracks.tracks_xy))
+    assert tracks.tracks_xy.shape == (2, 2, 2)
     np.testing.assert_array_equal(tracks.query_points_tyx, queries)
 
 
