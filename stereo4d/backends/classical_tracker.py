@@ -41,9 +41,11 @@ from stereo4d.backends.imageops import to_gray
 
 __all__ = [
     "FLOW_METHODS",
+    "REAL_FOOTAGE_SETTINGS",
     "ClassicalTracker",
     "ClassicalTrackerConfig",
     "build_classical_tracker",
+    "build_flow_anchor_tracker",
     "compute_flow",
     "sample_field",
 ]
@@ -80,6 +82,7 @@ class ClassicalTrackerConfig:
       fb_rel_tol, fb_abs_tol_px: forward-backward consistency test (see module doc).
       readmit_tol_px, readmit_rel_tol: how close the flow at an occluded point's
         predicted position must be to its last trusted velocity to re-admit it.
+      accel_check: apply the velocity-change test below.
       accel_tol_px, accel_rel_tol: a visible point whose flow changes from its last
         velocity by more than ``accel_tol_px + accel_rel_tol |v|`` in one frame is
         taken as caught by an occluder (dragged along) and marked occluded.
@@ -109,6 +112,7 @@ class ClassicalTrackerConfig:
     fb_abs_tol_px: float = 0.75
     readmit_tol_px: float = 2.0
     readmit_rel_tol: float = 0.5
+    accel_check: bool = True
     accel_tol_px: float = 2.0
     accel_rel_tol: float = 0.5
     color_tol: float = 30.0
@@ -252,7 +256,8 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
         b = sample_field(check_flows[pair], p + f)
         # A sudden change of velocity means the flow at p belongs to something else.
         speed = np.linalg.norm(v, axis=-1)
-        steady = fresh | (np.linalg.norm(f - v, axis=-1) < config.accel_tol_px + config.accel_rel_tol * speed)
+        steady = fresh | ~config.accel_check | (
+            np.linalg.norm(f - v, axis=-1) < config.accel_tol_px + config.accel_rel_tol * speed)
         follow = seen & steady
         if config.lost_follow_flow:
             follow |= ~seen & _consistent(f, b, config)
@@ -286,10 +291,8 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
 class ClassicalTracker:
     """Dense point tracking by chained optical flow (see the module docstring)."""
 
-    name = "dis-flow"
-
-    def __init__(self, config: ClassicalTrackerConfig = ClassicalTrackerConfig()):
-        self.config = config
+    def __init__(self, config: ClassicalTrackerConfig = ClassicalTrackerConfig(), name: str = "dis-flow"):
+        self.config, self.name = config, name
 
     def settings(self) -> dict:
         return {"backend": self.name, **self.config.__dict__}
@@ -352,3 +355,19 @@ def build_classical_tracker(progress: bool = True, **options) -> ClassicalTracke
     fields = ClassicalTrackerConfig.__dataclass_fields__
     settings = {k: v for k, v in options.items() if k in fields and v is not None}
     return ClassicalTracker(ClassicalTrackerConfig(progress=progress, **settings))
+
+
+#: Settings of the ``flow-anchor`` backend, chosen on train clips of real footage
+#: (``benchmarks/bench_real_tracking.py``): occluded points follow forward-backward consistent
+#: flow instead of coasting, no velocity-change test (people and animals accelerate), looser
+#: forward-backward tolerances, and Lucas-Kanade re-anchoring to the query patch every frame.
+REAL_FOOTAGE_SETTINGS = {"lost_follow_flow": True, "accel_check": False, "fb_rel_tol": 0.03,
+                         "fb_abs_tol_px": 1.5, "anchor_every": 1}
+
+
+def build_flow_anchor_tracker(progress: bool = True, **options) -> ClassicalTracker:
+    """Factory of the ``flow-anchor`` backend: the classical tracker with REAL_FOOTAGE_SETTINGS."""
+    fields = ClassicalTrackerConfig.__dataclass_fields__
+    settings = {**REAL_FOOTAGE_SETTINGS,
+                **{k: v for k, v in options.items() if k in fields and v is not None}}
+    return ClassicalTracker(ClassicalTrackerConfig(progress=progress, **settings), name="flow-anchor")

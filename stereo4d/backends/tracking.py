@@ -80,3 +80,9 @@ TRACKING_BACKENDS.register(BackendEntry(
     target="stereo4d.backends.classical_tracker:build_classical_tracker",
     description="chained DIS optical flow with forward-backward occlusion checks (no weights)",
 ))
+TRACKING_BACKENDS.register(BackendEntry(
+    name="flow-anchor",
+    target="stereo4d.backends.classical_tracker:build_flow_anchor_tracker",
+    description="dis-flow tuned on real footage: Lucas-Kanade re-anchoring to the query patch, "
+                "occluded points follow consistent flow (no weights)",
+))
