@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from stereo4d.backends.tracking import TRACKING_BACKENDS
+from stereo4d.cli import int_in_range
 from stereo4d.io import InputError, atomic_path, save_json
 from stereo4d.realclips import SPLITS, list_clips, load_clip, score_tracks, summarise
 
@@ -116,9 +117,9 @@ def main(argv=None) -> int:
                         help=TRACKING_BACKENDS.help())
     parser.add_argument("--path", default=None, help="BootsTAPIR checkpoint (.pt or .npy)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--max_clips", type=int, default=None, help="first N clips of each split")
-    parser.add_argument("--first_clip", type=int, default=0, help="skip the first N clips of each split")
-    parser.add_argument("--max_frames", type=int, default=None, help="first N frames of each clip")
+    parser.add_argument("--max_clips", type=int_in_range(1), default=None, help="first N clips of each split")
+    parser.add_argument("--first_clip", type=int_in_range(0), default=0, help="skip the first N clips of each split")
+    parser.add_argument("--max_frames", type=int_in_range(2), default=None, help="first N frames of each clip")
     parser.add_argument("--shift_px", type=float, default=0.0,
                         help="add this to the released coordinates (pixel-convention check)")
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
@@ -126,9 +127,6 @@ def main(argv=None) -> int:
                         help="PNG: released tracks beside the backend's on one clip (no scoring)")
     parser.add_argument("--figure_clip", default=None, help="clip id of --figure (default: first)")
     args = parser.parse_args(argv)
-    if (args.max_clips is not None and args.max_clips < 1) or (args.max_frames is not None
-                                                                and args.max_frames < 2):
-        parser.error("--max_clips must be >= 1 and --max_frames >= 2")
     try:
         entry, tracker = TRACKING_BACKENDS.build(args.backend, path=args.path, device=args.device,
                                                  progress=False)
