@@ -256,7 +256,7 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
         b = sample_field(check_flows[pair], p + f)
         # A sudden change of velocity means the flow at p belongs to something else.
         speed = np.linalg.norm(v, axis=-1)
-        steady = fresh | ~config.accel_check | (
+        steady = fresh | (not config.accel_check) | (
             np.linalg.norm(f - v, axis=-1) < config.accel_tol_px + config.accel_rel_tol * speed)
         follow = seen & steady
         if config.lost_follow_flow:
