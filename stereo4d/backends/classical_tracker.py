@@ -24,6 +24,9 @@ How it works
    ``readmit_tol_px`` (+ ``readmit_rel_tol`` of the speed).
 5. Points outside the frame are invisible (and keep moving with their velocity,
    so they can come back).
+6. Optional (``anchor_every``, on in the ``flow-anchor`` backend): each chained
+   position is refined by pyramidal Lucas-Kanade from the point's query-frame
+   patch, and kept when the match is close and good, which removes drift.
 
 Coordinates: continuous pixels (``stereo4d.geometry``); the flow value of
 array element ``[i, j]`` is the motion of the pixel centre ``(j + 0.5, i + 0.5)``.
