@@ -291,6 +291,25 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
         visibles[active, nxt] = ok
 
 
+def _tracks_at_queries(queries_tyx: np.ndarray, num_frames: int):
+    """Tracks holding only their query points.
+
+    Args:
+      queries_tyx: [N, 3] (t, y, x) float.
+    Returns:
+      query_t [N] int, query_xy [N, 2] float32, tracks_xy [N, T, 2] float32 (zeros but at the
+      query frames), visibles [N, T] bool (True only at the query frames).
+    """
+    query_t = np.round(queries_tyx[:, 0]).astype(np.int64)
+    query_xy = queries_tyx[:, [2, 1]].astype(np.float32)
+    tracks_xy = np.zeros((len(queries_tyx), num_frames, 2), np.float32)
+    visibles = np.zeros((len(queries_tyx), num_frames), bool)
+    rows = np.arange(len(queries_tyx))
+    tracks_xy[rows, query_t] = query_xy
+    visibles[rows, query_t] = True
+    return query_t, query_xy, tracks_xy, visibles
+
+
 class ClassicalTracker:
     """Dense point tracking by chained optical flow (see the module docstring)."""
 
@@ -314,18 +333,11 @@ class ClassicalTracker:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
         queries = np.asarray(query_points_tyx, dtype=np.float64).reshape(-1, 3)
-        num_frames = frames.shape[0]
         query_t = np.round(queries[:, 0]).astype(np.int64)
-        if queries.size and (query_t.min() < 0 or query_t.max() >= num_frames):
-            raise ValueError(f"query frame indices must lie in [0, {num_frames - 1}]")
-        query_xy = queries[:, [2, 1]].astype(np.float32)
-        tracks_xy = np.zeros((len(queries), num_frames, 2), np.float32)
-        visibles = np.zeros((len(queries), num_frames), bool)
-        rows = np.arange(len(queries))
-        tracks_xy[rows, query_t] = query_xy
-        visibles[rows, query_t] = True
-        if num_frames < 2 or len(queries) == 0:
-            return tracks_xy, visibles
+        if queries.size and (query_t.min() < 0 or query_t.max() >= frames.shape[0]):
+            raise ValueError(f"query frame indices must lie in [0, {frames.shape[0] - 1}]")
+        if frames.shape[0] < 2 or len(queries) == 0:
+            return _tracks_at_queries(queries, frames.shape[0])[2:]
         forward, backward = compute_flow(frames, self.config)
         return self.track_with_flows(frames, queries, forward, backward)
 
@@ -334,15 +346,8 @@ class ClassicalTracker:
         """``track`` with precomputed flows (forward/backward [T-1, H, W, 2], see ``compute_flow``)."""
         frames = np.asarray(frames_uint8)
         queries = np.asarray(query_points_tyx, dtype=np.float64).reshape(-1, 3)
-        num_frames = frames.shape[0]
-        query_t = np.round(queries[:, 0]).astype(np.int64)
-        query_xy = queries[:, [2, 1]].astype(np.float32)
-        tracks_xy = np.zeros((len(queries), num_frames, 2), np.float32)
-        visibles = np.zeros((len(queries), num_frames), bool)
-        rows = np.arange(len(queries))
-        tracks_xy[rows, query_t] = query_xy
-        visibles[rows, query_t] = True
-        if num_frames < 2 or len(queries) == 0:
+        query_t, query_xy, tracks_xy, visibles = _tracks_at_queries(queries, frames.shape[0])
+        if frames.shape[0] < 2 or len(queries) == 0:
             return tracks_xy, visibles
         sigma = self.config.color_blur_px
         images = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) if sigma > 0 else f for f in frames])
