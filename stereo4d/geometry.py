@@ -38,14 +38,14 @@ __all__ = [
     "perspective_pixel_rays",
     "perspective_to_equirect_map",
     "project_frames",
+    "project_frames_xy",
+    "rays_to_equirect_pixels",
     "reanchor_camera2world",
+    "rectification_map",
     "rectified_camera2world_from_rig",
     "rectifying_rotations",
     "relative_pose_from_rectified",
     "rig_cam_from_world_from_rectified",
-    "project_frames_xy",
-    "rays_to_equirect_pixels",
-    "rectification_map",
     "rotation_xyz_deg",
 ]
 

@@ -20,6 +20,7 @@ pixel's centre is (0.5, 0.5)); ``cam_from_world`` ``[R | t]`` with ``x_cam = R x
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 
 from stereo4d.backends.rig_motion import MotionSettings, PairMatches, segment_motion
 from stereo4d.io import InputError
+from stereo4d.stages.common import Timer
 
 __all__ = ["ColmapSettings", "RigPoses", "estimate_rig_poses"]
 
@@ -48,6 +50,11 @@ class ColmapSettings:
       min_registered_fraction: fewer registered frames than this is an error.
       num_threads: COLMAP threads (-1: all cores).
       remove_moving: delete matches on moving objects before mapping.
+      min_path_m: the stereo PnP's camera path must be at least this long (metres): a static
+        camera has no path to estimate (checked before mapping).
+      fixed_rig_in_mapper: the mapper keeps the rig at its stereo estimate (metric); only the
+        final bundle adjustment refines it.
+      log_level: COLMAP's log threshold (0 info, 1 warnings, 2 errors).
       motion: settings of the moving-object segmentation.
     """
 
@@ -58,6 +65,9 @@ class ColmapSettings:
     min_registered_fraction: float = 0.9
     num_threads: int = -1
     remove_moving: bool = True
+    min_path_m: float = 0.03
+    fixed_rig_in_mapper: bool = True
+    log_level: int = 2
     motion: MotionSettings = field(default_factory=MotionSettings)
 
 
@@ -120,6 +130,21 @@ def _read_matches(pycolmap, database_path: Path, num_frames: int):
     return keypoints, eye_frame, pairs, raw
 
 
+#: Fewest SIFT features (median per image) of a usable video.
+MIN_FEATURES_PER_IMAGE = 100
+
+
+def _check_features(keypoints: list[np.ndarray], eye_frame: np.ndarray) -> None:
+    """InputError when the images have too few features (textureless, sky, black frames)."""
+    counts = np.array([len(k) for k in keypoints])
+    if np.median(counts) < MIN_FEATURES_PER_IMAGE:
+        worst = np.argsort(counts)[:5]
+        where = ", ".join(f"{EYE_FOLDERS[eye_frame[i, 0]]} frame {eye_frame[i, 1]} ({counts[i]})"
+                          for i in worst)
+        raise InputError(f"too little texture: median {np.median(counts):.0f} features per image "
+                         f"(need {MIN_FEATURES_PER_IMAGE}; fewest: {where})")
+
+
 def _remove_moving(pycolmap, database_path: Path, raw, pairs, moving, min_inliers: int) -> int:
     """Deletes verified matches touching moving keypoints; returns the matches removed."""
     removed = 0
@@ -133,6 +158,17 @@ def _remove_moving(pycolmap, database_path: Path, raw, pairs, moving, min_inlier
             geometry.inlier_matches = kept.astype(np.uint32)
             db.update_two_view_geometry(id1, id2, geometry)
     return removed
+
+
+def _set_rig_pose(pycolmap, database_path: Path, right_from_left: np.ndarray) -> None:
+    """Stores the stereo estimate of the right eye's pose in the rig (the mapper starts from
+    it, the final bundle adjustment refines it)."""
+    with pycolmap.Database.open(str(database_path)) as db:
+        for rig in db.read_all_rigs():
+            for sensor in rig.non_ref_sensors:
+                rig.set_sensor_from_rig(sensor, pycolmap.Rigid3d(
+                    pycolmap.Rotation3d(right_from_left[:, :3]), right_from_left[:, 3].copy()))
+            db.update_rig(rig)
 
 
 def _interpolate_missing(cam_from_world: np.ndarray, registered: np.ndarray) -> np.ndarray:
@@ -156,61 +192,90 @@ def _interpolate_missing(cam_from_world: np.ndarray, registered: np.ndarray) -> 
 
 def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
                        settings: ColmapSettings = ColmapSettings(),
-                       workdir: str | Path | None = None) -> RigPoses:
+                       workdir: str | Path | None = None, reuse_matches: bool = False) -> RigPoses:
     """Metric rig poses from perspective crops of both eyes.
 
     Args:
       eyes: [2, T, H, W, 3] uint8 RGB crops (left, right) of a centred pinhole of ``focal_px``.
       baseline_m: distance between the eyes (metres).
       workdir: keep COLMAP's files there (default: a temporary folder, removed).
+      reuse_matches: with ``workdir``, start from its features and matches of an earlier run
+        of the same frames (for experiments with the later steps).
 
     Raises:
       InputError: too few matches, stereo problems, too few frames registered.
     """
     import pycolmap
 
+    pycolmap.logging.minloglevel = settings.log_level
     num_frames, height, width = eyes.shape[1:4]
+    timer = Timer()
     with tempfile.TemporaryDirectory(prefix="stereo4d-colmap-") as tmp:
         root = Path(workdir) if workdir else Path(tmp)
         image_dir, database = root / "images", root / "database.db"
+        matched = root / "matches.db"  # the database after matching, before any removal
         database.unlink(missing_ok=True)
-        _write_images(image_dir, eyes)
-        reader = pycolmap.ImageReaderOptions(
-            camera_model="PINHOLE",
-            camera_params=f"{focal_px},{focal_px},{width / 2},{height / 2}")
-        extraction = pycolmap.FeatureExtractionOptions(num_threads=settings.num_threads)
-        extraction.sift.max_num_features = settings.max_features
-        pycolmap.extract_features(database, image_dir, camera_mode=pycolmap.CameraMode.PER_FOLDER,
-                                  reader_options=reader, extraction_options=extraction,
-                                  device=pycolmap.Device.cpu)
-        rig = pycolmap.RigConfig(cameras=[
-            pycolmap.RigConfigCamera(ref_sensor=True, image_prefix=f"{EYE_FOLDERS[0]}/"),
-            pycolmap.RigConfigCamera(image_prefix=f"{EYE_FOLDERS[1]}/"),
-        ])
-        with pycolmap.Database.open(str(database)) as db:
-            pycolmap.apply_rig_config([rig], db)
         verification = pycolmap.TwoViewGeometryOptions()
         verification.ransac.max_error = settings.verify_max_error_px
-        pycolmap.match_sequential(
-            database,
-            matching_options=pycolmap.FeatureMatchingOptions(num_threads=settings.num_threads),
-            pairing_options=pycolmap.SequentialPairingOptions(
-                overlap=settings.overlap_frames, quadratic_overlap=False,
-                num_threads=settings.num_threads),
-            verification_options=verification, device=pycolmap.Device.cpu)
-
-        keypoints, eye_frame, pairs, raw = _read_matches(pycolmap, database, num_frames)
-        motion = segment_motion(keypoints, eye_frame, pairs, focal_px, (width / 2, height / 2),
-                                baseline_m, settings.motion)
-        removed = 0
-        if settings.remove_moving:
-            removed = _remove_moving(pycolmap, database, raw, pairs, motion.moving,
-                                     verification.min_num_inliers)
+        if workdir and reuse_matches and matched.is_file():
+            shutil.copy(matched, database)
+        else:
+            with timer("write_images"):
+                _write_images(image_dir, eyes)
+            reader = pycolmap.ImageReaderOptions(
+                camera_model="PINHOLE",
+                camera_params=f"{focal_px},{focal_px},{width / 2},{height / 2}")
+            extraction = pycolmap.FeatureExtractionOptions(num_threads=settings.num_threads)
+            extraction.sift.max_num_features = settings.max_features
+            with timer("features"):
+                pycolmap.extract_features(database, image_dir,
+                                          camera_mode=pycolmap.CameraMode.PER_FOLDER,
+                                          reader_options=reader, extraction_options=extraction,
+                                          device=pycolmap.Device.cpu)
+            rig = pycolmap.RigConfig(cameras=[
+                pycolmap.RigConfigCamera(ref_sensor=True, image_prefix=f"{EYE_FOLDERS[0]}/"),
+                pycolmap.RigConfigCamera(image_prefix=f"{EYE_FOLDERS[1]}/"),
+            ])
+            with pycolmap.Database.open(str(database)) as db:
+                pycolmap.apply_rig_config([rig], db)
+            with timer("matching"):
+                pycolmap.match_sequential(
+                    database,
+                    matching_options=pycolmap.FeatureMatchingOptions(
+                        num_threads=settings.num_threads),
+                    pairing_options=pycolmap.SequentialPairingOptions(
+                        overlap=settings.overlap_frames, quadratic_overlap=False,
+                        num_threads=settings.num_threads),
+                    verification_options=verification, device=pycolmap.Device.cpu)
+            if workdir:
+                shutil.copy(database, matched)
+        with timer("motion_segmentation"):
+            keypoints, eye_frame, pairs, raw = _read_matches(pycolmap, database, num_frames)
+            _check_features(keypoints, eye_frame)
+            motion = segment_motion(keypoints, eye_frame, pairs, focal_px,
+                                    (width / 2, height / 2), baseline_m, settings.motion)
+            path_m = float(np.nansum(motion.frame_motion_m))
+            if path_m < settings.min_path_m:
+                raise InputError(
+                    f"the camera barely moves: {path_m * 100:.1f} cm over {num_frames} frames "
+                    f"(need {settings.min_path_m * 100:.0f} cm): a static camera has no path "
+                    "to estimate")
+            _set_rig_pose(pycolmap, database, motion.right_from_left)
+            removed = 0
+            if settings.remove_moving:
+                removed = _remove_moving(pycolmap, database, raw, pairs, motion.moving,
+                                         verification.min_num_inliers)
         options = pycolmap.GlobalPipelineOptions(num_threads=settings.num_threads)
         options.mapper.bundle_adjustment.refine_focal_length = False
         options.mapper.bundle_adjustment.refine_extra_params = False
+        if settings.fixed_rig_in_mapper:
+            options.mapper.refine_sensor_from_rig = False
+            options.mapper.rotation_averaging.refine_sensor_from_rig = False
+            options.mapper.global_positioning.refine_sensor_from_rig = False
+            options.mapper.bundle_adjustment.refine_sensor_from_rig = False
         (root / "sparse").mkdir(exist_ok=True)
-        models = pycolmap.global_mapping(database, image_dir, root / "sparse", options)
+        with timer("mapping"):
+            models = pycolmap.global_mapping(database, image_dir, root / "sparse", options)
         if not models:
             raise InputError("COLMAP could not reconstruct the camera path (no model): too "
                              "little texture or parallax")
@@ -219,9 +284,12 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
                                               refine_sensor_from_rig=True, print_summary=False)
         ba.ceres.loss_function_type = pycolmap.LossFunctionType.HUBER
         ba.ceres.loss_function_scale = settings.ba_loss_scale_px
-        pycolmap.bundle_adjustment(rec, ba)
-        return _poses_from_reconstruction(rec, num_frames, baseline_m, settings, motion, removed,
-                                          sum(len(k) for k in keypoints))
+        with timer("bundle_adjustment"):
+            pycolmap.bundle_adjustment(rec, ba)
+        poses = _poses_from_reconstruction(rec, num_frames, baseline_m, settings, motion, removed,
+                                           sum(len(k) for k in keypoints))
+        poses.stats["timings_s"] = timer.seconds
+        return poses
 
 
 def _poses_from_reconstruction(rec, num_frames, baseline_m, settings, motion, removed, num_kp):

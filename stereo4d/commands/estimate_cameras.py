@@ -47,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="vr180 mode: FoV of the perspective crop COLMAP sees, degrees "
                              "(0: the largest that fits, at most 90)")
     parser.add_argument("--crop_size", type=int, default=640, help="vr180 mode: crop side, px")
+    parser.add_argument("--max_features", type=int, default=cameras.CamerasConfig.max_features,
+                        help="SIFT features per crop")
+    parser.add_argument("--match_overlap", type=int,
+                        default=cameras.CamerasConfig.match_overlap_frames,
+                        help="match each frame with this many following frames")
     parser.add_argument("--force", action="store_true", help="overwrite an existing npz")
     args = parser.parse_args(argv)
     config = cameras.CamerasConfig(
@@ -54,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         output_folder=args.output_folder, num_frames=args.num_frames,
         frame_stride=args.frame_stride, fov_bounds_deg=_fov_bounds(args.fov_bounds),
         input_mode=args.input_mode, baseline_m=args.baseline, focal_px=args.focal_px,
-        crop_hfov_deg=args.crop_hfov, crop_size_px=args.crop_size, force=args.force)
+        crop_hfov_deg=args.crop_hfov, crop_size_px=args.crop_size,
+        max_features=args.max_features, match_overlap_frames=args.match_overlap, force=args.force)
     return cameras.run(config)
 
 

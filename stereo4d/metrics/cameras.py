@@ -49,7 +49,7 @@ def trajectory_errors(est_camera2world: np.ndarray, true_camera2world: np.ndarra
 
     Returns: ``ate_m`` (RMSE), ``path_m`` (true path length), ``ate_fraction`` (ate / path),
       ``rpe_rot_deg`` (RMSE per frame), ``rpe_trans_m`` (RMSE per frame), ``scale_error``
-      (|Sim(3) scale - 1|).
+      (|estimate's scale / truth's - 1|, from a Sim(3) alignment).
     """
     import copy
 
@@ -78,7 +78,7 @@ def trajectory_errors(est_camera2world: np.ndarray, true_camera2world: np.ndarra
         "ate_fraction": ate / max(path_m, 1e-12),
         "rpe_rot_deg": float(rpe_rot.get_statistic(metrics.StatisticsType.rmse)),
         "rpe_trans_m": float(rpe_trans.get_statistic(metrics.StatisticsType.rmse)),
-        "scale_error": abs(float(scale) - 1.0),
+        "scale_error": abs(1.0 / float(scale) - 1.0),
     }
 
 

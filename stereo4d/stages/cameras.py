@@ -18,13 +18,14 @@ for tools that read poses, since rectify.py expects equirect eyes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from stereo4d import geometry
+from stereo4d.backends.colmap_cameras import ColmapSettings, estimate_rig_poses
 from stereo4d.io import ClipPaths, InputError, save_dataset_npz, split_vid
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.videoio import iter_video_frames, probe_video
@@ -41,8 +42,6 @@ CROP_FOV_SHARE = 0.8
 MAX_CROP_HFOV_DEG = 90.0
 #: Fewest frames a camera path is estimated from.
 MIN_FRAMES = 8
-#: A camera path shorter than this (metres) is a static camera: nothing to estimate from.
-MIN_PATH_M = 0.03
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,8 @@ class CamerasConfig:
       focal_px: perspective mode: the eyes' focal length (pixels, principal point centred).
       crop_hfov_deg: VR180 mode: FoV of the crop COLMAP sees (0: auto from ``fov_bounds_deg``).
       crop_size_px: VR180 mode: side of the square crop (pixels).
+      max_features: SIFT features per crop; match_overlap_frames: temporal matching window.
       force: overwrite an existing npz.
-      colmap: the engine's settings.
     """
 
     vid: str
@@ -76,8 +75,9 @@ class CamerasConfig:
     focal_px: float | None = None
     crop_hfov_deg: float = 0.0
     crop_size_px: int = 640
+    max_features: int = ColmapSettings.max_features
+    match_overlap_frames: int = ColmapSettings.overlap_frames
     force: bool = False
-    colmap: object = field(default=None)
 
     @property
     def paths(self) -> ClipPaths:
@@ -99,6 +99,8 @@ def _check_config(config: CamerasConfig) -> None:
                          f"path from (need at least {MIN_FRAMES})")
     if config.frame_stride < 1:
         raise InputError(f"--frame_stride must be >= 1, got {config.frame_stride}")
+    if config.max_features < 64 or config.match_overlap_frames < 1:
+        raise InputError("--max_features must be >= 64 and --match_overlap >= 1")
     if not config.baseline_m > 0:
         raise InputError(f"--baseline must be > 0 metres, got {config.baseline_m}")
     yaw0, yaw1, tilt0, tilt1 = config.fov_bounds_deg
@@ -128,7 +130,7 @@ def _read_clip(config: CamerasConfig, paths: ClipPaths, timer: Timer):
     if info.fps <= 0:
         raise InputError(f"{paths.raw_video}: unknown frame rate")
     stamp_us = int(split_vid(config.vid)[1])
-    start = int(round(stamp_us * info.fps / 1e6))
+    start = round(stamp_us * info.fps / 1e6)
     eye_hw = (info.height, info.width // 2)
     if config.input_mode == "vr180":
         hfov = config.resolved_crop_hfov_deg()
@@ -162,8 +164,6 @@ def _read_clip(config: CamerasConfig, paths: ClipPaths, timer: Timer):
 
 def run(config: CamerasConfig) -> dict:
     """Runs the stage. Returns a summary (frames, baseline, path length, timings, npz path)."""
-    from stereo4d.backends.colmap_cameras import ColmapSettings, estimate_rig_poses
-
     _check_config(config)
     paths = config.paths
     if paths.npz.exists() and not config.force:
@@ -171,19 +171,23 @@ def run(config: CamerasConfig) -> dict:
     paths.provenance("estimate_cameras").unlink(missing_ok=True)
     timer = Timer()
     eyes, timestamps, focal_px = _read_clip(config, paths, timer)
-    settings = config.colmap or ColmapSettings()
-    with timer("colmap"):
-        poses = estimate_rig_poses(eyes, focal_px, config.baseline_m, settings)
+    settings = ColmapSettings(max_features=config.max_features,
+                              overlap_frames=config.match_overlap_frames)
+    try:
+        with timer("colmap"):
+            poses = estimate_rig_poses(eyes, focal_px, config.baseline_m, settings)
+    except InputError as exc:
+        raise InputError(f"{paths.raw_video}: {exc}") from exc
     rectified2rig, _ = geometry.rectifying_rotations(poses.right_from_left)
     camera2world = geometry.rectified_camera2world_from_rig(poses.left_cam_from_world,
                                                            rectified2rig[0])
     camera2world = geometry.reanchor_camera2world(camera2world)
     steps_m = np.linalg.norm(np.diff(camera2world[:, :, 3], axis=0), axis=1)
     path_m = float(steps_m.sum())
-    if path_m < MIN_PATH_M:
+    if path_m < settings.min_path_m:
         raise InputError(f"{paths.raw_video}: the camera barely moves ({path_m * 100:.1f} cm over "
-                         f"{len(timestamps)} frames; need {MIN_PATH_M * 100:.0f} cm): a static "
-                         "camera gives no camera path to estimate")
+                         f"{len(timestamps)} frames; need {settings.min_path_m * 100:.0f} cm): a "
+                         "static camera gives no camera path to estimate")
     num_frames = len(timestamps)
     save_dataset_npz(
         paths.npz, name=config.vid, video_id=paths.video_id, timestamps_us=timestamps,
