@@ -17,9 +17,9 @@ pytest.importorskip("pycolmap", reason="the `cameras` extra (pycolmap) is not in
 REPO = sio.Path(__file__).resolve().parents[1]
 VID = "camclip_100000"
 FOV = "-50,50,-50,50"
-#: Small and fast: 12 frames of 320 px eyes, 320 px crops (targets loosened for the size).
-CLIP = SyntheticClipConfig(num_frames=12, eye_size_px=320, gt_size_px=64, num_tracks=20, seed=5)
-FAST_FLAGS = ("--crop_size=320", "--max_features=1024", "--match_overlap=4", f"--fov_bounds={FOV}")
+#: Small: 12 frames of 512 px eyes (targets loosened for the size).
+CLIP = SyntheticClipConfig(num_frames=12, eye_size_px=512, num_tracks=20, seed=5)
+FAST_FLAGS = ("--crop_size=640", "--max_features=2048", "--match_overlap=4", f"--fov_bounds={FOV}")
 
 
 def _paths(root, vid=VID):
@@ -60,10 +60,10 @@ def test_round_trip_on_a_synthetic_clip(clip):
     traj = camera_metrics.trajectory_errors(est["camera2world"], true["camera2world"])
     assert traj["ate_m"] <= 0.01 and traj["ate_fraction"] <= 0.03, traj
     assert traj["rpe_rot_deg"] <= 0.1, traj
-    assert traj["scale_error"] <= 0.03, traj
+    assert traj["scale_error"] <= 0.05, traj
     rig_errors, _ = camera_metrics.rig_rotation_errors_deg(est["rectified2rig"],
                                                            true["rectified2rig"])
-    assert np.all(rig_errors <= 0.3), rig_errors
+    assert np.all(rig_errors <= 0.5), rig_errors
     assert camera_metrics.vertical_disparity_px(est["rectified2rig"], true["rectified2rig"],
                                                 CLIP.baseline_m) <= 0.3
     # An existing npz is never overwritten without --force.
