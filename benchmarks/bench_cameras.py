@@ -161,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="folder for clips and outputs")
     parser.add_argument("--seeds", default="1,2,4", help="synthetic scene seeds (held out)")
     parser.add_argument("--num_frames", type=int, default=48)
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse rows measured by an earlier run (<data>/rows/<vid>.json)")
     parser.add_argument("--downstream", action="store_true",
                         help="also run the pipeline + evaluation with true vs estimated cameras")
     args = parser.parse_args(argv)
@@ -168,7 +170,13 @@ def main(argv=None) -> int:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         paths = _clip(data, seed, args.num_frames)
+        saved = data / "rows" / f"{paths.vid}-{args.num_frames}.json"
+        if args.reuse and saved.is_file():
+            rows.append(json.loads(saved.read_text()))
+            continue
         rows.append(bench_clip(paths, data, args.num_frames, args.downstream))
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(rows[-1]))
         print(json.dumps(rows[-1]), flush=True)
     print(format_table(rows))
     return 0

