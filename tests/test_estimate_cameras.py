@@ -111,3 +111,11 @@ def test_mono_and_static_videos(clip, tmp_path):
     static = _paths(tmp_path, "static_0")
     _write_sbs(static, [frames[0]] * 12)
     _expect_error(static, _run(static, "--num_frames=12", *FAST_FLAGS), "static")
+
+
+def test_bad_flags(tmp_path):
+    paths = _paths(tmp_path, "flags_0")
+    _expect_error(paths, _run(paths, "--input_mode=perspective"), "--focal_px")
+    _expect_error(paths, _run(paths, "--fov_bounds=1,2,3"), "--fov_bounds")
+    _expect_error(paths, _run(paths, "--fov_bounds=50,-50,-50,50"), "START < END")
+    _expect_error(paths, _run(paths, "--num_frames=20"), "missing video")

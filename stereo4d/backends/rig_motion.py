@@ -49,6 +49,7 @@ class MotionSettings:
       grid_cells: the consensus counts occupied cells of a grid_cells x grid_cells grid over
         normalised image coordinates [-grid_half_extent, grid_half_extent]^2.
       random_seed: RANSAC sampling seed (results are deterministic).
+      max_refine_matches: stereo matches (a random subset) in the rig pose refinement.
     """
 
     stereo_ransac_px: float = 1.0
@@ -65,6 +66,7 @@ class MotionSettings:
     grid_cells: int = 12
     grid_half_extent: float = 1.0
     random_seed: int = 0
+    max_refine_matches: int = 50000
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,35 @@ def _skew(v: np.ndarray) -> np.ndarray:
     return np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
 
 
+def _refine_relative_pose(p1, p2, rot, t, focal_px, settings):
+    """Relative pose (R, unit t) minimising the robust Sampson error of all stereo inliers
+    (the RANSAC model comes from a minimal sample only)."""
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    pick = np.random.default_rng(settings.random_seed).permutation(len(p1))
+    pick = pick[:settings.max_refine_matches]
+    a, b = p1[pick], p2[pick]
+
+    def unit(angles):
+        return np.array([np.cos(angles[1]) * np.cos(angles[0]), np.sin(angles[1]),
+                         np.cos(angles[1]) * np.sin(angles[0])])
+
+    def residuals(x):
+        essential = _skew(unit(x[3:])) @ Rotation.from_rotvec(x[:3]).as_matrix()
+        h1 = np.concatenate([a, np.ones((len(a), 1))], axis=1)
+        h2 = np.concatenate([b, np.ones((len(b), 1))], axis=1)
+        e1, e2 = h1 @ essential.T, h2 @ essential
+        den = np.sqrt(e1[:, 0] ** 2 + e1[:, 1] ** 2 + e2[:, 0] ** 2 + e2[:, 1] ** 2)
+        return np.sum(h2 * e1, axis=1) / np.maximum(den, 1e-300) * focal_px
+
+    t = t / np.linalg.norm(t)
+    x0 = np.concatenate([Rotation.from_matrix(rot).as_rotvec(),
+                         [np.arctan2(t[2], t[0]), np.arcsin(np.clip(t[1], -1, 1))]])
+    sol = least_squares(residuals, x0, loss="huber", f_scale=settings.stereo_ransac_px / 2)
+    return Rotation.from_rotvec(sol.x[:3]).as_matrix(), unit(sol.x[3:])
+
+
 def _rig_pose(norm, stereo, focal_px, baseline_m, settings):
     """Essential matrix pooled over every frame's stereo matches -> [R | t], inlier masks."""
     p1 = np.concatenate([norm[s.image1][s.matches[:, 0]] for s in stereo])
@@ -131,6 +162,7 @@ def _rig_pose(norm, stereo, focal_px, baseline_m, settings):
     # recoverPose's own mask would also drop points beyond 50 baselines (its distance limit):
     # the background. Its pose is right; the inliers are the essential matrix's.
     _, rot, t, _ = cv2.recoverPose(essential, p1[inlier], p2[inlier], np.eye(3))
+    rot, t = _refine_relative_pose(p1[inlier], p2[inlier], rot, t.ravel(), focal_px, settings)
     pose = np.concatenate([rot, t.reshape(3, 1) * baseline_m], axis=1)
     splits = np.cumsum([len(s.matches) for s in stereo])[:-1]
     return pose, np.split(inlier, splits)
