@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from stereo4d.cli import run_cli, stage_parser
+from stereo4d.cli import MAX_IMAGE_SIDE_PX, float_in_range, int_in_range, run_cli, stage_parser
 from stereo4d.io import InputError
 
 
@@ -29,9 +29,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from stereo4d.stages import cameras
 
     parser = stage_parser(__doc__.splitlines()[0], raw_video=True)
-    parser.add_argument("--num_frames", type=int, default=None,
+    parser.add_argument("--num_frames", type=int_in_range(1), default=None,
                         help="frames to take from the vid's timestamp on (default: to the end)")
-    parser.add_argument("--frame_stride", type=int, default=1, help="take every N-th frame")
+    parser.add_argument("--frame_stride", type=int_in_range(1), default=1, help="take every N-th frame")
     parser.add_argument("--fov_bounds", default=",".join(f"{v:g}" for v in
                                                          cameras.VR180_FOV_BOUNDS_DEG),
                         help="START_YAW,END_YAW,START_TILT,END_TILT of each equirect eye, "
@@ -39,17 +39,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--input_mode", default="vr180", choices=["vr180", "perspective"],
                         help="vr180: side-by-side equirect eyes; perspective: side-by-side "
                              "pinhole eyes (needs --focal_px)")
-    parser.add_argument("--baseline", type=float, default=cameras.DEFAULT_BASELINE_M,
+    parser.add_argument("--baseline", type=float_in_range(0.0, low_open=True), default=cameras.DEFAULT_BASELINE_M,
                         help="distance between the eyes, metres (the metric scale)")
-    parser.add_argument("--focal_px", type=float, default=None,
+    parser.add_argument("--focal_px", type=float_in_range(0.0, low_open=True), default=None,
                         help="perspective mode: focal length of each eye in pixels")
-    parser.add_argument("--crop_hfov", type=float, default=0.0,
+    parser.add_argument("--crop_hfov", type=float_in_range(0.0, 180.0, high_open=True), default=0.0,
                         help="vr180 mode: FoV of the perspective crop COLMAP sees, degrees "
                              "(0: the largest that fits, at most 90)")
-    parser.add_argument("--crop_size", type=int, default=640, help="vr180 mode: crop side, px")
-    parser.add_argument("--max_features", type=int, default=cameras.CamerasConfig.max_features,
+    parser.add_argument("--crop_size", type=int_in_range(16, MAX_IMAGE_SIDE_PX), default=640, help="vr180 mode: crop side, px")
+    parser.add_argument("--max_features", type=int_in_range(64), default=cameras.CamerasConfig.max_features,
                         help="SIFT features per crop")
-    parser.add_argument("--match_overlap", type=int,
+    parser.add_argument("--match_overlap", type=int_in_range(1),
                         default=cameras.CamerasConfig.match_overlap_frames,
                         help="match each frame with this many following frames")
     parser.add_argument("--force", action="store_true", help="overwrite an existing npz")
