@@ -40,7 +40,12 @@ __all__ = [
     "project_frames",
     "project_frames_xy",
     "rays_to_equirect_pixels",
+    "reanchor_camera2world",
     "rectification_map",
+    "rectified_camera2world_from_rig",
+    "rectifying_rotations",
+    "relative_pose_from_rectified",
+    "rig_cam_from_world_from_rectified",
     "rotation_xyz_deg",
 ]
 
@@ -329,3 +334,67 @@ def project_frames_xy(
             & (depth_m > min_depth_m)
         )
     return x_px, y_px, in_view, depth_m
+
+
+# --- Conventions between a stereo rig's raw eyes and the rectified cameras -------------------
+# Raw eye e sees rig rays ``d_e = R_e d_rect`` (``R_e = rectified2rig[e]``); the right rectified
+# camera sits at ``+baseline_m`` on the left rectified camera's x axis with the same orientation.
+# So the raw right eye's coordinates follow from the raw left eye's as
+# ``x_R = R x_L + t`` with ``R = R_1 R_0^T`` and ``t = -baseline_m R_1 e_x`` (``right_from_left``).
+
+
+def relative_pose_from_rectified(rectified2rig: np.ndarray, baseline_m: float) -> np.ndarray:
+    """Raw right eye from raw left eye, ``[R | t]`` [3, 4], of a rig with ``rectified2rig``
+    [2, 3, 3] and the right rectified camera at ``+baseline_m`` on x (metres)."""
+    r_left, r_right = np.asarray(rectified2rig, dtype=np.float64)
+    t = -float(baseline_m) * r_right[:, 0]
+    return np.concatenate([r_right @ r_left.T, t[:, None]], axis=1)
+
+
+def rectifying_rotations(right_from_left: np.ndarray) -> tuple[np.ndarray, float]:
+    """``rectified2rig`` [2, 3, 3] and the baseline (metres) of raw eyes ``x_R = R x_L + t``.
+
+    The rectified x axis points from the left eye's centre to the right eye's. A rotation about
+    that axis is not observable from the rig (any such choice rectifies), so the rectified z axis
+    is taken as the mean of the two raw eyes' optical axes, made orthogonal to x (the rectified
+    views look where the lenses look). ``relative_pose_from_rectified`` inverts it exactly.
+    """
+    m = np.asarray(right_from_left, dtype=np.float64)
+    rot, t = m[:, :3], m[:, 3]
+    centre_right = -rot.T @ t  # right eye centre in left-eye coordinates
+    baseline_m = float(np.linalg.norm(centre_right))
+    x_axis = centre_right / baseline_m
+    forward = np.array([0.0, 0.0, 1.0]) + rot.T @ np.array([0.0, 0.0, 1.0])
+    z_axis = forward - (forward @ x_axis) * x_axis
+    z_axis /= np.linalg.norm(z_axis)
+    y_axis = np.cross(z_axis, x_axis)
+    r_left = np.stack([x_axis, y_axis, z_axis], axis=1)  # columns: rectified axes in left coords
+    return np.stack([r_left, rot @ r_left]), baseline_m
+
+
+def rectified_camera2world_from_rig(
+    left_cam_from_world: np.ndarray, rectified2rig_left: np.ndarray
+) -> np.ndarray:
+    """camera2world [..., 3, 4] of the rectified left camera from the raw left eye's
+    world-to-camera ``[R | t]`` [..., 3, 4] (COLMAP's ``cam_from_world``) and ``rectified2rig[0]``
+    [3, 3]: ``x_raw = R_0 x_rect`` so ``rect_from_world = R_0^T [R | t]``."""
+    r0 = np.asarray(rectified2rig_left, dtype=np.float64)
+    rect_from_world = r0.T @ np.asarray(left_cam_from_world, dtype=np.float64)[..., :3, :4]
+    return invert_rigid(rect_from_world)
+
+
+def rig_cam_from_world_from_rectified(
+    camera2world: np.ndarray, rectified2rig_left: np.ndarray
+) -> np.ndarray:
+    """Inverse of ``rectified_camera2world_from_rig``: the raw left eye's world-to-camera
+    [..., 3, 4] from the rectified left camera's camera2world [..., 3, 4]."""
+    r0 = np.asarray(rectified2rig_left, dtype=np.float64)
+    return r0 @ invert_rigid(camera2world)
+
+
+def reanchor_camera2world(camera2world: np.ndarray) -> np.ndarray:
+    """camera2world [T, 3, 4] re-expressed in the first camera's frame (``[0]`` = ``[I | 0]``)."""
+    c2w = np.asarray(camera2world, dtype=np.float64)[..., :3, :4]
+    first_inv = invert_rigid(c2w[0])
+    return np.concatenate([first_inv[:, :3] @ c2w[..., :3],
+                           (first_inv[:, :3] @ c2w[..., 3:]) + first_inv[:, 3:]], axis=-1)

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 SCRIPTS = ("make_synthetic_clip", "rectify", "inference_raft", "tracking", "segmentation",
-           "track_optimization", "evaluate", "view", "batch_run")
+           "track_optimization", "evaluate", "view", "batch_run", "estimate_cameras")
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -31,3 +31,39 @@ def test_stage_table_chains_outputs_to_inputs():
     for stage in stages:
         assert set(stage.inputs(paths)) <= produced, stage.name
         produced |= set(stage.outputs(paths))
+
+
+def test_estimate_cameras_sets_the_npz_aside_and_scores_against_it(tmp_path, monkeypatch):
+    """demo --estimate_cameras: the clip's npz is set aside, the estimate (here the truth moved
+    rigidly and turned about the baseline, both unobservable) replaces it after alignment."""
+    import numpy as np
+
+    from stereo4d import demo, geometry
+    from stereo4d.io import load_dataset_npz, save_dataset_npz
+
+    paths = ClipPaths("abc_1", tmp_path / "npz", tmp_path / "raw", tmp_path / "out", tmp_path / "gt")
+    rng = np.random.default_rng(0)
+    rots = np.stack([geometry.rotation_xyz_deg(*rng.uniform(-10, 10, 3)) for _ in range(6)])
+    truth = np.concatenate([rots, np.cumsum(rng.normal(size=(6, 3, 1)), axis=0)], axis=-1)
+    rig = np.stack([geometry.rotation_xyz_deg(2, -3, 1), geometry.rotation_xyz_deg(-1, 2, -2)])
+    fields = {"name": "abc_1", "video_id": "abc", "timestamps_us": np.arange(6) * 33333,
+              "track3d": np.zeros((0, 6, 3)), "fov_bounds_deg": np.array([-50.0, 50, -50, 50])}
+    save_dataset_npz(paths.npz, camera2world=truth, rectified2rig=rig, **fields)
+    paths.gt.parent.mkdir(parents=True)
+    paths.gt.write_bytes(b"synthetic")
+    gauge = geometry.rotation_xyz_deg(0.7, 0, 0)  # about the baseline: not observable
+    moved = geometry.reanchor_camera2world(truth)
+    moved[..., :3] = moved[..., :3] @ gauge
+
+    def fake_run(cmd, label):
+        assert label == "estimate_cameras" and "--fov_bounds=-50,50,-50,50" in cmd
+        folder = next(a.split("=", 1)[1] for a in cmd if a.startswith("--npz_folder="))
+        save_dataset_npz(f"{folder}/abc_1.npz", camera2world=moved, rectified2rig=rig @ gauge,
+                         **fields)
+
+    monkeypatch.setattr(demo, "_run", fake_run)
+    demo._estimate_cameras(paths, "python", 6, force=False)
+    assert demo.set_aside_npz(paths).is_file()
+    aligned = load_dataset_npz(paths.npz)
+    np.testing.assert_allclose(aligned["camera2world"], truth, atol=1e-6)
+    np.testing.assert_allclose(aligned["rectified2rig"], rig, atol=1e-9)

@@ -1,0 +1,333 @@
+"""Camera poses of a stereo rig from its two perspective eye videos, with COLMAP (pycolmap).
+
+The only module that touches COLMAP objects (database, rig, reconstruction): frames go in as
+arrays, poses come out as arrays. Steps:
+
+1. SIFT features on every crop (both eyes, every frame), one PINHOLE camera per eye with the
+   crops' known intrinsics (held fixed).
+2. The eyes as a COLMAP rig (left = reference sensor; one frame = the two eyes' images at one
+   time), sequential matching (stereo pairs of a frame and temporal pairs within
+   ``overlap_frames``), geometric verification.
+3. Moving objects removed: ``rig_motion.segment_motion`` flags keypoints on moving objects from
+   the matches, and every match touching one is deleted from the database's verified matches.
+4. Global mapping (GLOMAP in COLMAP) with the rig's sensor pose refined, then a final robust
+   bundle adjustment of poses, points and the rig. Metric scale from the rig: the reconstruction
+   is scaled so that the eyes are ``baseline_m`` apart.
+
+Conventions: keypoints and intrinsics in continuous pixel coordinates (COLMAP's too: the first
+pixel's centre is (0.5, 0.5)); ``cam_from_world`` ``[R | t]`` with ``x_cam = R x_world + t``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from stereo4d.backends.rig_motion import MotionSettings, PairMatches, segment_motion
+from stereo4d.io import InputError
+from stereo4d.stages.common import Timer
+
+__all__ = ["ColmapSettings", "RigPoses", "estimate_rig_poses"]
+
+#: Image folders of the two eyes (COLMAP rig image prefixes); frames share file names.
+EYE_FOLDERS = ("left", "right")
+
+
+@dataclass(frozen=True)
+class ColmapSettings:
+    """Settings of the COLMAP engine.
+
+    Attributes:
+      max_features: SIFT features per image.
+      overlap_frames: temporal matching window (frames on each side).
+      verify_max_error_px: RANSAC threshold of the two-view verification (pixels).
+      ba_loss_scale_px: Huber scale of the final bundle adjustment (pixels).
+      min_registered_fraction: fewer registered frames than this is an error.
+      num_threads: COLMAP threads (-1: all cores).
+      remove_moving: delete matches on moving objects before mapping.
+      min_path_m: the stereo PnP's camera path must be at least this long (metres): a static
+        camera has no path to estimate (checked before mapping).
+      fixed_rig_in_mapper: the mapper keeps the rig at its stereo estimate (otherwise it starts
+        from it and refines it, as the final bundle adjustment always does; refining was more
+        accurate on the development clip).
+      random_seed: COLMAP's random seed (runs are repeatable up to thread scheduling).
+      log_level: COLMAP's log threshold (0 info, 1 warnings, 2 errors).
+      motion: settings of the moving-object segmentation.
+    """
+
+    max_features: int = 2048
+    overlap_frames: int = 6
+    verify_max_error_px: float = 2.0
+    ba_loss_scale_px: float = 1.0
+    min_registered_fraction: float = 0.9
+    num_threads: int = -1
+    remove_moving: bool = True
+    min_path_m: float = 0.03
+    fixed_rig_in_mapper: bool = False
+    random_seed: int = 0
+    log_level: int = 2
+    motion: MotionSettings = field(default_factory=MotionSettings)
+
+
+@dataclass(frozen=True)
+class RigPoses:
+    """Metric poses of the rig.
+
+    Attributes:
+      left_cam_from_world: [T, 3, 4] raw left eye's world-to-camera (metres); frames COLMAP
+        could not register are interpolated from their neighbours.
+      right_from_left: [3, 4] raw right eye from raw left eye; |t| = the baseline (metres).
+      registered: [T] bool frames registered by COLMAP.
+      moving_fraction: share of matched keypoints flagged as moving.
+      frame_motion_m: [T-1] camera displacement between consecutive frames from the motion
+        segmentation's stereo PnP (metres, NaN where unknown).
+      stats: counts and timings.
+    """
+
+    left_cam_from_world: np.ndarray
+    right_from_left: np.ndarray
+    registered: np.ndarray
+    moving_fraction: float
+    frame_motion_m: np.ndarray
+    stats: dict
+
+
+def _write_images(root: Path, eyes: np.ndarray) -> list[str]:
+    names = []
+    for e, folder in enumerate(EYE_FOLDERS):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for t, image in enumerate(eyes[e]):
+            name = f"{folder}/{t:06d}.png"
+            cv2.imwrite(str(root / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            names.append(name)
+    return names
+
+
+def _read_matches(pycolmap, database_path: Path, num_frames: int):
+    """Keypoints, (eye, frame) per image, verified pairs; ids -> our image indices."""
+    with pycolmap.Database.open(str(database_path)) as db:
+        images = db.read_all_images()
+        index = {}
+        eye_frame = np.zeros((len(images), 2), np.int64)
+        for image in images:
+            folder, stem = image.name.split("/")
+            i = EYE_FOLDERS.index(folder) * num_frames + int(stem.split(".")[0])
+            index[image.image_id] = i
+            eye_frame[i] = (EYE_FOLDERS.index(folder), int(stem.split(".")[0]))
+        keypoints = [None] * len(images)
+        for image_id, i in index.items():
+            keypoints[i] = db.read_keypoints(image_id)[:, :2].astype(np.float64)
+        pair_ids, geometries = db.read_two_view_geometries()
+        pairs, raw = [], []
+        for pair_id, geometry in zip(pair_ids, geometries):
+            id1, id2 = pycolmap.pair_id_to_image_pair(pair_id)
+            matches = np.asarray(geometry.inlier_matches, np.int64).reshape(-1, 2)
+            if len(matches):
+                pairs.append(PairMatches(index[id1], index[id2], matches))
+                raw.append((id1, id2, geometry))
+    return keypoints, eye_frame, pairs, raw
+
+
+#: Fewest SIFT features (median per image) of a usable video.
+MIN_FEATURES_PER_IMAGE = 100
+
+
+def _check_features(keypoints: list[np.ndarray], eye_frame: np.ndarray) -> None:
+    """InputError when the images have too few features (textureless, sky, black frames)."""
+    counts = np.array([len(k) for k in keypoints])
+    if np.median(counts) < MIN_FEATURES_PER_IMAGE:
+        worst = np.argsort(counts)[:5]
+        where = ", ".join(f"{EYE_FOLDERS[eye_frame[i, 0]]} frame {eye_frame[i, 1]} ({counts[i]})"
+                          for i in worst)
+        raise InputError(f"too little texture: median {np.median(counts):.0f} features per image "
+                         f"(need {MIN_FEATURES_PER_IMAGE}; fewest: {where})")
+
+
+def _remove_moving(pycolmap, database_path: Path, raw, pairs, moving, min_inliers: int) -> int:
+    """Deletes verified matches touching moving keypoints; returns the matches removed."""
+    removed = 0
+    with pycolmap.Database.open(str(database_path)) as db:
+        for (id1, id2, geometry), pair in zip(raw, pairs):
+            keep = ~(moving[pair.image1][pair.matches[:, 0]] | moving[pair.image2][pair.matches[:, 1]])
+            if keep.all():
+                continue
+            removed += int((~keep).sum())
+            kept = pair.matches[keep] if keep.sum() >= min_inliers else pair.matches[:0]
+            geometry.inlier_matches = kept.astype(np.uint32)
+            db.update_two_view_geometry(id1, id2, geometry)
+    return removed
+
+
+def _set_rig_pose(pycolmap, database_path: Path, right_from_left: np.ndarray) -> None:
+    """Stores the stereo estimate of the right eye's pose in the rig (the mapper starts from
+    it, the final bundle adjustment refines it)."""
+    with pycolmap.Database.open(str(database_path)) as db:
+        for rig in db.read_all_rigs():
+            for sensor in rig.non_ref_sensors:
+                rig.set_sensor_from_rig(sensor, pycolmap.Rigid3d(
+                    pycolmap.Rotation3d(right_from_left[:, :3]), right_from_left[:, 3].copy()))
+            db.update_rig(rig)
+
+
+def _interpolate_missing(cam_from_world: np.ndarray, registered: np.ndarray) -> np.ndarray:
+    """Fills unregistered frames [T, 3, 4]: rotations slerped, camera centres linear."""
+    from scipy.spatial.transform import Rotation, Slerp
+
+    out = cam_from_world.copy()
+    times = np.nonzero(registered)[0]
+    missing = np.nonzero(~registered)[0]
+    if not len(missing):
+        return out
+    rots = Rotation.from_matrix(cam_from_world[times, :, :3])
+    centres = -np.einsum("tji,tj->ti", cam_from_world[times, :, :3], cam_from_world[times, :, 3])
+    query = np.clip(missing, times[0], times[-1])
+    rot = Slerp(times, rots)(query).as_matrix()
+    centre = np.stack([np.interp(query, times, centres[:, k]) for k in range(3)], axis=-1)
+    out[missing, :, :3] = rot
+    out[missing, :, 3] = -np.einsum("tij,tj->ti", rot, centre)
+    return out
+
+
+def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
+                       settings: ColmapSettings = ColmapSettings(),
+                       workdir: str | Path | None = None, reuse_matches: bool = False) -> RigPoses:
+    """Metric rig poses from perspective crops of both eyes.
+
+    Args:
+      eyes: [2, T, H, W, 3] uint8 RGB crops (left, right) of a centred pinhole of ``focal_px``.
+      baseline_m: distance between the eyes (metres).
+      workdir: keep COLMAP's files there (default: a temporary folder, removed).
+      reuse_matches: with ``workdir``, start from its features and matches of an earlier run
+        of the same frames (for experiments with the later steps).
+
+    Raises:
+      InputError: too few matches, stereo problems, too few frames registered.
+    """
+    import pycolmap
+
+    pycolmap.logging.minloglevel = settings.log_level
+    num_frames, height, width = eyes.shape[1:4]
+    timer = Timer()
+    with tempfile.TemporaryDirectory(prefix="stereo4d-colmap-") as tmp:
+        root = Path(workdir) if workdir else Path(tmp)
+        image_dir, database = root / "images", root / "database.db"
+        matched = root / "matches.db"  # the database after matching, before any removal
+        database.unlink(missing_ok=True)
+        verification = pycolmap.TwoViewGeometryOptions()
+        verification.ransac.max_error = settings.verify_max_error_px
+        if workdir and reuse_matches and matched.is_file():
+            shutil.copy(matched, database)
+        else:
+            with timer("write_images"):
+                _write_images(image_dir, eyes)
+            reader = pycolmap.ImageReaderOptions(
+                camera_model="PINHOLE",
+                camera_params=f"{focal_px},{focal_px},{width / 2},{height / 2}")
+            extraction = pycolmap.FeatureExtractionOptions(num_threads=settings.num_threads)
+            extraction.sift.max_num_features = settings.max_features
+            with timer("features"):
+                pycolmap.extract_features(database, image_dir,
+                                          camera_mode=pycolmap.CameraMode.PER_FOLDER,
+                                          reader_options=reader, extraction_options=extraction,
+                                          device=pycolmap.Device.cpu)
+            rig = pycolmap.RigConfig(cameras=[
+                pycolmap.RigConfigCamera(ref_sensor=True, image_prefix=f"{EYE_FOLDERS[0]}/"),
+                pycolmap.RigConfigCamera(image_prefix=f"{EYE_FOLDERS[1]}/"),
+            ])
+            with pycolmap.Database.open(str(database)) as db:
+                pycolmap.apply_rig_config([rig], db)
+            with timer("matching"):
+                pycolmap.match_sequential(
+                    database,
+                    matching_options=pycolmap.FeatureMatchingOptions(
+                        num_threads=settings.num_threads),
+                    pairing_options=pycolmap.SequentialPairingOptions(
+                        overlap=settings.overlap_frames, quadratic_overlap=False,
+                        num_threads=settings.num_threads),
+                    verification_options=verification, device=pycolmap.Device.cpu)
+            if workdir:
+                shutil.copy(database, matched)
+        with timer("motion_segmentation"):
+            keypoints, eye_frame, pairs, raw = _read_matches(pycolmap, database, num_frames)
+            _check_features(keypoints, eye_frame)
+            motion = segment_motion(keypoints, eye_frame, pairs, focal_px,
+                                    (width / 2, height / 2), baseline_m, settings.motion)
+            path_m = float(np.nansum(motion.frame_motion_m))
+            if path_m < settings.min_path_m:
+                raise InputError(
+                    f"the camera barely moves: {path_m * 100:.1f} cm over {num_frames} frames "
+                    f"(need {settings.min_path_m * 100:.0f} cm): a static camera has no path "
+                    "to estimate")
+            _set_rig_pose(pycolmap, database, motion.right_from_left)
+            removed = 0
+            if settings.remove_moving:
+                removed = _remove_moving(pycolmap, database, raw, pairs, motion.moving,
+                                         verification.min_num_inliers)
+        options = pycolmap.GlobalPipelineOptions(num_threads=settings.num_threads,
+                                                 random_seed=settings.random_seed)
+        options.mapper.bundle_adjustment.refine_focal_length = False
+        options.mapper.bundle_adjustment.refine_extra_params = False
+        if settings.fixed_rig_in_mapper:
+            options.mapper.refine_sensor_from_rig = False
+            options.mapper.rotation_averaging.refine_sensor_from_rig = False
+            options.mapper.global_positioning.refine_sensor_from_rig = False
+            options.mapper.bundle_adjustment.refine_sensor_from_rig = False
+        (root / "sparse").mkdir(exist_ok=True)
+        with timer("mapping"):
+            models = pycolmap.global_mapping(database, image_dir, root / "sparse", options)
+        if not models:
+            raise InputError("COLMAP could not reconstruct the camera path (no model): too "
+                             "little texture or parallax")
+        rec = max(models.values(), key=lambda r: r.num_reg_images())
+        ba = pycolmap.BundleAdjustmentOptions(refine_focal_length=False, refine_extra_params=False,
+                                              refine_sensor_from_rig=True, print_summary=False)
+        ba.ceres.loss_function_type = pycolmap.LossFunctionType.HUBER
+        ba.ceres.loss_function_scale = settings.ba_loss_scale_px
+        with timer("bundle_adjustment"):
+            pycolmap.bundle_adjustment(rec, ba)
+        poses = _poses_from_reconstruction(rec, num_frames, baseline_m, settings, motion, removed,
+                                           sum(len(k) for k in keypoints))
+        poses.stats["timings_s"] = timer.seconds
+        return poses
+
+
+def _poses_from_reconstruction(rec, num_frames, baseline_m, settings, motion, removed, num_kp):
+    cams = np.full((2, num_frames, 3, 4), np.nan)
+    for image in rec.images.values():
+        if not image.has_pose:
+            continue
+        folder, stem = image.name.split("/")
+        cams[EYE_FOLDERS.index(folder), int(stem.split(".")[0])] = image.cam_from_world().matrix()
+    registered = np.isfinite(cams[0, :, 0, 0]) & np.isfinite(cams[1, :, 0, 0])
+    if registered.sum() < max(2, settings.min_registered_fraction * num_frames):
+        missing = np.nonzero(~registered)[0]
+        raise InputError(f"COLMAP registered only {registered.sum()} of {num_frames} frames "
+                         f"(unregistered: {', '.join(map(str, missing[:10]))}"
+                         f"{' ...' if len(missing) > 10 else ''}): too little texture or parallax")
+    # Rig pose: right_from_left = right_from_world @ world_from_left (identical in every frame).
+    t0 = int(np.nonzero(registered)[0][0])
+    left4, right4 = np.eye(4), np.eye(4)
+    left4[:3], right4[:3] = cams[0, t0], cams[1, t0]
+    right_from_left = (right4 @ np.linalg.inv(left4))[:3]
+    scale = baseline_m / np.linalg.norm(right_from_left[:, 3])
+    right_from_left[:, 3] *= scale
+    left = cams[0].copy()
+    left[:, :, 3] *= scale
+    left = _interpolate_missing(left, registered)
+    matched = sum(int(m.sum()) for m in motion.moving)
+    return RigPoses(
+        left_cam_from_world=left,
+        right_from_left=right_from_left,
+        registered=registered,
+        moving_fraction=matched / max(num_kp, 1),
+        frame_motion_m=motion.frame_motion_m,
+        stats={"registered_frames": int(registered.sum()), "points3d": rec.num_points3D(),
+               "mean_reprojection_error_px": float(rec.compute_mean_reprojection_error()),
+               "moving_matches_removed": removed, "scale_applied": float(scale),
+               "stereo_matches_median": float(np.median(motion.stereo_matches))},
+    )
