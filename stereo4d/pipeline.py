@@ -17,6 +17,8 @@ from stereo4d.io import ClipPaths
 from stereo4d.stages.common import outputs_fresh
 
 __all__ = [
+    "ALL_STAGE_NAMES",
+    "CAMERA_STAGE",
     "STAGE_NAMES",
     "Stage",
     "clip_complete",
@@ -27,6 +29,12 @@ __all__ = [
 
 #: Provenance names of the stages, in pipeline order.
 STAGE_NAMES = ("rectify", "stereo", "tracking", "filtering", "optimization")
+
+#: Optional stage 0: camera poses and rig rectification estimated from the raw video alone.
+CAMERA_STAGE = "cameras"
+
+#: Every stage a runner may be asked for, in pipeline order.
+ALL_STAGE_NAMES = (CAMERA_STAGE, *STAGE_NAMES)
 
 #: The synthetic clip's equirect video is 1024 px high: below the VR180 check of rectify.py.
 SYNTHETIC_RECTIFY_ARGS = ("--min_equirect_height=0",)
@@ -46,6 +54,8 @@ class Stage:
       previews: optional outputs (preview videos a flag can turn off); not part of freshness.
       backend_registry: ``"module:attribute"`` of the stage's backend registry, or None when
         the stage has no choice of backend (used to decide whether it wants a GPU).
+      done_when: a further completion rule: the stage need not run when it holds (the camera
+        stage: a released npz that the stage did not write is already there).
     """
 
     name: str
@@ -56,15 +66,27 @@ class Stage:
     extra_args: tuple[str, ...] = ()
     backend_registry: str | None = None
     previews: Callable[[ClipPaths], list[Path]] = lambda p: []
+    done_when: Callable[[ClipPaths], bool] | None = None
 
 
-def pipeline_stages(synthetic: bool = False) -> list[Stage]:
-    """The five stages in order.
+def _released_npz_present(paths: ClipPaths) -> bool:
+    """A clip's npz exists and was not written by the camera stage (no marker: released)."""
+    return paths.npz.is_file() and not paths.provenance(CAMERA_STAGE).exists()
+
+
+def camera_stage() -> Stage:
+    """Stage 0: ``estimate_cameras.py`` writes ``npz/<vid>.npz`` from the raw video."""
+    return Stage(CAMERA_STAGE, "estimate_cameras.py", "stereo4d.commands.estimate_cameras",
+                 lambda p: [p.raw_video], lambda p: [p.npz], done_when=_released_npz_present)
+
+
+def pipeline_stages(synthetic: bool = False, cameras: bool = False) -> list[Stage]:
+    """The five stages in order (six with ``cameras``: stage 0 first).
 
     ``synthetic``: the clip was rendered by make_synthetic_clip.py (lifts rectify's VR180
     height check, which real clips keep).
     """
-    return [
+    return [*([camera_stage()] if cameras else []),
         Stage("rectify", "rectify.py", "stereo4d.commands.rectify",
               lambda p: [p.npz, p.raw_video],
               lambda p: [p.left_video, p.right_video],
@@ -104,6 +126,8 @@ def stage_fresh(paths: ClipPaths, stage: Stage, *, allow_dropped: bool = False) 
     ``allow_dropped``: intermediates (``ClipPaths.intermediates``) that are missing count as
     dropped by ``--keep=final`` rather than as missing outputs.
     """
+    if stage.done_when is not None and stage.done_when(paths):
+        return True
     outputs = [paths.provenance(stage.name), *stage.outputs(paths)]
     if allow_dropped:
         dropped = {p for p in paths.intermediates() if not p.exists()}

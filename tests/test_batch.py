@@ -285,6 +285,40 @@ def test_stage_table_lets_stereo_and_tracking_run_side_by_side():
                     "optimization": {"rectify", "stereo", "filtering"}}
 
 
+def test_camera_stage_zero_for_videos_without_an_npz(tmp_path):
+    """--stages=cameras,...: raw videos without an npz join as <video_id>_0 and get stage 0;
+    a released npz (no camera marker) counts as done and is never overwritten."""
+    from stereo4d.batch.plan import discover_vids
+    from stereo4d.pipeline import CAMERA_STAGE, stage_fresh
+
+    npz_dir, raw_dir, out_dir = tmp_path / "npz", tmp_path / "raw", tmp_path / "out"
+    npz_dir.mkdir()
+    raw_dir.mkdir()
+    for name in ("released.mp4", "newvideo.mp4"):
+        (raw_dir / name).write_bytes(b"video")
+    (npz_dir / "released_500.npz").write_bytes(b"npz")
+    assert discover_vids(npz_dir, raw_dir) == (["released_500"], [])
+    vids, _ = discover_vids(npz_dir, raw_dir, new_videos=True)
+    assert vids == ["released_500", "newvideo_0"]
+
+    stages = BatchPlan.select_stages([CAMERA_STAGE, "rectify", "stereo"])
+    assert [s.name for s in stages] == [CAMERA_STAGE, "rectify", "stereo"]
+    plan = BatchPlan(vids=vids, stages=stages, npz_folder=npz_dir, raw_video_folder=raw_dir,
+                     output_folder=out_dir, log_dir=tmp_path / "logs")
+    released, new = plan.paths("released_500"), plan.paths("newvideo_0")
+    assert stage_fresh(released, stages[0])          # a released npz: stage 0 not needed
+    assert not stage_fresh(new, stages[0])           # no npz yet: stage 0 runs
+    assert stage_dependencies(stages, new)["rectify"] == {CAMERA_STAGE}
+    task = plan.task("newvideo_0", stages[0])
+    assert task.command == "stereo4d.commands.estimate_cameras"
+    assert f"--raw_video_folder={raw_dir}" in task.argv and "--vid=newvideo_0" in task.argv
+    # Once stage 0 wrote the npz (its marker newer than the video), it is fresh as any stage.
+    new.npz.write_bytes(b"npz")
+    new.provenance(CAMERA_STAGE).parent.mkdir(parents=True)
+    new.provenance(CAMERA_STAGE).write_text("{}")
+    assert stage_fresh(new, stages[0])
+
+
 def test_flag_parsing(tmp_path):
     parsed = parse_stage_args(["rectify:--output_height=96 --min_equirect_height=0",
                                "rectify: --skip_equirect_videos", "stereo:--backend sgbm"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stereo4d.batch.task import StageTask
 from stereo4d.io import ClipPaths, InputError, split_vid
-from stereo4d.pipeline import STAGE_NAMES, Stage, pipeline_stages
+from stereo4d.pipeline import ALL_STAGE_NAMES, Stage, pipeline_stages
 
 __all__ = [
     "ENV_PASSTHROUGH_PREFIXES",
@@ -46,36 +46,55 @@ def read_vid_list(path: str | os.PathLike) -> list[str]:
     return vids
 
 
-def discover_vids(npz_folder: Path, raw_video_folder: Path) -> tuple[list[str], list[str]]:
+#: Timestamp given to a raw video that has no npz, when the camera stage is to make one.
+NEW_VIDEO_TIMESTAMP_US = 0
+
+
+def discover_vids(npz_folder: Path, raw_video_folder: Path, *, new_videos: bool = False
+                  ) -> tuple[list[str], list[str]]:
     """Every ``<vid>.npz`` in ``npz_folder`` whose raw video exists, sorted.
 
+    ``new_videos`` (the camera stage is selected): also every raw ``<video_id>.mp4`` that no
+    npz names, as ``<video_id>_0`` (the clip from the video's start).
     Returns (vids, passed over: npz files without their raw video or with a malformed name).
     """
     if not Path(npz_folder).is_dir():
         raise InputError(f"--npz_folder: no such folder: {npz_folder}")
-    vids, passed_over = [], []
+    vids, passed_over, video_ids = [], [], set()
     for npz in sorted(Path(npz_folder).glob("*.npz")):
         try:
             paths = ClipPaths(npz.stem, npz_folder, raw_video_folder)
         except InputError:
             passed_over.append(npz.stem)
             continue
+        video_ids.add(paths.video_id)
         (vids if paths.raw_video.is_file() else passed_over).append(npz.stem)
+    if new_videos and Path(raw_video_folder).is_dir():
+        for video in sorted(Path(raw_video_folder).glob("*.mp4")):
+            if video.stem in video_ids:
+                continue
+            vid = f"{video.stem}_{NEW_VIDEO_TIMESTAMP_US}"
+            try:
+                ClipPaths(vid, npz_folder, raw_video_folder)
+            except InputError:
+                passed_over.append(video.name)
+                continue
+            vids.append(vid)
     return vids, passed_over
 
 
 def parse_stage_args(items: Iterable[str]) -> dict[str, list[str]]:
     """``["rectify:--min_equirect_height=0 --output_height=96", ...]`` -> stage -> flags.
 
-    Each item is ``<stage>:<flags>`` with ``<stage>`` one of STAGE_NAMES; the flags are split
+    Each item is ``<stage>:<flags>`` with ``<stage>`` one of ALL_STAGE_NAMES; the flags are split
     like a shell would; several items for one stage add up.
     """
-    out: dict[str, list[str]] = {name: [] for name in STAGE_NAMES}
+    out: dict[str, list[str]] = {name: [] for name in ALL_STAGE_NAMES}
     for item in items:
         stage, sep, flags = item.partition(":")
         if not sep or stage.strip() not in out:
             raise InputError(f"--stage_args {item!r}: expected <stage>:<flags> with <stage> one of "
-                             + ", ".join(STAGE_NAMES))
+                             + ", ".join(ALL_STAGE_NAMES))
         out[stage.strip()] += shlex.split(flags)
     return out
 
@@ -144,11 +163,11 @@ class BatchPlan:
     @staticmethod
     def select_stages(names: Sequence[str]) -> list[Stage]:
         """The named stages, in pipeline order; InputError for an unknown name."""
-        unknown = [n for n in names if n not in STAGE_NAMES]
+        unknown = [n for n in names if n not in ALL_STAGE_NAMES]
         if unknown or not names:
             raise InputError(f"--stages: unknown stage(s) {', '.join(unknown) or '(none)'}; "
-                             f"choose from {', '.join(STAGE_NAMES)}")
-        return [s for s in pipeline_stages() if s.name in names]
+                             f"choose from {', '.join(ALL_STAGE_NAMES)}")
+        return [s for s in pipeline_stages(cameras=True) if s.name in names]
 
     def paths(self, vid: str) -> ClipPaths:
         return ClipPaths(vid, self.npz_folder, self.raw_video_folder, self.output_folder)
@@ -166,7 +185,7 @@ class BatchPlan:
         paths = self.paths(vid)
         argv = [f"--vid={vid}", f"--npz_folder={self.npz_folder}",
                 f"--output_folder={self.output_folder}"]
-        if stage.name == "rectify":
+        if paths.raw_video in stage.inputs(paths):
             argv.append(f"--raw_video_folder={self.raw_video_folder}")
         argv += self.stage_args.get(stage.name, [])
         cpus = self.cpus.get(stage.name, 1.0)

@@ -37,7 +37,7 @@ from stereo4d.batch.report import Reporter, format_table, summarize, write_repor
 from stereo4d.batch.runner import KEEP_CHOICES, run_batch
 from stereo4d.cli import CommandParser, int_in_range, run_cli
 from stereo4d.io import InputError
-from stereo4d.pipeline import STAGE_NAMES
+from stereo4d.pipeline import ALL_STAGE_NAMES, CAMERA_STAGE, STAGE_NAMES
 
 __all__ = ["cli", "main"]
 
@@ -65,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "<output_folder>/_batch)")
     stages = parser.add_argument_group("stages")
     stages.add_argument("--stages", default=",".join(STAGE_NAMES),
-                        help="comma-separated stages to run, of: " + ",".join(STAGE_NAMES))
+                        help="comma-separated stages to run, of: " + ",".join(ALL_STAGE_NAMES)
+                        + f"; with {CAMERA_STAGE} (stage 0: estimate_cameras.py), clips whose npz "
+                        "is missing get one estimated from the raw video, released npz files are "
+                        "kept, and every raw video without an npz joins the batch as "
+                        "<video_id>_0")
     stages.add_argument("--stage_args", action="append", default=[], metavar="STAGE:FLAGS",
                         help="flags passed to one stage's command, e.g. "
                              "\"rectify:--min_equirect_height=0 --output_height=256\" (repeat "
@@ -126,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.vids:
         vids = read_vid_list(args.vids)
     else:
-        vids, passed_over = discover_vids(folders["npz_folder"], folders["raw_video_folder"])
+        vids, passed_over = discover_vids(
+            folders["npz_folder"], folders["raw_video_folder"],
+            new_videos=any(s.name == CAMERA_STAGE for s in stages))
         if passed_over:
             print(f"[batch] {len(passed_over)} npz file(s) without a raw video or with a malformed "
                   "name are not part of this batch", file=sys.stderr)
@@ -134,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"no clip in {folders['npz_folder']} has its raw video in "
                              f"{folders['raw_video_folder']}")
     cpus = {k: float(v) for k, v in
-            parse_key_values(args.cpus_per_stage, "--cpus_per_stage", STAGE_NAMES).items()}
+            parse_key_values(args.cpus_per_stage, "--cpus_per_stage", ALL_STAGE_NAMES).items()}
     if any(v <= 0 for v in cpus.values()):
         parser.error("--cpus_per_stage values must be > 0")
     executor = _executor(args)

@@ -44,6 +44,10 @@ MAX_CROP_HFOV_DEG = 90.0
 MIN_FRAMES = 8
 
 
+#: Provenance name (``<vid>-cameras.json``) and the batch runner's name of this stage.
+STAGE_NAME = "cameras"
+
+
 @dataclass(frozen=True)
 class CamerasConfig:
     """Settings of ``estimate_cameras.py``.
@@ -168,7 +172,7 @@ def run(config: CamerasConfig) -> dict:
     paths = config.paths
     if paths.npz.exists() and not config.force:
         raise InputError(f"{paths.npz} exists; pass --force to overwrite it")
-    paths.provenance("estimate_cameras").unlink(missing_ok=True)
+    paths.provenance(STAGE_NAME).unlink(missing_ok=True)
     timer = Timer()
     eyes, timestamps, focal_px = _read_clip(config, paths, timer)
     settings = ColmapSettings(max_features=config.max_features,
@@ -202,7 +206,7 @@ def run(config: CamerasConfig) -> dict:
         "npz": str(paths.npz),
         "timings_s": {**timer.seconds, "total": timer.total_s},
     }
-    write_provenance(paths.provenance("estimate_cameras"), stage="estimate_cameras",
+    write_provenance(paths.provenance(STAGE_NAME), stage=STAGE_NAME,
                      backend="pycolmap-global-rig", settings=config, timings_s=summary["timings_s"],
                      summary={k: v for k, v in summary.items() if k != "timings_s"})
     print(f"estimate_cameras: {num_frames} frames, path {path_m:.2f} m, "
