@@ -1,4 +1,4 @@
-"""Step 3/6: stereo flows of the rectified views -> <vid>-flows_stereo.pkl (SEA-RAFT, or SGBM offline).
+"""Step 3/6: stereo flows of the rectified views -> <vid>-stereo.npz (SEA-RAFT, or SGBM offline).
 
 Example: python inference_raft.py --vid=9876543210b_66957
 """

@@ -50,7 +50,7 @@ def _ensure_inputs(paths: ClipPaths, data: Path) -> None:
     steps = [
         (paths.left_video, ["rectify.py", f"--raw_video_folder={data / 'raw'}",
                             "--min_equirect_height=0", "--skip_equirect_videos"]),
-        (paths.flows_stereo, ["inference_raft.py"]),
+        (paths.stereo_output, ["inference_raft.py"]),
         (paths.tracks_2d, ["tracking.py", "--skip_video"]),
     ]
     for output, cmd in steps:
@@ -77,7 +77,8 @@ def main(argv=None) -> dict:
 
     # 1. Segmenter accuracy.
     video = read_video(paths.left_video)
-    depth_m = depth_maps_from_flows(load_stereo_flows(paths.flows_stereo), HFOV_DEG, remove_floaters=False)
+    depth_m = depth_maps_from_flows(load_stereo_flows(paths.stereo_output), HFOV_DEG,
+                                    remove_floaters=False)
     extrs = load_dataset_npz(paths.npz, required=("camera2world",))["extrs_rectified"]
     imh, imw = video.shape[1:3]
     cameras = PinholeCamera.from_hfov(extrs, HFOV_DEG, aspect_hw=imh / imw)

@@ -8,15 +8,25 @@ Synthetic input resembles tests/parity/track_opt_golden.npz: half static points,
 with a velocity plus a sinusoid, a camera walking forward with small rotations (60 deg hfov,
 512 x 512), depth noise along each ray (sigma 0.004 * dist^2), occlusion spans and dropouts.
 
+Per clip, per process (a batch runs each clip's stage in a fresh process): the first
+optimize_tracks call of a process with JAX's persistent compilation cache off (compiles: today's
+per-process cost), cold (empty cache: compiles and writes) and warm (a second process, another
+clip length in the same frame bucket: loads the executable). ``--skip_per_process`` skips it.
+
 Usage: .venv/bin/python benchmarks/bench_track_opt.py [--tracks 20000] [--frames 64]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -100,13 +110,56 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - tic, time.process_time() - cpu_tic
 
 
+PER_PROCESS_CLIPS = ((1000, 45), (1000, 47))
+"""(tracks, frames) of the cold and the warm process: two lengths sharing the 48-frame bucket."""
+
+
+def _one_clip_process(tracks: int, frames: int, cache_dir: str) -> None:
+    """Child process: times its first optimize_tracks call (pipeline settings), prints JSON."""
+    from stereo4d.jax_cache import cache_events, enable_compilation_cache
+
+    enable_compilation_cache(cache_dir)
+    clip = synthetic_clip(tracks, frames, seed=3)
+    _, first, first_cpu = _timed(optimize_tracks, *clip,
+                                 config=TrackOptConfig(dynamic_edges="inside"))
+    print(json.dumps({"first_call_s": first, "first_call_cpu_s": first_cpu,
+                      "process_cpu_s": time.process_time(), **cache_events()}))
+
+
+def per_process_figures() -> None:
+    """Per-clip seconds of the first call in a fresh process: cache off, cold, warm."""
+    print(f"== per clip, one process each ({PER_PROCESS_CLIPS[0][0]} tracks; pipeline settings) ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = (("cache off", "none", PER_PROCESS_CLIPS[0]),
+                ("cold cache (1st process)", str(Path(tmp) / "jax"), PER_PROCESS_CLIPS[0]),
+                ("warm cache (2nd process)", str(Path(tmp) / "jax"), PER_PROCESS_CLIPS[1]))
+        for label, cache_dir, (tracks, frames) in runs:
+            tic = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, __file__, "--one_clip", str(tracks), str(frames), cache_dir],
+                capture_output=True, text=True, check=True)
+            process_s = time.perf_counter() - tic
+            record = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{label:>26}: {frames} frames, optimize_tracks {record['first_call_s']:.2f} s "
+                  f"wall / {record['first_call_cpu_s']:.2f} s CPU, process {process_s:.1f} s "
+                  f"wall / {record['process_cpu_s']:.1f} s CPU (cache hits {record['hits']}, "
+                  f"misses {record['misses']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=20000)
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=TrackOptConfig().batch_size)
     parser.add_argument("--workers", type=int, default=TrackOptConfig().num_workers)
+    parser.add_argument("--skip_per_process", action="store_true",
+                        help="skip the per-process cold / warm compilation-cache figures")
+    parser.add_argument("--one_clip", nargs=3, metavar=("TRACKS", "FRAMES", "CACHE_DIR"),
+                        help=argparse.SUPPRESS)  # child process of per_process_figures
     args = parser.parse_args()
+    if args.one_clip:
+        _one_clip_process(int(args.one_clip[0]), int(args.one_clip[1]), args.one_clip[2])
+        return
     config = TrackOptConfig(batch_size=args.batch_size, num_workers=args.workers)
     print(
         f"load average before: {os.getloadavg()[0]:.2f} (the machine may be shared; CPU time "
@@ -144,6 +197,8 @@ def main() -> None:
     )
     valid = result.visible
     print(f"valid entries {valid.mean():.1%}, NaN on valid {np.isnan(result.track3d[valid]).sum()}")
+    if not args.skip_per_process:
+        per_process_figures()
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ __all__ = [
     "disparity_from_flow",
     "floater_mask",
     "occlusion_mask",
+    "stereo_valid_mask",
     "warp_by_flow",
 ]
 
@@ -141,6 +142,26 @@ def floater_mask(depth_m: np.ndarray,
     return ((grad_x > limit) | (grad_y > limit)) & (depth_m != 0)
 
 
+def stereo_valid_mask(fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray:
+    """Pixels whose match passes the per-frame checks (left-right and vertical flow).
+
+    Args:
+      fwd, bwd: [H, W, 2] float flows (left->right, right->left), pixels.
+    Returns:
+      bool [H, W], True = keep. The compact stereo file stores this mask.
+    """
+    fwd = np.asarray(fwd, dtype=np.float32)
+    return ~(occlusion_mask(fwd, bwd) | (np.abs(fwd[..., 1]) > MAX_VERTICAL_FLOW_PX))
+
+
+def _depth_map_from_valid_flow(fwd: np.ndarray, valid: np.ndarray, hfov_deg: float,
+                               baseline_m: float, max_depth_m: float) -> np.ndarray:
+    depth_m = depth_from_disparity(disparity_from_flow(fwd), hfov_deg, baseline_m)
+    invalid = ~np.asarray(valid, dtype=bool)
+    invalid |= ~((depth_m > 0) & (depth_m <= max_depth_m))
+    return np.where(invalid, 0.0, depth_m).astype(np.float32)
+
+
 def depth_map_from_flow_pair(fwd: np.ndarray, bwd: np.ndarray, hfov_deg: float,
                              baseline_m: float = BASELINE_M,
                              max_depth_m: float = MAX_DEPTH_M) -> np.ndarray:
@@ -153,19 +174,19 @@ def depth_map_from_flow_pair(fwd: np.ndarray, bwd: np.ndarray, hfov_deg: float,
       float32 [H, W] metres in (0, max_depth_m], 0 where invalid.
     """
     fwd = np.asarray(fwd, dtype=np.float32)
-    depth_m = depth_from_disparity(disparity_from_flow(fwd), hfov_deg, baseline_m)
-    invalid = occlusion_mask(fwd, bwd) | (np.abs(fwd[..., 1]) > MAX_VERTICAL_FLOW_PX)
-    invalid |= ~((depth_m > 0) & (depth_m <= max_depth_m))
-    return np.where(invalid, 0.0, depth_m).astype(np.float32)
+    return _depth_map_from_valid_flow(fwd, stereo_valid_mask(fwd, bwd), hfov_deg, baseline_m,
+                                      max_depth_m)
 
 
 def depth_maps_from_flows(flows: Sequence[Mapping[str, np.ndarray]], hfov_deg: float,
                           remove_floaters: bool, baseline_m: float = BASELINE_M,
                           max_depth_m: float = MAX_DEPTH_M) -> np.ndarray:
-    """Depth maps of a clip from the stereo stage's output (the ``flows_stereo.pkl`` list).
+    """Depth maps of a clip from the stereo stage's output (``io.load_stereo_flows``).
 
     Args:
-      flows: one ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}`` per frame.
+      flows: one dict per frame: ``'fwd'`` [H, W, 2] and either ``'bwd'`` [H, W, 2] (the
+        checks are computed here) or ``'valid'`` [H, W] bool (the compact file: the checks'
+        result as stored).
       hfov_deg: horizontal FoV of the rectified views (60 in the pipeline).
       remove_floaters: also drop depth-edge pixels (``floater_mask``); track
         optimisation does, segmentation does not.
@@ -175,6 +196,9 @@ def depth_maps_from_flows(flows: Sequence[Mapping[str, np.ndarray]], hfov_deg: f
     if len(flows) == 0:
         return np.zeros((0, 0, 0), dtype=np.float32)
     depth_m = np.stack([
+        _depth_map_from_valid_flow(np.asarray(f["fwd"], np.float32), f["valid"], hfov_deg,
+                                   baseline_m, max_depth_m)
+        if "valid" in f else
         depth_map_from_flow_pair(f["fwd"], f["bwd"], hfov_deg, baseline_m, max_depth_m)
         for f in flows
     ])

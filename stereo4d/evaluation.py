@@ -159,8 +159,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 def _load_outputs(paths: ClipPaths) -> dict:
     """Every stage output present, each read and checked by its one loader (nothing scored)."""
     out = {}
-    if paths.flows_stereo.is_file():
-        out["flows"] = load_stereo_flows(paths.flows_stereo)
+    if paths.stereo_output.is_file():
+        out["flows"] = load_stereo_flows(paths.stereo_output)
     if paths.tracks_2d.is_file():
         out["tracks"] = Tracks2D.load(paths.tracks_2d)
     if paths.segmentation.is_file():
@@ -172,7 +172,7 @@ def _load_outputs(paths: ClipPaths) -> dict:
         if out["optimized"].shape[:2] != (out["filtered"].num_tracks, len(out["flows"])):
             raise InputError(f"{paths.export_npz}: {list(out['optimized'].shape[:2])} tracks x "
                              f"frames, but {paths.filtered_tracks.name} and "
-                             f"{paths.flows_stereo.name} give "
+                             f"{paths.stereo_output.name} give "
                              f"{[out['filtered'].num_tracks, len(out['flows'])]}")
     return out
 

@@ -94,7 +94,7 @@ def pipeline_stages(synthetic: bool = False, cameras: bool = False) -> list[Stag
               previews=lambda p: [p.raw_equirect_video, p.rectified_equirect_video]),
         Stage("stereo", "inference_raft.py", "stereo4d.commands.inference_raft",
               lambda p: [p.left_video, p.right_video],
-              lambda p: [p.flows_stereo],
+              lambda p: [p.stereo_output],
               backend_registry="stereo4d.backends.stereo:STEREO_BACKENDS"),
         Stage("tracking", "tracking.py", "stereo4d.commands.tracking",
               lambda p: [p.left_video],
@@ -102,11 +102,11 @@ def pipeline_stages(synthetic: bool = False, cameras: bool = False) -> list[Stag
               backend_registry="stereo4d.backends.tracking:TRACKING_BACKENDS",
               previews=lambda p: [p.tracks_2d_video]),
         Stage("filtering", "segmentation.py", "stereo4d.commands.segmentation",
-              lambda p: [p.left_video, p.flows_stereo, p.tracks_2d, p.npz],
+              lambda p: [p.left_video, p.stereo_output, p.tracks_2d, p.npz],
               lambda p: [p.filtered_tracks, p.filtered_tracks_video, p.segmentation],
               backend_registry="stereo4d.backends.segmentation:SEGMENTATION_BACKENDS"),
         Stage("optimization", "track_optimization.py", "stereo4d.commands.track_optimization",
-              lambda p: [p.filtered_tracks, p.flows_stereo, p.npz, p.left_video],
+              lambda p: [p.filtered_tracks, p.stereo_output, p.npz, p.left_video],
               lambda p: [p.optimized_tracks, p.export_npz]),
     ]
 

@@ -28,7 +28,13 @@ frames up to float32 round-off (see tests/test_track_opt_parity.py). Differences
 
 Speed: the 100 Adam steps run inside one jitted `lax.fori_loop`; tracks are processed in small,
 cache-sized batches of a fixed shape (the last one padded), so each (batch, frames) shape compiles
-once per process, and `num_workers` host threads run batches on separate cores.
+once per process, and `num_workers` host threads run batches on separate cores. With
+``dynamic_edges="inside"`` (the pipeline's) the frame axis is also padded, with hidden frames, to
+a bucket (`frame_bucket`: quarter-octave steps), so clips of nearby lengths share one compiled
+shape; with JAX's persistent compilation cache (`stereo4d.jax_cache`) a process then loads the
+executable from disk instead of compiling it. Hidden frames take no part in the loss, so the
+padding changes results by float32 round-off only (the reference's "clamp" edges would see the
+padding, so that mode keeps the clip's own length).
 """
 
 from __future__ import annotations
@@ -56,6 +62,11 @@ NORM_EPS_M = 1e-5
 
 MIN_BATCH = 8
 """Smallest padded batch: fewer tracks than this are padded up to it."""
+
+MIN_FRAME_BUCKET = 16
+"""Shortest padded frame axis (``dynamic_edges="inside"``): shorter clips are padded up to it."""
+FRAME_BUCKET_STEPS_PER_OCTAVE = 4
+"""Frame buckets between successive powers of two (4: at most 25 % padded frames)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,6 +375,17 @@ def _loop_config(config: TrackOptConfig) -> TrackOptConfig:
     return dataclasses.replace(config, **{f: getattr(defaults, f) for f in _HOST_ONLY_FIELDS})
 
 
+def frame_bucket(num_frames: int) -> int:
+    """Padded length of the frame axis: at least MIN_FRAME_BUCKET, else ``num_frames`` rounded up
+    to a multiple of 2^(floor(log2(num_frames - 1)) - log2(FRAME_BUCKET_STEPS_PER_OCTAVE)),
+    e.g. 48 -> 48, 49 -> 56, 65 -> 80, 200 -> 224 (at most 25 % more frames)."""
+    if num_frames <= MIN_FRAME_BUCKET:
+        return MIN_FRAME_BUCKET
+    octave = (num_frames - 1).bit_length() - 1  # 2^octave < num_frames <= 2^(octave + 1)
+    step = max(1, (1 << octave) // FRAME_BUCKET_STEPS_PER_OCTAVE)
+    return -(-num_frames // step) * step
+
+
 def _padded_batch_size(num_tracks: int, batch_size: int) -> int:
     """Batch shape for `num_tracks` tracks: batch_size, or for fewer tracks the smallest power of
     two (at least MIN_BATCH) that holds them, capped at batch_size."""
@@ -415,8 +437,11 @@ def optimize_tracks(
     dyn_weight = (1.0 / (1.0 + np.exp(-(motion_level - config.motion_threshold_px)))).astype(
         np.float32
     )
-    centres_c1t = jnp.asarray(camera_centres(world_to_camera).astype(np.float32).T[:, None, :])
+    centres = camera_centres(world_to_camera).astype(np.float32)
     points = np.where(mask[..., None], track3d_world, 0.0).astype(np.float32)
+    frames_padded = frame_bucket(num_frames) if config.dynamic_edges == "inside" else num_frames
+    extra_frames = frames_padded - num_frames  # hidden: mask 0, points 0, last camera repeated
+    centres_c1t = jnp.asarray(np.pad(centres, ((0, extra_frames), (0, 0)), mode="edge").T[:, None])
 
     batch = _padded_batch_size(num_tracks, config.batch_size)
     loop_config = _loop_config(config)
@@ -424,11 +449,12 @@ def optimize_tracks(
     def run_batch(start: int) -> None:
         stop = min(start + batch, num_tracks)
         pad = batch - (stop - start)
-        points_cbt = np.pad(points[start:stop].transpose(2, 0, 1), ((0, 0), (0, pad), (0, 0)))
-        mask_bt = np.pad(mask[start:stop], ((0, pad), (0, 0))).astype(np.float32)
+        points_cbt = np.pad(points[start:stop].transpose(2, 0, 1),
+                            ((0, 0), (0, pad), (0, extra_frames)))
+        mask_bt = np.pad(mask[start:stop], ((0, pad), (0, extra_frames))).astype(np.float32)
         weight_b = np.pad(dyn_weight[start:stop], (0, pad))
         result = _optimize_batch(points_cbt, centres_c1t, mask_bt, weight_b, loop_config)
-        out[start:stop] = np.asarray(result)[:, : stop - start].transpose(1, 2, 0)
+        out[start:stop] = np.asarray(result)[:, : stop - start, :num_frames].transpose(1, 2, 0)
 
     starts = list(range(0, num_tracks, batch))
     run_batch(starts[0])  # compiles (once per shape and config) before the threads start

@@ -133,7 +133,7 @@ def test_missing_input_exits_2_without_outputs(tmp_path, capsys):
     argv = [f"--vid={VID}", f"--npz_folder={paths.npz_folder}",
             f"--output_folder={paths.output_folder}", "--backend=classical"]
     assert segmentation_script.run_cli(segmentation_script.main, argv) == 2
-    assert "flows_stereo.pkl" in capsys.readouterr().err
+    assert "stereo.npz" in capsys.readouterr().err  # the default format is the one named
     assert not paths.filtered_tracks.exists() and not paths.filtered_tracks_video.exists()
     assert not paths.provenance("filtering").exists()
 

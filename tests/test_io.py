@@ -136,3 +136,40 @@ def test_malformed_json_and_segmentation_are_input_errors(tmp_path):
     sio.save_segmentation(tmp_path / "ok.npz", np.full((1, 2, 2), 3), np.array([True, False]))
     labels, kept = sio.load_segmentation(tmp_path / "ok.npz")
     assert labels.dtype == np.uint8 and labels.sum() == 12 and kept.tolist() == [True, False]
+
+
+def test_compact_stereo_round_trip_error_bounds(tmp_path):
+    """<vid>-stereo.npz: flows within half their frame's step, validity exact."""
+    rng = np.random.default_rng(3)
+    fwd = np.stack([rng.uniform(-30.0, 0.0, (3, 6, 9)), rng.normal(0.0, 0.5, (3, 6, 9))], -1)
+    fwd = fwd.astype(np.float32)
+    fwd[1, 0, 0, 0] = -300.0  # frame 1 needs a coarser step: 1/64 px holds 300 px in int16
+    fwd[2, 0, 0, 0] = -2000.0  # frame 2: 1/16 px
+    valid = rng.random((3, 6, 9)) > 0.2
+    path = sio.save_stereo_compact(tmp_path / "c-stereo.npz", fwd, valid)
+    with np.load(path) as z:
+        np.testing.assert_array_equal(z["step_px"], [1 / 1024, 1 / 64, 1 / 16])
+    back = sio.load_stereo_flows(path)
+    assert len(back) == 3 and set(back[0]) == {"fwd", "valid"}
+    assert back[0]["fwd"].dtype == np.float32
+    for frame, (step, original) in enumerate(zip([1 / 1024, 1 / 64, 1 / 16], fwd, strict=True)):
+        error = np.abs(back[frame]["fwd"] - original)
+        assert 0 < error.max() <= step / 2  # never a wrapped int16
+    assert back[2]["fwd"][0, 0, 0] == -2000.0
+    np.testing.assert_array_equal(np.stack([f["valid"] for f in back]), valid)
+    # Unreadable or foreign files are input errors naming the file.
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    np.savez(tmp_path / "other.npz", fwd_delta_x=np.zeros((1, 2, 3, 2)), step_px=[0.5],
+             valid=np.ones((1, 2, 3), bool), version=sio.STEREO_COMPACT_VERSION)
+    for name in ("junk", "other", "missing"):
+        with pytest.raises(sio.InputError, match=f"{name}.npz"):
+            sio.load_stereo_flows(tmp_path / f"{name}.npz")
+
+
+def test_stereo_output_prefers_the_compact_file(tmp_path):
+    paths = sio.ClipPaths("abc_123", output_folder=tmp_path)
+    assert paths.stereo_output == paths.stereo_compact  # neither: the default format's name
+    sio.save_pickle([], paths.flows_stereo)
+    assert paths.stereo_output == paths.flows_stereo
+    sio.save_stereo_compact(paths.stereo_compact, np.zeros((1, 2, 3, 2)), np.ones((1, 2, 3), bool))
+    assert paths.stereo_output == paths.stereo_compact

@@ -246,5 +246,5 @@ def test_script_missing_input_exits_2_without_outputs(tmp_path, capsys):
         f"--vid={VID}", f"--npz_folder={paths.npz_folder}", f"--output_folder={paths.output_folder}"])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: missing input(s)") and "flows_stereo.pkl" in err
+    assert err.startswith("error: missing input(s)") and "stereo.npz" in err
     assert set(paths.clip_dir.iterdir()) == before

@@ -13,7 +13,8 @@ import torch
 
 import inference_raft
 from stereo4d.backends.stereo import STEREO_BACKENDS, sea_raft_unavailable_reason
-from stereo4d.io import ClipPaths, load_json, load_pickle
+from stereo4d.depth import depth_maps_from_flows
+from stereo4d.io import ClipPaths, load_json, load_pickle, load_stereo_flows
 from stereo4d.videoio import read_video, write_video
 from tests.conftest import PARITY_DIR, REPO_ROOT, load_make_weights
 from tests.test_classical_stereo import evaluate_pair, render_layered_pair
@@ -53,7 +54,7 @@ def clip(tmp_path_factory, pair):
 
 def test_sgbm_stage_end_to_end(clip, pair):
     root, paths = clip
-    assert _run(root, "--backend=sgbm") == 0
+    assert _run(root, "--backend=sgbm", "--stereo_format=pickle") == 0
     flows = load_pickle(paths.flows_stereo)
     assert isinstance(flows, list) and len(flows) == 2
     assert set(flows[0]) == {"fwd", "bwd"}
@@ -65,6 +66,43 @@ def test_sgbm_stage_end_to_end(clip, pair):
     assert record["backend"] == "sgbm" and record["settings"]["mode"] == "sgbm_3way"
     assert record["frames"] == 2 and record["timings_s"]["stereo"] > 0
     assert 0.5 < record["valid_depth_fraction"] <= 1.0
+
+
+#: Compact stereo file: largest flow rounding error (half the 1/1024 px step: flows < 32 px).
+COMPACT_MAX_ERROR_PX = 1.0 / 2048
+#: Floater removal compares depth differences with 3 % of depth: the rounding may flip a few
+#: pixels at that threshold (0.47 % here with a 1/64 px step); the match checks are stored.
+COMPACT_FLOATER_FLIPS = 0.001
+
+
+def test_compact_format_matches_the_pickle(clip, pair):
+    """Default format: <vid>-stereo.npz, the same depth as the pickle, and much smaller."""
+    root, paths = clip
+    assert _run(root, "--backend=sgbm", "--stereo_format=pickle") == 0
+    reference = load_stereo_flows(paths.flows_stereo)
+    pickle_bytes = paths.flows_stereo.stat().st_size
+    assert _run(root, "--backend=sgbm") == 0
+    assert paths.stereo_output == paths.stereo_compact and not paths.flows_stereo.exists()
+    compact = load_stereo_flows(paths.stereo_output)
+    assert len(compact) == 2 and set(compact[0]) == {"fwd", "valid"}
+    for ref, new in zip(reference, compact, strict=True):
+        assert np.abs(new["fwd"] - ref["fwd"]).max() <= COMPACT_MAX_ERROR_PX
+    for floaters, max_flips in ((False, 0.0), (True, COMPACT_FLOATER_FLIPS)):
+        depth_ref = depth_maps_from_flows(reference, 60.0, remove_floaters=floaters)
+        depth_new = depth_maps_from_flows(compact, 60.0, remove_floaters=floaters)
+        both = (depth_ref > 0) & (depth_new > 0)
+        assert np.mean((depth_ref > 0) != (depth_new > 0)) <= max_flips and both.mean() > 0.5
+        # depth = f B / d: a disparity error e moves it by at most e / (d - e) relatively.
+        disparity = -np.stack([f["fwd"][..., 0] for f in reference])[both]
+        bound = COMPACT_MAX_ERROR_PX / (disparity - COMPACT_MAX_ERROR_PX) + 1e-6
+        assert np.all(np.abs(depth_new[both] / depth_ref[both] - 1.0) <= bound)
+    m = evaluate_pair(compact[:1], pair[2], pair[3])
+    assert m["epe_px"] <= 0.2 and m["density"] >= 0.9 and m["abs_rel"] <= 0.05
+    assert paths.stereo_compact.stat().st_size * 4 < pickle_bytes
+    assert load_json(paths.provenance("stereo"))["stereo_format"] == "compact"
+    # Back to the pickle: the compact file goes, so no stage reads a stale one.
+    assert _run(root, "--backend=sgbm", "--stereo_format=pickle") == 0
+    assert paths.stereo_output == paths.flows_stereo and not paths.stereo_compact.exists()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +120,8 @@ def test_sea_raft_stage_end_to_end(clip, sea_raft_weights):
     from stereo4d.weights.sea_raft import load_sea_raft
 
     root, paths = clip
-    assert _run(root, "--backend=sea-raft", f"--path={sea_raft_weights}", "--device=cpu") == 0
+    assert _run(root, "--backend=sea-raft", f"--path={sea_raft_weights}", "--device=cpu",
+                "--stereo_format=pickle") == 0
     flows = load_pickle(paths.flows_stereo)
     assert len(flows) == 2 and flows[1]["bwd"].shape == (HEIGHT, WIDTH, 2)
     # The stage writes exactly what the backend computes on the decoded frames.
@@ -108,7 +147,8 @@ def test_auto_prefers_local_sea_raft_weights(sea_raft_weights, tmp_path):
 
 
 def _no_pickle(paths: ClipPaths) -> bool:
-    return not paths.flows_stereo.exists() and not list(paths.clip_dir.glob("*.pkl*"))
+    return (not paths.flows_stereo.exists() and not paths.stereo_compact.exists()
+            and not list(paths.clip_dir.glob("*.pkl*")) and not list(paths.clip_dir.glob("*.npz*")))
 
 
 def test_missing_videos(tmp_path, capsys):

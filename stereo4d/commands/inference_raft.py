@@ -1,4 +1,4 @@
-"""Step 3/6: stereo flows of the rectified views -> <vid>-flows_stereo.pkl (SEA-RAFT, or SGBM offline).
+"""Step 3/6: stereo flows of the rectified views -> <vid>-stereo.npz (SEA-RAFT, or SGBM offline).
 
 Example: python inference_raft.py --vid=9876543210b_66957
 """
@@ -30,6 +30,11 @@ def main(argv=None):
     parser.add_argument("--max_relative_noise", type=float_in_range(0.0), default=defaults.max_relative_noise,
                         help="sgbm: reject pixels whose predicted disparity noise exceeds this "
                              "fraction of their disparity (0: keep all)")
+    parser.add_argument("--stereo_format", default=stereo.StereoConfig.stereo_format,
+                        choices=list(stereo.STEREO_FORMATS),
+                        help="compact: <vid>-stereo.npz (forward flow to 1/1024 px and the "
+                             "match checks' validity, compressed); pickle: the reference's "
+                             "<vid>-flows_stereo.pkl (float32 fwd and bwd flows, ~14x larger)")
     parser.add_argument("--fill", action="store_true",
                         help="sgbm: fill rejected pixels with the row's background disparity")
     args = parser.parse_args(argv)
@@ -42,7 +47,8 @@ def main(argv=None):
         parser.error(str(exc))
     stereo.run(stereo.StereoConfig(
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
-        backend=args.backend, path=args.path, url=args.url, device=args.device, sgbm=sgbm))
+        backend=args.backend, path=args.path, url=args.url, device=args.device, sgbm=sgbm,
+        stereo_format=args.stereo_format))
 
 
 def cli() -> None:

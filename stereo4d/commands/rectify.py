@@ -18,13 +18,17 @@ def main(argv=None):
                         help="refuse lower equirect videos (VR180 check); 0 turns it off")
     parser.add_argument("--skip_equirect_videos", action="store_true",
                         help="do not write the raw/rectified equirect videos")
+    parser.add_argument("--equirect_preset", default=rectify.EQUIRECT_PRESET,
+                        choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"],
+                        help="x264 preset of the two equirect videos (the perspective views keep "
+                             "'veryfast'); faster = larger files at the same crf")
     args = parser.parse_args(argv)
     rectify.run(rectify.RectifyConfig(
         vid=args.vid, npz_folder=args.npz_folder, raw_video_folder=args.raw_video_folder,
         output_folder=args.output_folder, output_hfov_deg=args.output_hfov,
         output_height=args.output_height, output_width=args.output_width,
         min_equirect_height=args.min_equirect_height,
-        write_equirect=not args.skip_equirect_videos))
+        write_equirect=not args.skip_equirect_videos, equirect_preset=args.equirect_preset))
 
 
 def cli() -> None:

@@ -19,11 +19,16 @@ def main(argv=None):
     parser.add_argument("--dynamic_edges", default="inside", choices=["inside", "clamp"],
                         help="second differences past the clip ends: dropped (inside) or edge-"
                              "clamped as in the reference (clamp; biases moving tracks)")
+    parser.add_argument("--jax_cache_dir", default=None,
+                        help="JAX persistent compilation cache (compile once per machine, not per "
+                             "clip); default $STEREO4D_JAX_CACHE or ~/.cache/stereo4d/jax; 'none' "
+                             "turns it off")
     args = parser.parse_args(argv)
     optimization.run(optimization.OptimizationConfig(
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
         gt_folder=args.gt_folder, hfov_deg=args.hfov, write_videos=not args.skip_videos,
-        track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges)))
+        track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges),
+        jax_cache_dir=args.jax_cache_dir))
 
 
 def cli() -> None:

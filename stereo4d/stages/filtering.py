@@ -1,6 +1,7 @@
 """Stage 4: drop sky, boundary and drifting tracks using per-frame semantic labels.
 
-Reads (``ClipPaths``): the left rectified video, ``<vid>-flows_stereo.pkl`` (depth),
+Reads (``ClipPaths``): the left rectified video, ``<vid>-stereo.npz`` (or the pickle
+``<vid>-flows_stereo.pkl``; depth),
 ``<vid>-tapir_2d.pkl`` (2D tracks) and the npz cameras. Writes into ``<output_folder>/<vid>/``:
 ``<vid>-tapir_remove_drift_tracks.pkl`` (same keys as ``tapir_2d.pkl``, surviving tracks),
 ``<vid>-tapir_3dtrack_filtered.mp4`` (at most 4096 surviving 3D tracks projected into each
@@ -82,12 +83,12 @@ class FilteringConfig:
 
 def _check_shapes(paths: ClipPaths, tracks: Tracks2D, video: np.ndarray, flows, extrs) -> None:
     check_frame_counts(paths.vid, {paths.left_video.name: len(video),
-                                   paths.flows_stereo.name: len(flows),
+                                   paths.stereo_output.name: len(flows),
                                    f"{paths.npz.name} camera2world": len(extrs),
                                    paths.tracks_2d.name: tracks.num_frames})
     flow_hw = np.shape(flows[0]["fwd"])[:2]
     if tuple(flow_hw) != video.shape[1:3]:
-        raise InputError(f"{paths.flows_stereo}: flow size {tuple(flow_hw)} differs from the "
+        raise InputError(f"{paths.stereo_output}: flow size {tuple(flow_hw)} differs from the "
                          f"video's {video.shape[1:3]}")
 
 
@@ -96,12 +97,12 @@ def run(config: FilteringConfig) -> dict:
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
-    require_inputs([paths.left_video, paths.flows_stereo, paths.tracks_2d, paths.npz])
+    require_inputs([paths.left_video, paths.stereo_output, paths.tracks_2d, paths.npz])
     timer = Timer()
     with timer("load"):
         meta = load_dataset_npz(paths.npz, required=("camera2world",))
         tracks = Tracks2D.load(paths.tracks_2d)
-        flows = load_stereo_flows(paths.flows_stereo)
+        flows = load_stereo_flows(paths.stereo_output)
         video = read_video(paths.left_video)
     extrs = meta["extrs_rectified"]
     _check_shapes(paths, tracks, video, flows, extrs)

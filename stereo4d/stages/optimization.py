@@ -1,7 +1,8 @@
 """Stage 5: track optimisation (paper Eq. 5), the released-format export and the stage's videos.
 
 Reads (``ClipPaths``): ``<vid>-tapir_remove_drift_tracks.pkl`` (filtered 2D tracks),
-``<vid>-flows_stereo.pkl`` (depth, with floater removal as the reference's track optimisation),
+``<vid>-stereo.npz`` or ``<vid>-flows_stereo.pkl`` (depth, with floater removal as the
+reference's track optimisation),
 the left rectified video (track colours, background of the 3D view) and the npz cameras
 (``hfov_deg``, principal point at the centre). Writes into ``<output_folder>/<vid>/``:
 - ``<vid>-optimized_tracks.pkl``: the reference's dict (``export.optimized_tracks_record``);
@@ -35,6 +36,7 @@ from stereo4d.io import (
     load_stereo_flows,
     save_pickle,
 )
+from stereo4d.jax_cache import enable_compilation_cache
 from stereo4d.metrics.tracks3d import score_before_after
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
@@ -70,6 +72,8 @@ class OptimizationConfig:
       dynamic_threshold_px, max_display_tracks, display_seed, trail_frames: which tracks the
         dyna videos show and how long their trails are.
       write_videos: write the visualisations (the pickle and npz are always written).
+      jax_cache_dir: JAX's persistent compilation cache folder; None = ``$STEREO4D_JAX_CACHE``
+        or ``~/.cache/stereo4d/jax``; ``"none"`` = off (see ``stereo4d.jax_cache``).
     """
 
     vid: str
@@ -83,6 +87,7 @@ class OptimizationConfig:
     display_seed: int = 0
     trail_frames: int = TRAIL_FRAMES
     write_videos: bool = True
+    jax_cache_dir: str | None = None
 
     @property
     def paths(self) -> ClipPaths:
@@ -128,19 +133,19 @@ def _load_oracle(paths: ClipPaths, imh: int, imw: int, hfov_deg: float):
 
 def _load_inputs(paths: ClipPaths):
     """All inputs, checked for presence and consistency before anything is written."""
-    require_inputs([paths.filtered_tracks, paths.flows_stereo, paths.npz, paths.left_video])
+    require_inputs([paths.filtered_tracks, paths.stereo_output, paths.npz, paths.left_video])
     meta = load_dataset_npz(paths.npz, required=("name", "video_id", "timestamps", "camera2world",
                                                  "rectified2rig", "fov_bounds"))
     tracks = Tracks2D.load(paths.filtered_tracks)
-    flows = load_stereo_flows(paths.flows_stereo)
+    flows = load_stereo_flows(paths.stereo_output)
     video = read_video(paths.left_video)
     check_frame_counts(paths.vid, {
-        paths.left_video.name: len(video), paths.flows_stereo.name: len(flows),
+        paths.left_video.name: len(video), paths.stereo_output.name: len(flows),
         f"{paths.npz.name} timestamps": len(meta["timestamps"]),
         paths.filtered_tracks.name: tracks.num_frames if tracks.num_tracks else len(video)})
     if tuple(np.shape(flows[0]["fwd"])[:2]) != video.shape[1:3]:
-        raise InputError(f"{paths.flows_stereo}: flow size {np.shape(flows[0]['fwd'])[:2]} differs "
-                         f"from the video's {video.shape[1:3]}")
+        raise InputError(f"{paths.stereo_output}: flow size {np.shape(flows[0]['fwd'])[:2]} "
+                         f"differs from the video's {video.shape[1:3]}")
     if tracks.num_tracks == 0:  # an empty pickle may not know the clip length
         tracks = Tracks2D(np.zeros((0, len(video), 2)), np.zeros((0, len(video)), bool),
                           np.zeros((0, 3)))
@@ -163,7 +168,7 @@ def check_finite_output(paths: ClipPaths, meta: dict, track3d: np.ndarray,
             f"refusing to write {paths.optimized_tracks.name} and {paths.export_npz.name}: "
             f"{int(bad.sum())} of {int(np.sum(visible))} optimised points marked visible are not "
             f"finite (first: track {int(np.argmax(bad.any(axis=1)))}); check the inputs "
-            f"({paths.flows_stereo.name}, {paths.filtered_tracks.name}, {paths.npz.name})")
+            f"({paths.stereo_output.name}, {paths.filtered_tracks.name}, {paths.npz.name})")
 
 
 def _write_depth_video(path: Path, depth_m: np.ndarray) -> None:
@@ -205,6 +210,7 @@ def run(config: OptimizationConfig) -> dict:
 
     paths = config.paths
     timer = Timer()
+    jax_cache = enable_compilation_cache(config.jax_cache_dir)  # before anything compiles
     with timer("load"):
         meta, tracks, flows, video = _load_inputs(paths)
     num_frames, imh, imw = video.shape[:3]
@@ -260,6 +266,7 @@ def run(config: OptimizationConfig) -> dict:
         "num_points_optimized": int(optimized_visible.sum()),
         "num_tracks_shown": shown,
         "accuracy": accuracy,
+        "jax_cache_dir": str(jax_cache) if jax_cache else None,
         "outputs": {"tracks": str(paths.optimized_tracks), "npz": str(paths.export_npz)},
         "timings_s": {**timer.seconds, "total": timer.total_s},
     }

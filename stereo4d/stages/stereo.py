@@ -1,12 +1,17 @@
 """Stage 2 (README step 3/6): stereo flows of the rectified views.
 
-Reads ``<vid>-left_rectified.mp4`` and ``<vid>-right_rectified.mp4``; writes
-``<vid>-flows_stereo.pkl`` (a list with one ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}``
-float32 dict per frame: flow left->right and right->left in pixels; for rectified
-views ``fwd_x`` is minus the left disparity) and ``<vid>-stereo.json`` (backend,
-settings, timings, fraction of pixels with valid depth).
+Reads ``<vid>-left_rectified.mp4`` and ``<vid>-right_rectified.mp4``; writes, by
+``stereo_format``, either ``<vid>-stereo.npz`` (``compact``, the default: the forward
+flow quantised to 1/1024 px, coarser for flows beyond 32 px, and the per-pixel validity
+of the left-right and vertical-flow checks, ``io.save_stereo_compact``; about 14x
+smaller) or the reference's
+``<vid>-flows_stereo.pkl`` (``pickle``: a list with one ``{'fwd': [H, W, 2], 'bwd':
+[H, W, 2]}`` float32 dict per frame: flow left->right and right->left in pixels; for
+rectified views ``fwd_x`` is minus the left disparity), and ``<vid>-stereo.json``
+(backend, settings, timings, fraction of pixels with valid depth). Writing one format
+removes the other, so the later stages (``io.load_stereo_flows``) never read a stale one.
 
-The pickle is written atomically after every frame is done: a failed run leaves
+The output is written atomically after every frame is done: a failed run leaves
 none. Depth is derived from the flows later, by ``stereo4d.depth``.
 """
 
@@ -18,15 +23,18 @@ import numpy as np
 
 from stereo4d.backends.classical_stereo import SgbmSettings
 from stereo4d.backends.stereo import STEREO_BACKENDS
-from stereo4d.depth import depth_maps_from_flows
-from stereo4d.io import ClipPaths, InputError, save_pickle
+from stereo4d.depth import depth_maps_from_flows, stereo_valid_mask
+from stereo4d.io import ClipPaths, InputError, save_pickle, save_stereo_compact
 from stereo4d.stages.common import Timer, write_provenance
 from stereo4d.videoio import read_video
 
-__all__ = ["PROVENANCE_STAGE", "StereoConfig", "read_stereo_pair", "run", "validate_flows"]
+__all__ = ["PROVENANCE_STAGE", "STEREO_FORMATS", "StereoConfig", "read_stereo_pair", "run",
+           "validate_flows"]
 
 PROVENANCE_STAGE = "stereo"
 """Name of the provenance JSON: ``<vid>-stereo.json``."""
+STEREO_FORMATS = ("compact", "pickle")
+"""Output formats: ``<vid>-stereo.npz`` (compact) or the reference's ``<vid>-flows_stereo.pkl``."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class StereoConfig:
       device: ``auto``, ``cpu`` or ``cuda`` (neural backend only).
       sgbm: settings of the classical backend.
       hfov_deg: horizontal FoV of the rectified views (only for the valid-depth figure).
+      stereo_format: one of ``STEREO_FORMATS``.
     """
 
     vid: str
@@ -53,6 +62,12 @@ class StereoConfig:
     device: str = "auto"
     sgbm: SgbmSettings = field(default_factory=SgbmSettings)
     hfov_deg: float = 60.0
+    stereo_format: str = "compact"
+
+    def __post_init__(self):
+        if self.stereo_format not in STEREO_FORMATS:
+            raise InputError(f"--stereo_format must be one of {', '.join(STEREO_FORMATS)}, "
+                             f"got {self.stereo_format!r}")
 
     @property
     def paths(self) -> ClipPaths:
@@ -88,6 +103,19 @@ def validate_flows(flows: list[dict], num_frames: int, height: int, width: int) 
                 raise RuntimeError(f"frame {t} {key}: non-finite flow")
 
 
+def _write_flows(paths: ClipPaths, stereo_format: str, flows: list[dict],
+                 checked: list[dict]):
+    """Writes the chosen format, then removes the other one. Returns the written path."""
+    if stereo_format == "pickle":
+        output, stale = save_pickle(flows, paths.flows_stereo), paths.stereo_compact
+    else:
+        output = save_stereo_compact(paths.stereo_compact, np.stack([f["fwd"] for f in checked]),
+                                     np.stack([f["valid"] for f in checked]))
+        stale = paths.flows_stereo
+    stale.unlink(missing_ok=True)
+    return output
+
+
 def run(config: StereoConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, backend, timings, output path)."""
     paths = config.paths
@@ -104,24 +132,30 @@ def run(config: StereoConfig) -> dict:
              for f in flows]
     validate_flows(flows, num_frames, height, width)
     with timer("depth_check"):
-        valid_fraction = float(np.mean(depth_maps_from_flows(flows, config.hfov_deg, False) > 0))
+        checked = [{"fwd": f["fwd"], "valid": stereo_valid_mask(f["fwd"], f["bwd"])}
+                   for f in flows]
+        valid_fraction = float(np.mean(depth_maps_from_flows(checked, config.hfov_deg, False) > 0))
     paths.provenance(PROVENANCE_STAGE).unlink(missing_ok=True)  # outputs change from here on
     with timer("write"):
-        save_pickle(flows, paths.flows_stereo)
+        output = _write_flows(paths, config.stereo_format, flows, checked)
     timings = {**timer.seconds, "total": timer.total_s}
     summary = {
         "frames": num_frames,
         "frame_size": [width, height],
         "backend": entry.name,
         "valid_depth_fraction": valid_fraction,
-        "output": str(paths.flows_stereo),
+        "output": str(output),
+        "stereo_format": config.stereo_format,
+        "output_mb": output.stat().st_size / 1e6,
         "timings_s": timings,
     }
     write_provenance(paths.provenance(PROVENANCE_STAGE), stage=PROVENANCE_STAGE,
                      backend=entry.name, settings=backend.settings(), timings_s=timings,
                      frames=num_frames, frame_size=[width, height],
-                     valid_depth_fraction=valid_fraction)
+                     valid_depth_fraction=valid_fraction, stereo_format=config.stereo_format,
+                     output_mb=summary["output_mb"])
     fps = num_frames / max(timings["stereo"], 1e-9)
     print(f"stereo ({entry.name}): {num_frames} frames {width}x{height} in {timings['total']:.1f} s "
-          f"({fps:.2f} frames/s matching), valid depth {valid_fraction:.1%} -> {paths.flows_stereo}")
+          f"({fps:.2f} frames/s matching), valid depth {valid_fraction:.1%} -> {output} "
+          f"({summary['output_mb']:.1f} MB)")
     return summary

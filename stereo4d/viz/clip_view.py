@@ -8,9 +8,10 @@ Two sources:
   first visible point.
 * ``load_outputs``: a clip processed by this project (``ClipPaths``): the same npz export and
   video, plus what the other outputs add when present: the colours the optimisation recorded
-  (``<vid>-optimized_tracks.pkl``), the stereo depth (from ``<vid>-flows_stereo.pkl`` through
-  ``stereo4d.depth``, as the optimisation reads it), the depth of the optimised tracks
-  (``viz.depth.depth_from_tracks``, as ``<vid>-optimized_depth.mp4``) and the tracks the filter
+  (``<vid>-optimized_tracks.pkl``), the stereo depth (from ``<vid>-stereo.npz`` or
+  ``<vid>-flows_stereo.pkl`` through ``stereo4d.depth``, as the optimisation reads it), the
+  depth of the optimised tracks (``viz.depth.depth_from_tracks``, as
+  ``<vid>-optimized_depth.mp4``) and the tracks the filter
   removed with their reasons (``<vid>-segmentation.npz``), lifted with the stereo depth the
   filter used.
 
@@ -213,19 +214,20 @@ def _load_depth(paths: ClipPaths, view: ClipView, hfov_deg: float, depth: bool,
         view.depth_optimized_m = depth_from_tracks(view.track3d_world, view.visible, view.camera,
                                                    imh, imw)
         view.sources["depth_optimized"] = "optimised tracks splatted into each frame"
-    if not paths.flows_stereo.is_file():
-        view.sources["depth_raw"] = view.sources["removed"] = f"not shown: no {paths.flows_stereo}"
+    stereo = paths.stereo_output  # the compact npz or the reference's pickle, as written
+    if not stereo.is_file():
+        view.sources["depth_raw"] = view.sources["removed"] = f"not shown: no {stereo}"
         return
-    flows = load_stereo_flows(paths.flows_stereo)
+    flows = load_stereo_flows(stereo)
     if len(flows) != view.num_frames or np.shape(flows[0]["fwd"])[:2] != (imh, imw):
-        raise InputError(f"{paths.flows_stereo}: {len(flows)} flows of size "
+        raise InputError(f"{stereo}: {len(flows)} flows of size "
                          f"{np.shape(flows[0]['fwd'])[:2]} for {view.num_frames} frames of "
                          f"{(imh, imw)}")
     depth_filter_m = depth_maps_from_flows(flows, hfov_deg, remove_floaters=False)
     del flows
     if depth:
         view.depth_raw_m = np.where(floater_mask(depth_filter_m), 0.0, depth_filter_m)
-        view.sources["depth_raw"] = f"{paths.flows_stereo.name} (floaters removed, as the " \
+        view.sources["depth_raw"] = f"{stereo.name} (floaters removed, as the " \
                                     "optimisation)"
     if removed and not (paths.segmentation.is_file() and paths.tracks_2d.is_file()):
         view.sources["removed"] = f"not shown: no {paths.segmentation} or {paths.tracks_2d}"
