@@ -14,6 +14,15 @@ PARITY_DIR = Path(os.environ.get("STEREO4D_PARITY_DIR", REPO_ROOT / "tests" / "p
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+# Tests never write into the user's caches: the JAX compilation cache of the stages (and of
+# the stage processes the tests start, which inherit the environment) goes to a folder of
+# this test run, shared by the xdist workers (JAX locks it).
+if "STEREO4D_JAX_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["STEREO4D_JAX_CACHE"] = str(Path(tempfile.gettempdir())
+                                           / f"stereo4d-test-jax-cache-{os.getppid()}")
+
 
 def load_make_weights():
     """The parity kit's ``make_weights`` module (numpy-only deterministic weights)."""
