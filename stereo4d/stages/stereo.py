@@ -13,6 +13,7 @@ none. Depth is derived from the flows later, by ``stereo4d.depth``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -20,10 +21,12 @@ from stereo4d.backends.classical_stereo import SgbmSettings
 from stereo4d.backends.stereo import STEREO_BACKENDS
 from stereo4d.depth import depth_maps_from_flows
 from stereo4d.io import ClipPaths, InputError, save_pickle
-from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.stages.common import Timer, start_stage, write_provenance
+from stereo4d.stages.health import stereo_health
 from stereo4d.videoio import read_video
 
-__all__ = ["PROVENANCE_STAGE", "StereoConfig", "read_stereo_pair", "run", "validate_flows"]
+__all__ = ["PROVENANCE_STAGE", "StereoConfig", "output_paths", "read_stereo_pair", "run",
+           "validate_flows"]
 
 PROVENANCE_STAGE = "stereo"
 """Name of the provenance JSON: ``<vid>-stereo.json``."""
@@ -88,9 +91,15 @@ def validate_flows(flows: list[dict], num_frames: int, height: int, width: int) 
                 raise RuntimeError(f"frame {t} {key}: non-finite flow")
 
 
+def output_paths(paths: ClipPaths) -> list[Path]:
+    """Every file this stage writes (its stale temporaries are removed when it starts)."""
+    return [paths.flows_stereo, paths.provenance(PROVENANCE_STAGE)]
+
+
 def run(config: StereoConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, backend, timings, output path)."""
     paths = config.paths
+    start_stage(paths.provenance(PROVENANCE_STAGE), output_paths(paths))
     timer = Timer()
     with timer("decode"):
         left, right = read_stereo_pair(paths)
@@ -104,7 +113,9 @@ def run(config: StereoConfig) -> dict:
              for f in flows]
     validate_flows(flows, num_frames, height, width)
     with timer("depth_check"):
-        valid_fraction = float(np.mean(depth_maps_from_flows(flows, config.hfov_deg, False) > 0))
+        health = stereo_health(depth_maps_from_flows(flows, config.hfov_deg, False) > 0)
+    valid_fraction = health.figures["valid_depth_fraction"]
+    health.enforce(f"{paths.left_video.name} and {paths.right_video.name}")
     paths.provenance(PROVENANCE_STAGE).unlink(missing_ok=True)  # outputs change from here on
     with timer("write"):
         save_pickle(flows, paths.flows_stereo)
@@ -120,7 +131,7 @@ def run(config: StereoConfig) -> dict:
     write_provenance(paths.provenance(PROVENANCE_STAGE), stage=PROVENANCE_STAGE,
                      backend=entry.name, settings=backend.settings(), timings_s=timings,
                      frames=num_frames, frame_size=[width, height],
-                     valid_depth_fraction=valid_fraction)
+                     valid_depth_fraction=valid_fraction, **health.record())
     fps = num_frames / max(timings["stereo"], 1e-9)
     print(f"stereo ({entry.name}): {num_frames} frames {width}x{height} in {timings['total']:.1f} s "
           f"({fps:.2f} frames/s matching), valid depth {valid_fraction:.1%} -> {paths.flows_stereo}")
