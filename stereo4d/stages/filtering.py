@@ -140,7 +140,7 @@ def run(config: FilteringConfig) -> dict:
                                          tracks.visibles, valid, displacement,
                                          config.filter_settings)
     print(filtering.format_stats(result.stats))
-    health = filtering_health(labels, result.keep)
+    health = filtering_health(labels, result.keep, valid)
     health.enforce(f"{paths.tracks_2d.name} and {paths.left_video.name}")
 
     kept = np.flatnonzero(result.keep)

@@ -93,7 +93,7 @@ class Health:
     def check_below(self, name: str, threshold: float, what: str) -> None:
         """Records a warning when ``figures[name] < threshold``."""
         if self.figures[name] < threshold:
-            self.warnings.append(f"{what} {self.figures[name]:.1%} (< {threshold:.0%})")
+            self.warnings.append(f"{what} {self.figures[name]:.1%} (< {threshold:.1%})")
 
     def enforce(self, source: str) -> None:
         """Raises ``DegenerateOutputError`` when unusable; else prints one warning line if any.
@@ -187,30 +187,35 @@ def tracking_health(frames: np.ndarray, tracks_xy: np.ndarray, visibles: np.ndar
     return health
 
 
-def filtering_health(labels: np.ndarray, keep: np.ndarray) -> Health:
-    """Share of tracks kept and the label distribution.
+def filtering_health(labels: np.ndarray, keep: np.ndarray, has_depth: np.ndarray) -> Health:
+    """Share of tracks kept, of kept tracks with a 3D point, and the label distribution.
 
     Args:
-      labels: [T, H, W] uint8 ADE20K ids; keep: [N] bool.
+      labels: [T, H, W] uint8 ADE20K ids; keep: [N] bool;
+      has_depth: [N, T] bool, visible points with a valid stereo depth.
     """
     health = Health("filtering")
     counts = np.bincount(np.asarray(labels, np.uint8).ravel(), minlength=256)
     total = max(int(counts.sum()), 1)
     dominant = int(np.argmax(counts))
+    keep = np.asarray(keep, bool)
     num_in, num_kept = len(keep), int(np.count_nonzero(keep))
+    num_lifted = int(np.count_nonzero(keep & np.asarray(has_depth, bool).any(axis=1)))
     health.figures.update(
-        num_tracks_in=num_in, num_tracks_kept=num_kept,
+        num_tracks_in=num_in, num_tracks_kept=num_kept, num_kept_with_depth=num_lifted,
         kept_fraction=num_kept / max(num_in, 1),
         label_fractions={str(i): counts[i] / total for i in np.flatnonzero(counts)},
         dominant_label=dominant, dominant_label_fraction=counts[dominant] / total,
     )
     if num_kept == 0:
         health.unusable = f"no track survived the filters ({num_in} in)"
+    elif num_lifted == 0:
+        health.unusable = f"none of the {num_kept} kept tracks has a stereo depth in any frame"
     health.check_below("kept_fraction", FILTER_MIN_KEPT_FRACTION, "tracks kept")
     if health.figures["dominant_label_fraction"] > FILTER_MAX_DOMINANT_LABEL_FRACTION:
         health.warnings.append(f"one label (ADE20K id {dominant}) on "
                                f"{health.figures['dominant_label_fraction']:.1%} of the pixels "
-                               f"(> {FILTER_MAX_DOMINANT_LABEL_FRACTION:.0%})")
+                               f"(> {FILTER_MAX_DOMINANT_LABEL_FRACTION:.1%})")
     return health
 
 
