@@ -12,7 +12,7 @@ then calls ``Health.enforce`` before writing anything:
   (``health``, ``warnings``).
 
 The thresholds are all here. They were chosen so that the synthetic clips never warn (checked
-on the 48-frame 512 px demo clip of seed 0 and on 96 px clips of seeds 1 and 2; the figures
+on the 48-frame 512 px demo clip of seed 0 and on the 8-frame 96 px clip of seed 1; the figures
 quoted below are from those) while blank and nearly blank clips do (``tests/test_health.py``).
 On real footage they flag what deserves a look (a mostly-sky shot can warn); only an output
 with nothing usable in it is refused.
