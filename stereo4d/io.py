@@ -20,6 +20,11 @@ from typing import Any
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: stale temporaries are found by name only
+    fcntl = None
+
 from stereo4d.dataset_checks import validate_dataset_arrays
 from stereo4d.errors import InputError
 from stereo4d.pickles import (
@@ -29,10 +34,6 @@ from stereo4d.pickles import (
     load_tracks_2d,
     safe_pickle_loads,
 )
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: stale temporaries are found by name only
-    fcntl = None
 
 __all__ = [
     "DATASET_KEYS",
@@ -48,8 +49,8 @@ __all__ = [
     "load_stereo_flows",
     "load_tracks_2d",
     "pack_tracks",
-    "safe_pickle_loads",
     "remove_stale_temporaries",
+    "safe_pickle_loads",
     "save_dataset_npz",
     "save_json",
     "save_pickle",

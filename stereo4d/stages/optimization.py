@@ -218,7 +218,6 @@ def output_paths(paths: ClipPaths) -> list[Path]:
             paths.out("optimized_depth.mp4"), *videos, paths.provenance(STAGE_NAME)]
 
 
-
 def run(config: OptimizationConfig) -> dict:
     """Runs the stage. Returns a summary (counts, accuracy if scored, timings, outputs)."""
     from stereo4d.depth import depth_maps_from_flows

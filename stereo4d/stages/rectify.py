@@ -15,6 +15,7 @@ crop (the reference remaps twice).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
