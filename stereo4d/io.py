@@ -13,12 +13,17 @@ import os
 import pickle
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: stale temporaries are found by name only
+    fcntl = None
 
 from stereo4d.dataset_checks import validate_dataset_arrays
 from stereo4d.errors import InputError
@@ -44,6 +49,7 @@ __all__ = [
     "load_stereo_flows",
     "load_tracks_2d",
     "pack_tracks",
+    "remove_stale_temporaries",
     "safe_pickle_loads",
     "save_dataset_npz",
     "save_json",
@@ -232,24 +238,78 @@ class ClipPaths:
 # --------------------------------------------------------------------------------------
 
 
+#: Marks the temporary names of ``atomic_path``: ``.<stem>.<random>.tmp<ext>`` beside the target.
+TEMP_MARK = ".tmp"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; renames it onto ``path`` on success.
 
-    The temporary name keeps the extension (tools like ffmpeg pick the format from
-    it). On an exception the temporary file is removed and ``path`` is untouched.
+    The temporary name is ``.<stem>.<random>.tmp<ext>`` (hidden; it keeps the extension,
+    as tools like ffmpeg pick the format from it). On an exception the temporary file is
+    removed and ``path`` is untouched. While the block runs, the temporary file is held under
+    an exclusive ``flock``: ``remove_stale_temporaries`` takes a temporary whose lock is free
+    (its writer died, e.g. by ``kill -9``) as stale, and leaves a live writer's alone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ext = suffix if suffix is not None else path.suffix
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{ext}")
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f"{TEMP_MARK}{ext}")
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+        os.close(fd)  # releases the lock
+
+
+def _temporary_name_pattern(path: Path) -> re.Pattern:
+    """Names ``atomic_path`` gives the temporaries of ``path`` (mkstemp's random part has no dot)."""
+    return re.compile(re.escape(f".{path.stem}.") + r"[A-Za-z0-9_]+"
+                      + re.escape(f"{TEMP_MARK}{path.suffix}"))
+
+
+def remove_stale_temporaries(outputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Removes the temporaries a killed run left for ``outputs``, and only theirs.
+
+    A stage calls it when it starts, with its own output paths. A temporary is stale when
+    no live process holds its lock (see ``atomic_path``): temporaries of other outputs, and
+    those of a writer still running, are left alone.
+
+    Returns:
+      the removed paths.
+    """
+    removed = []
+    for output in outputs:
+        output = Path(output)
+        if not output.parent.is_dir():
+            continue
+        pattern = _temporary_name_pattern(output)
+        for candidate in output.parent.iterdir():
+            if pattern.fullmatch(candidate.name) and _remove_if_unlocked(candidate):
+                removed.append(candidate)
+    return removed
+
+
+def _remove_if_unlocked(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # gone meanwhile (renamed by its writer) or unreadable
+        return False
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its writer is alive
+                return False
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------

@@ -4,17 +4,30 @@ Why not mediapy's ``read_video``: it passes ``-vsync`` to ffmpeg, which the
 ffmpeg 9 bundled with current imageio-ffmpeg rejects. imageio-ffmpeg's own
 reader and writer do not, and need no system ffmpeg. Writers go through
 ``io.atomic_path``: a killed run leaves no finished-looking video.
+
+The long-lived ffmpeg children (frame readers and writers) are started here, not by
+imageio-ffmpeg, so that they die with their stage: on Linux each is started with
+``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so a stage killed with ``kill -9`` takes its ffmpeg
+children with it instead of leaving them to finish a hidden temporary video. Like
+imageio-ffmpeg, each child gets its own process group, so a Ctrl-C in the terminal reaches
+the stage (which then discards its outputs) and not ffmpeg.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import queue
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Self
 
@@ -34,6 +47,7 @@ __all__ = [
     "iter_video_frames",
     "probe_video",
     "read_video",
+    "start_ffmpeg",
     "write_video",
 ]
 
@@ -48,6 +62,10 @@ DEFAULT_PRESET = "veryfast"
 QUEUE_FRAMES = 4
 #: Seconds between checks of the stop flag while a background thread waits on its queue.
 POLL_S = 0.1
+
+
+#: ``prctl`` option asking the kernel to signal a process when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,45 @@ def _quiet_fork_warning():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
         yield
+
+
+def _child_setup():
+    """``preexec_fn`` of ffmpeg children: own process group; on Linux, die with the parent.
+
+    Everything is resolved before the fork (only a system call runs in the child). Caveat of
+    ``PR_SET_PDEATHSIG``: the signal follows the *thread* that started the child, so a video
+    opened in a short-lived thread must also be closed in it.
+    """
+    parent_pid = os.getpid()
+    prctl = None
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+    kill = int(signal.SIGKILL) if hasattr(signal, "SIGKILL") else 9
+
+    def setup() -> None:
+        os.setpgrp()
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0)
+            if os.getppid() != parent_pid:  # the parent died before the prctl: die now
+                os._exit(1)
+
+    return setup
+
+
+def start_ffmpeg(args: list[str], **popen_kwargs) -> subprocess.Popen:
+    """Starts imageio-ffmpeg's bundled ffmpeg with ``args`` as a child that dies with us.
+
+    Args:
+      args: ffmpeg arguments (without the executable).
+      popen_kwargs: ``stdin``, ``stdout``, ``stderr`` as for ``subprocess.Popen``.
+    """
+    cmd = [_ffmpeg().get_ffmpeg_exe(), *args]
+    if os.name != "posix":  # pragma: no cover - no preexec_fn outside POSIX
+        return subprocess.Popen(cmd, **popen_kwargs)
+    with _quiet_fork_warning():
+        # The child runs only setpgrp and an already resolved prctl before exec.
+        return subprocess.Popen(cmd, preexec_fn=_child_setup(), **popen_kwargs)  # noqa: PLW1509
 
 
 def configure_mediapy() -> None:
@@ -115,18 +172,29 @@ def iter_video_frames(path: str | os.PathLike, start_frame: int = 0,
     input_params = []
     if start_frame > 0 and info.fps > 0:
         input_params = ["-ss", f"{(start_frame - 0.5) / info.fps:.6f}"]
-    try:
-        gen = _ffmpeg().read_frames(str(path), pix_fmt="rgb24", input_params=input_params)
-        with _quiet_fork_warning():
-            next(gen)
-        for buf in gen:
-            if len(buf) != frame_bytes:
-                raise InputError(f"truncated frame in {path}")
-            yield np.frombuffer(buf, dtype=np.uint8).reshape(info.height, info.width, 3)
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"error decoding {path}: {exc}") from exc
+    args = ["-nostdin", "-v", "error", *input_params, "-i", str(path), "-pix_fmt", "rgb24",
+            "-vcodec", "rawvideo", "-f", "image2pipe", "-"]
+    # ffmpeg's messages go to a file, not a pipe: a pipe nobody drains could block it.
+    with tempfile.TemporaryFile() as log:
+        process = start_ffmpeg(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        try:
+            while True:
+                buf = process.stdout.read(frame_bytes)
+                if not buf:
+                    break
+                if len(buf) != frame_bytes:
+                    raise InputError(f"truncated frame in {path}")
+                yield np.frombuffer(buf, dtype=np.uint8).reshape(info.height, info.width, 3)
+            if process.wait() != 0:
+                log.seek(0)
+                message = log.read().decode(errors="replace").strip().splitlines()
+                raise InputError(f"error decoding {path}: "
+                                 f"{message[-1] if message else f'ffmpeg exit {process.returncode}'}")
+        finally:
+            process.stdout.close()
+            if process.poll() is None:  # stopped early (generator closed): no need to finish
+                process.kill()
+            process.wait()
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:
@@ -164,38 +232,43 @@ class VideoWriter:
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         odd = width % 2 or height % 2
-        self._writer = _ffmpeg().write_frames(
-            str(self._tmp),
-            (width, height),
-            fps=self.fps,
-            codec="libx264",
-            pix_fmt_in="rgb24",
-            pix_fmt_out="yuv444p" if (self.chroma_444 or odd) else "yuv420p",
-            output_params=["-crf", str(self.crf), "-preset", self.preset],
-            macro_block_size=1,
-            quality=None,
-            ffmpeg_log_level="error",
-        )
-        with _quiet_fork_warning():
-            self._writer.send(None)
+        fps = str(Fraction(self.fps).limit_denominator())
+        self._writer = start_ffmpeg(
+            ["-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
+             "-pix_fmt", "rgb24", "-r", fps, "-i", "-", "-an", "-vcodec", "libx264",
+             "-pix_fmt", "yuv444p" if (self.chroma_444 or odd) else "yuv420p",
+             "-v", "error", "-crf", str(self.crf), "-preset", self.preset, str(self._tmp)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
     def append(self, frame: np.ndarray) -> None:
         """Adds one uint8 [H, W, 3] RGB frame (all frames must share one size)."""
         if self._writer is None:
             self._open(*frame.shape[:2])
-        self._writer.send(np.ascontiguousarray(frame, dtype=np.uint8))
+        try:
+            self._writer.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+        except BrokenPipeError as exc:
+            raise OSError(f"ffmpeg stopped while writing {self.path} "
+                          f"(exit {self._writer.wait()})") from exc
         self.num_frames += 1
 
     def close(self, commit: bool = True) -> None:
+        failed_exit = None
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            with contextlib.suppress(BrokenPipeError):
+                writer.stdin.close()
+            if not commit:  # discarded anyway: no need to let the encoder finish
+                writer.kill()
+            if writer.wait() != 0 and commit:
+                failed_exit = writer.returncode
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
-            if commit and self.num_frames:
+            if commit and self.num_frames and failed_exit is None:
                 ctx.__exit__(None, None, None)
             else:
                 ctx.__exit__(RuntimeError, RuntimeError("discarded"), None)
+        if failed_exit is not None:
+            raise OSError(f"ffmpeg failed writing {self.path} (exit {failed_exit})")
         if commit and not self.num_frames:
             raise ValueError(f"no frames were written to {self.path}")
 
@@ -299,13 +372,25 @@ class BackgroundVideoWriter:
         return self.writer.num_frames
 
     def _consume(self) -> None:
+        """Writes queued frames; on the end marker closes the writer *in this thread*.
+
+        ffmpeg is started by the first ``append`` of this thread, and its death signal
+        (``PR_SET_PDEATHSIG``) follows the thread that started it: closing it here, before the
+        thread ends, lets the encoder finish instead of being killed with the thread.
+        """
         while True:
-            frame = self._queue.get()
-            if frame is self._END:
+            item = self._queue.get()
+            if isinstance(item, tuple) and item and item[0] is self._END:
+                commit = item[1] and self._error is None
+                try:
+                    self.writer.close(commit=commit)
+                except BaseException as exc:  # noqa: BLE001 (raised by close)
+                    if self._error is None:
+                        self._error = exc
                 return
             if self._error is None:  # after an error, drain without writing
                 try:
-                    self.writer.append(frame)
+                    self.writer.append(item)
                 except BaseException as exc:  # noqa: BLE001 (raised by append / close)
                     self._error = exc
 
@@ -319,17 +404,14 @@ class BackgroundVideoWriter:
         self._queue.put(frame)
 
     def close(self, commit: bool = True) -> None:
-        """Writes the queued frames, then closes like ``VideoWriter.close``. A writer-thread
-        error discards the file (raised when committing, dropped when already discarding)."""
+        """Writes the queued frames, then closes like ``VideoWriter.close`` (in the writer
+        thread). A writer-thread error discards the file (raised when committing, dropped when
+        already discarding)."""
         if self._thread.is_alive():
-            self._queue.put(self._END)
+            self._queue.put((self._END, commit))
             self._thread.join()
-        if self._error is not None:
-            self.writer.close(commit=False)
-            if commit:
-                raise self._error
-            return
-        self.writer.close(commit=commit)
+        if self._error is not None and commit:
+            raise self._error
 
     def __enter__(self) -> Self:
         return self

@@ -31,7 +31,7 @@ from tests.conftest import REPO_ROOT
 
 GOOD = ("syn0_100", "syn1_200")
 BAD = "broken_300"  # corrupt npz, video present
-#: The tiniest clips the stages accept: 5 frames, 64 px eyes, 64x80 rectified views.
+#: The tiniest clips the stages accept: 8 frames, 128 px eyes, 64x80 rectified views.
 STAGE_ARGS = ("rectify:--min_equirect_height=0 --output_height=64 --output_width=80",
               "stereo:--backend=sgbm", "tracking:--backend=dis-flow",
               "filtering:--backend=classical")
@@ -49,7 +49,9 @@ def dataset(tmp_path_factory):
     folders = {k: root / k for k in ("npz", "raw", "gt")}
     for seed, vid in enumerate(GOOD, start=1):
         make_synthetic_clip(ClipPaths(vid, folders["npz"], folders["raw"], root / "out", folders["gt"]),
-                            SyntheticClipConfig(num_frames=5, eye_size_px=64, seed=seed,
+                            # 8 frames, 128 px eyes: the least that leaves the optimiser
+                            # (5-frame erosion) points to keep; fewer is refused (exit 2).
+                            SyntheticClipConfig(num_frames=8, eye_size_px=128, seed=seed,
                                                 gt_size_px=64, num_tracks=64))
     (folders["raw"] / "broken.mp4").write_bytes((folders["raw"] / "syn0.mp4").read_bytes())
     (folders["npz"] / f"{BAD}.npz").write_bytes(b"PK\x03\x04 truncated")

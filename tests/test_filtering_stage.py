@@ -117,14 +117,16 @@ def test_higher_drift_threshold_keeps_sliding_track(tmp_path, fake_backend):
     assert len(load_pickle(paths.filtered_tracks)["tracks"]) == 2
 
 
-def test_zero_survivors_give_empty_valid_outputs(tmp_path, fake_backend, capsys):
-    paths = _write_clip(tmp_path, [_track(10.5, 3.5), _track(30.5, 8.5)])
-    stage.run(_config(paths))
-    out = load_pickle(paths.filtered_tracks)
-    assert out["tracks"].shape == (0, T, 2) and out["visibles"].shape == (0, T)
-    assert out["query_points"].shape == (0, 3)
-    assert paths.filtered_tracks_video.is_file()
-    assert "no track survived" in capsys.readouterr().out
+def test_zero_survivors_exit_2_and_keep_earlier_outputs(tmp_path, fake_backend, capsys):
+    paths = _write_clip(tmp_path, [_track(10.5, 3.5), _track(30.5, 8.5)])  # both on the sky
+    earlier = {p: f"earlier {p.name}".encode() for p in
+               (paths.filtered_tracks, paths.filtered_tracks_video, paths.segmentation)}
+    for path, content in earlier.items():
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=r"no track survived the filters \(2 in\)"):
+        stage.run(_config(paths))
+    assert all(path.read_bytes() == content for path, content in earlier.items())
+    assert not paths.provenance("filtering").exists()
 
 
 def test_missing_input_exits_2_without_outputs(tmp_path, capsys):

@@ -221,19 +221,24 @@ def test_stage_writes_exact_tracks_export_and_videos(tmp_path, monkeypatch):
     assert paths.provenance("optimization").stat().st_mtime >= newest
 
 
-def test_stage_with_no_tracks_writes_valid_empty_outputs(tmp_path, capsys):
+def test_stage_with_no_tracks_exits_2_and_keeps_earlier_outputs(tmp_path, capsys):
+    import track_optimization
+
     paths, _ = _make_clip(tmp_path, num_static=0, num_movers=0)
     save_pickle({"tracks": np.zeros((0, NUM_FRAMES, 2), np.float32),
                  "visibles": np.zeros((0, NUM_FRAMES), bool), "query_points": np.zeros((0, 3))},
                 paths.filtered_tracks)
-    optimization.run(_config(paths))
-    assert "has no tracks" in capsys.readouterr().out
-    record = load_pickle(paths.optimized_tracks)
-    assert record["track3d"].shape == (0, NUM_FRAMES, 3) and record["color_values"].shape == (0, 3)
-    assert load_dataset_npz(paths.export_npz)["track3d"].shape == (0, NUM_FRAMES, 3)
-    for suffix in VIDEO_SUFFIXES:
-        assert len(read_video(paths.out(suffix))) == NUM_FRAMES, suffix
-    assert paths.provenance("optimization").is_file()
+    earlier = {p: f"earlier {p.name}".encode() for p in (paths.optimized_tracks, paths.export_npz)}
+    for path, content in earlier.items():
+        path.write_bytes(content)
+    code = track_optimization.run_cli(track_optimization.main, [
+        f"--vid={VID}", f"--npz_folder={paths.npz_folder}", f"--output_folder={paths.output_folder}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: optimization: nothing usable") and "no finite" in err[-1]
+    assert all(path.read_bytes() == content for path, content in earlier.items())
+    assert not paths.provenance("optimization").exists()
+    assert not any(paths.out(suffix).exists() for suffix in VIDEO_SUFFIXES)
 
 
 def test_script_missing_input_exits_2_without_outputs(tmp_path, capsys):

@@ -27,6 +27,9 @@ How it works
 6. Optional (``anchor_every``, on in the ``flow-anchor`` backend): each chained
    position is refined by pyramidal Lucas-Kanade from the point's query-frame
    patch, and kept when the match is close and good, which removes drift.
+7. A query point without texture (``imageops.texture_map`` below ``min_query_texture``)
+   has nothing to follow: on a blank patch both flows are zero and every test above
+   passes trivially, so such a track is visible at its query frame only.
 
 Coordinates: continuous pixels (``stereo4d.geometry``); the flow value of
 array element ``[i, j]`` is the motion of the pixel centre ``(j + 0.5, i + 0.5)``.
@@ -40,7 +43,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stereo4d.backends.imageops import to_gray
+from stereo4d.backends.imageops import MIN_TEXTURE_LEVELS_PER_PX, texture_at_points, to_gray
 
 __all__ = [
     "FLOW_METHODS",
@@ -102,6 +105,8 @@ class ClassicalTrackerConfig:
       anchor_max_error: a refinement is kept only when the mean absolute grey difference
         between template and match (0-255 levels) is below this ...
       anchor_max_shift_px: ... and it moves the point by less than this.
+      min_query_texture: local texture (grey levels per px, ``imageops.texture_map``) a query
+        point needs to be tracked at all; below it the track is visible at its query only.
       progress: show a tqdm bar over frames.
     """
 
@@ -126,6 +131,7 @@ class ClassicalTrackerConfig:
     anchor_levels: int = 2
     anchor_max_error: float = 12.0
     anchor_max_shift_px: float = 8.0
+    min_query_texture: float = MIN_TEXTURE_LEVELS_PER_PX
     progress: bool = True
 
     def __post_init__(self):
@@ -355,6 +361,9 @@ class ClassicalTracker:
         _sweep(query_t, query_xy, forward, backward, images, gray, True, self.config, tracks_xy, visibles)
         _sweep(query_t, query_xy, backward, forward, images, gray, False, self.config, tracks_xy,
                visibles)
+        blank = texture_at_points(frames, queries) < self.config.min_query_texture
+        visibles[blank] = False
+        visibles[np.flatnonzero(blank), query_t[blank]] = True
         return tracks_xy, visibles
 
 

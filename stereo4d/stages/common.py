@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import stereo4d
-from stereo4d.io import InputError, save_json
+from stereo4d.io import InputError, remove_stale_temporaries, save_json
 
 __all__ = [
     "Timer",
     "check_frame_counts",
     "outputs_fresh",
     "require_inputs",
+    "start_stage",
     "write_provenance",
 ]
 
@@ -40,6 +41,20 @@ def write_provenance(path: Path, *, stage: str, backend: str, settings: Any = No
         **extra,
     }
     return save_json(record, path)
+
+
+def start_stage(marker: Path, outputs: Iterable[os.PathLike]) -> list[Path]:
+    """What every stage does first, before reading anything.
+
+    Removes the temporaries a killed run of it left for ``outputs`` and for its completion
+    marker (the provenance JSON): its own files only, never another stage's (see
+    ``io.remove_stale_temporaries``). The marker itself stays until the stage is about to
+    change its outputs, so a refused run leaves a complete earlier run complete.
+
+    Returns:
+      the stale temporaries removed.
+    """
+    return remove_stale_temporaries([*outputs, marker])
 
 
 def require_inputs(inputs: Iterable[os.PathLike]) -> None:

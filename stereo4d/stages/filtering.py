@@ -17,6 +17,7 @@ the segmentation backend, then the filters of ``stereo4d.filtering``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -32,13 +33,20 @@ from stereo4d.io import (
     save_segmentation,
 )
 from stereo4d.motion import scene_motion_displacement_px
-from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
+from stereo4d.stages.common import (
+    Timer,
+    check_frame_counts,
+    require_inputs,
+    start_stage,
+    write_provenance,
+)
+from stereo4d.stages.health import filtering_health
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
 from stereo4d.viz.scene3d import render_scene_motion_2d
 from stereo4d.viz.trails import rainbow_colors
 
-__all__ = ["STAGE_NAME", "FilteringConfig", "run"]
+__all__ = ["STAGE_NAME", "FilteringConfig", "output_paths", "run"]
 
 STAGE_NAME = "filtering"
 """Provenance name: ``<vid>-filtering.json``."""
@@ -92,11 +100,18 @@ def _check_shapes(paths: ClipPaths, tracks: Tracks2D, video: np.ndarray, flows, 
                          f"video's {video.shape[1:3]}")
 
 
+def output_paths(paths: ClipPaths) -> list[Path]:
+    """Every file this stage writes (its stale temporaries are removed when it starts)."""
+    return [paths.filtered_tracks, paths.filtered_tracks_video, paths.segmentation,
+            paths.provenance(STAGE_NAME)]
+
+
 def run(config: FilteringConfig) -> dict:
     """Runs the stage. Returns a summary (backend, filter shares, timings, output paths)."""
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
+    start_stage(paths.provenance(STAGE_NAME), output_paths(paths))
     require_inputs([paths.left_video, paths.stereo_output, paths.tracks_2d, paths.npz])
     timer = Timer()
     with timer("load"):
@@ -126,9 +141,8 @@ def run(config: FilteringConfig) -> dict:
                                          tracks.visibles, valid, displacement,
                                          config.filter_settings)
     print(filtering.format_stats(result.stats))
-    if result.num_kept == 0:
-        print(f"warning: no track survived the filters ({tracks.num_tracks} in); writing an empty "
-              f"{paths.filtered_tracks.name} and a video without tracks")
+    health = filtering_health(labels, result.keep, valid)
+    health.enforce(f"{paths.tracks_2d.name} and {paths.left_video.name}")
 
     kept = np.flatnonzero(result.keep)
     shown = kept[sample_tracks_for_display(len(kept), config.max_display_tracks,
@@ -160,7 +174,8 @@ def run(config: FilteringConfig) -> dict:
     settings = {k: v for k, v in asdict(config).items() if k != "progress"}
     write_provenance(paths.provenance(STAGE_NAME), stage=STAGE_NAME, backend=entry.name,
                      settings=settings, timings_s=summary["timings_s"], filters=result.stats,
-                     num_tracks_in=tracks.num_tracks, num_tracks_kept=result.num_kept)
+                     num_tracks_in=tracks.num_tracks, num_tracks_kept=result.num_kept,
+                     **health.record())
     t = summary["timings_s"]
     print(f"filtering: kept {result.num_kept} of {tracks.num_tracks} tracks "
           f"({entry.name} segmentation {t['segmentation']:.1f} s, total {t['total']:.1f} s) "

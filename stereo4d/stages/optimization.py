@@ -39,7 +39,14 @@ from stereo4d.io import (
 from stereo4d.jax_cache import enable_compilation_cache
 from stereo4d.metrics.tracks3d import score_before_after
 from stereo4d.motion import scene_motion_displacement_px
-from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
+from stereo4d.stages.common import (
+    Timer,
+    check_frame_counts,
+    require_inputs,
+    start_stage,
+    write_provenance,
+)
+from stereo4d.stages.health import optimization_health
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
@@ -47,7 +54,8 @@ from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
 from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors
 
-__all__ = ["STAGE_NAME", "OptimizationConfig", "check_finite_output", "run", "select_dynamic_tracks"]
+__all__ = ["STAGE_NAME", "OptimizationConfig", "check_finite_output", "output_paths", "run",
+           "select_dynamic_tracks"]
 
 STAGE_NAME = "optimization"
 """Provenance name: ``<vid>-optimization.json``."""
@@ -203,12 +211,24 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
 
 # ------------------------------------------------------------------------------------- run
 
+#: Tags of the two versions drawn in the dyna videos, and the three videos of each.
+VIDEO_VERSIONS = ("original", "optimized")
+TRACK_VIDEO_KINDS = ("dyna_2dtrack", "dyna_3dtrack", "dyna_3dtrack_concated")
+
+
+def output_paths(paths: ClipPaths) -> list[Path]:
+    """Every file this stage may write (its stale temporaries are removed when it starts)."""
+    videos = [paths.out(f"{kind}-{tag}.mp4") for tag in VIDEO_VERSIONS for kind in TRACK_VIDEO_KINDS]
+    return [paths.optimized_tracks, paths.export_npz, paths.out("raw_depth.mp4"),
+            paths.out("optimized_depth.mp4"), *videos, paths.provenance(STAGE_NAME)]
+
 
 def run(config: OptimizationConfig) -> dict:
     """Runs the stage. Returns a summary (counts, accuracy if scored, timings, outputs)."""
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
+    start_stage(paths.provenance(STAGE_NAME), output_paths(paths))
     timer = Timer()
     jax_cache = enable_compilation_cache(config.jax_cache_dir)  # before anything compiles
     with timer("load"):
@@ -217,8 +237,6 @@ def run(config: OptimizationConfig) -> dict:
     oracle = _load_oracle(paths, imh, imw, config.hfov_deg) if config.gt_folder else None
     cameras = PinholeCamera.from_hfov(meta["extrs_rectified"], config.hfov_deg, aspect_hw=imh / imw)
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
-    if tracks.num_tracks == 0:
-        print(f"optimization: {paths.filtered_tracks} has no tracks; writing empty outputs")
 
     with timer("depth"):
         depth_m = depth_maps_from_flows(flows, config.hfov_deg, remove_floaters=True)
@@ -230,6 +248,8 @@ def run(config: OptimizationConfig) -> dict:
         result = optimize_tracks(lifted, lifted_visible, meta["extrs_rectified"], intr, imh, imw,
                                  config.track_opt)
     optimized, optimized_visible = result.track3d, result.visible
+    health = optimization_health(lifted_visible, optimized, optimized_visible)
+    health.enforce(str(paths.filtered_tracks.name))
     check_finite_output(paths, meta, optimized, optimized_visible)
     paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # outputs change from here on
     with timer("write"):
@@ -272,7 +292,7 @@ def run(config: OptimizationConfig) -> dict:
     }
     write_provenance(paths.provenance(STAGE_NAME), stage=STAGE_NAME, backend="jax-adam",
                      settings=dataclasses.asdict(config), timings_s=summary["timings_s"],
-                     num_tracks=tracks.num_tracks, accuracy=accuracy)
+                     num_tracks=tracks.num_tracks, accuracy=accuracy, **health.record())
     _print_summary(summary, paths)
     return summary
 

@@ -18,6 +18,7 @@ written, and the two equirect previews use a faster x264 preset (``equirect_pres
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,7 +26,8 @@ from tqdm import tqdm
 
 from stereo4d import geometry
 from stereo4d.io import ClipPaths, InputError, load_dataset_npz
-from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.stages.common import Timer, start_stage, write_provenance
+from stereo4d.stages.health import rectify_health, textured_fraction
 from stereo4d.videoio import (
     DEFAULT_PRESET,
     BackgroundVideoWriter,
@@ -35,7 +37,7 @@ from stereo4d.videoio import (
     probe_video,
 )
 
-__all__ = ["RectifyConfig", "RectifyMaps", "frame_indices", "run"]
+__all__ = ["RectifyConfig", "RectifyMaps", "frame_indices", "output_paths", "run"]
 
 #: The reference's VR180 sanity check: real equirect videos are at least this high.
 VR180_MIN_HEIGHT_PX = 1920
@@ -126,9 +128,16 @@ def split_eyes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return frame[:, :half], frame[:, half:]
 
 
+def output_paths(paths: ClipPaths) -> list[Path]:
+    """Every file this stage may write (its stale temporaries are removed when it starts)."""
+    return [paths.left_video, paths.right_video, paths.raw_equirect_video,
+            paths.rectified_equirect_video, paths.provenance("rectify")]
+
+
 def run(config: RectifyConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, timings, output paths)."""
     paths = config.paths
+    start_stage(paths.provenance("rectify"), output_paths(paths))
     timer = Timer()
     meta = load_dataset_npz(paths.npz, required=("timestamps", "camera2world", "rectified2rig",
                                                  "fov_bounds"))
@@ -176,6 +185,7 @@ def _rectify_frames(config: RectifyConfig, paths: ClipPaths, meta: dict, info, w
     outputs = {name: BackgroundVideoWriter(writer) for name, writer in outputs.items()}
     done = 0
     bar = tqdm(total=len(wanted), desc="rectify", unit="frame")
+    textured = []  # share of textured pixels of each left view (health figure)
     try:
         for index in range(int(wanted[0]), int(wanted[-1]) + 1):
             with timer("decode"):
@@ -193,6 +203,8 @@ def _rectify_frames(config: RectifyConfig, paths: ClipPaths, meta: dict, info, w
             with timer("remap"):
                 eyes = split_eyes(frame)
                 left, right = (_remap(e, maps.pers_x[i], maps.pers_y[i]) for i, e in enumerate(eyes))
+            with timer("health"):
+                textured.append(textured_fraction(left))
             if config.write_equirect:
                 with timer("remap"):
                     rect = np.concatenate(
@@ -208,6 +220,8 @@ def _rectify_frames(config: RectifyConfig, paths: ClipPaths, meta: dict, info, w
                 done += 1
                 bar.update(1)
         bar.close()
+        health = rectify_health(textured)
+        health.enforce(str(paths.raw_video))
     except BaseException:
         bar.close()  # ends the bar's line: an error message starts on a line of its own
         frames.close()
@@ -229,7 +243,7 @@ def _rectify_frames(config: RectifyConfig, paths: ClipPaths, meta: dict, info, w
     }
     write_provenance(paths.provenance("rectify"), stage="rectify", backend="opencv-remap",
                      settings=config, timings_s=summary["timings_s"],
-                     timestamps_sharing_a_frame=shared)
+                     timestamps_sharing_a_frame=shared, **health.record())
     t = summary["timings_s"]
     print(
         f"rectify: {done} frames in {t['total']:.1f} s ({done / max(t['total'], 1e-9):.1f} fps; "

@@ -18,6 +18,7 @@ none. Depth is derived from the flows later, by ``stereo4d.depth``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -25,10 +26,12 @@ from stereo4d.backends.classical_stereo import SgbmSettings
 from stereo4d.backends.stereo import STEREO_BACKENDS
 from stereo4d.depth import depth_maps_from_flows, stereo_valid_mask
 from stereo4d.io import ClipPaths, InputError, save_pickle, save_stereo_compact
-from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.stages.common import Timer, start_stage, write_provenance
+from stereo4d.stages.health import stereo_health
 from stereo4d.videoio import read_video
 
-__all__ = ["PROVENANCE_STAGE", "STEREO_FORMATS", "StereoConfig", "read_stereo_pair", "run",
+__all__ = ["PROVENANCE_STAGE", "STEREO_FORMATS", "StereoConfig", "output_paths",
+           "read_stereo_pair", "run",
            "validate_flows"]
 
 PROVENANCE_STAGE = "stereo"
@@ -116,9 +119,16 @@ def _write_flows(paths: ClipPaths, stereo_format: str, flows: list[dict],
     return output
 
 
+def output_paths(paths: ClipPaths) -> list[Path]:
+    """Every file this stage writes, in either format (its stale temporaries are removed when
+    it starts)."""
+    return [paths.flows_stereo, paths.stereo_compact, paths.provenance(PROVENANCE_STAGE)]
+
+
 def run(config: StereoConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, backend, timings, output path)."""
     paths = config.paths
+    start_stage(paths.provenance(PROVENANCE_STAGE), output_paths(paths))
     timer = Timer()
     with timer("decode"):
         left, right = read_stereo_pair(paths)
@@ -134,7 +144,9 @@ def run(config: StereoConfig) -> dict:
     with timer("depth_check"):
         checked = [{"fwd": f["fwd"], "valid": stereo_valid_mask(f["fwd"], f["bwd"])}
                    for f in flows]
-        valid_fraction = float(np.mean(depth_maps_from_flows(checked, config.hfov_deg, False) > 0))
+        health = stereo_health(depth_maps_from_flows(checked, config.hfov_deg, False) > 0)
+    valid_fraction = health.figures["valid_depth_fraction"]
+    health.enforce(f"{paths.left_video.name} and {paths.right_video.name}")
     paths.provenance(PROVENANCE_STAGE).unlink(missing_ok=True)  # outputs change from here on
     with timer("write"):
         output = _write_flows(paths, config.stereo_format, flows, checked)
@@ -153,7 +165,7 @@ def run(config: StereoConfig) -> dict:
                      backend=entry.name, settings=backend.settings(), timings_s=timings,
                      frames=num_frames, frame_size=[width, height],
                      valid_depth_fraction=valid_fraction, stereo_format=config.stereo_format,
-                     output_mb=summary["output_mb"])
+                     output_mb=summary["output_mb"], **health.record())
     fps = num_frames / max(timings["stereo"], 1e-9)
     print(f"stereo ({entry.name}): {num_frames} frames {width}x{height} in {timings['total']:.1f} s "
           f"({fps:.2f} frames/s matching), valid depth {valid_fraction:.1%} -> {output} "

@@ -18,6 +18,7 @@ exactly those points are tracked instead (no grid, no pruning; the pickle's
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -29,12 +30,13 @@ from stereo4d.queries import (
     prune_redundant_queries,
     sample_video_queries,
 )
-from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.stages.common import Timer, start_stage, write_provenance
+from stereo4d.stages.health import tracking_health
 from stereo4d.tracks import Tracks2D, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
 from stereo4d.viz.trails import TRAIL_FRAMES, render_trails
 
-__all__ = ["VIZ_TRACKS", "TrackingConfig", "run", "track_video"]
+__all__ = ["VIZ_TRACKS", "TrackingConfig", "output_paths", "run", "track_video"]
 
 #: Tracks drawn in the visualisation video (the reference's 64 * 64).
 VIZ_TRACKS = 4096
@@ -114,9 +116,15 @@ def track_video(frames: np.ndarray, tracker, queries: QueryConfig | None = None,
                     "pruned_percent": float(pruned_percent)}
 
 
+def output_paths(paths: ClipPaths) -> list[Path]:
+    """Every file this stage may write (its stale temporaries are removed when it starts)."""
+    return [paths.tracks_2d, paths.tracks_2d_video, paths.provenance("tracking")]
+
+
 def run(config: TrackingConfig) -> dict:
     """Runs the stage. Returns a summary dict (counts, timings, output paths)."""
     paths = config.paths
+    start_stage(paths.provenance("tracking"), output_paths(paths))
     timer = Timer()
     with timer("decode"):
         frames = read_video(paths.left_video)
@@ -129,6 +137,9 @@ def run(config: TrackingConfig) -> dict:
     with timer("load_backend"):
         entry, tracker = TRACKING_BACKENDS.build(config.backend, **options)
     tracks, counts = track_video(frames, tracker, config.queries, timer, given)
+    with timer("health"):
+        health = tracking_health(frames, tracks.tracks_xy, tracks.visibles, tracks.query_points_tyx)
+    health.enforce(str(paths.left_video))
     paths.provenance("tracking").unlink(missing_ok=True)  # outputs change from here on
     if config.write_video:
         with timer("render"):
@@ -143,7 +154,7 @@ def run(config: TrackingConfig) -> dict:
     settings = {**asdict(config), "backend_settings": tracker.settings()}
     write_provenance(paths.provenance("tracking"), stage="tracking", backend=entry.name,
                      settings=settings, timings_s=timings, frames=int(frames.shape[0]),
-                     frame_hw=list(frames.shape[1:3]), **counts)
+                     frame_hw=list(frames.shape[1:3]), **counts, **health.record())
     print(f"tracking ({entry.name}): {counts['num_kept']} tracks x {frames.shape[0]} frames in "
           f"{timings['total']:.1f} s (track {timings.get('track', 0):.1f} s, "
           f"render {timings.get('render', 0):.1f} s) -> {paths.tracks_2d}")

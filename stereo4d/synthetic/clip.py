@@ -26,7 +26,14 @@ import torch
 import tqdm
 
 from stereo4d import geometry
-from stereo4d.io import ClipPaths, InputError, atomic_path, save_dataset_npz, split_vid
+from stereo4d.io import (
+    ClipPaths,
+    InputError,
+    atomic_path,
+    remove_stale_temporaries,
+    save_dataset_npz,
+    split_vid,
+)
 from stereo4d.synthetic.render import NO_HIT, render_rays, single_tile, tile_rays
 from stereo4d.synthetic.scene import ADE20K, Scene, build_scene
 from stereo4d.videoio import write_video
@@ -342,6 +349,7 @@ def make_synthetic_clip(
     Returns a summary: paths, timings, depth range, track counts, file sizes.
     """
     video_id, stamp = split_vid(paths.vid)
+    remove_stale_temporaries([paths.raw_video, paths.npz, paths.gt])  # a killed run's
     ts0 = int(stamp)
     timestamps = ts0 + np.round(np.arange(config.num_frames) * 1e6 / config.fps).astype(np.int64)
     lead = round(ts0 * config.fps / 1e6)
