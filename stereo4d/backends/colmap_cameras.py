@@ -30,7 +30,7 @@ import numpy as np
 
 from stereo4d.backends.rig_motion import MotionSettings, PairMatches, segment_motion
 from stereo4d.io import InputError
-from stereo4d.stages.common import Timer
+from stereo4d.timing import Timer
 
 __all__ = ["ColmapSettings", "RigPoses", "estimate_rig_poses"]
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import stereo4d
 from stereo4d.io import InputError, remove_stale_temporaries, save_json
+from stereo4d.timing import Timer
 
 __all__ = [
     "Timer",
@@ -69,26 +68,6 @@ def check_frame_counts(vid: str, counts: dict[str, int]) -> None:
     if len(set(counts.values())) > 1:
         raise InputError(f"{vid}: frame counts differ: "
                          + ", ".join(f"{k} {v}" for k, v in counts.items()))
-
-
-class Timer:
-    """Named wall-clock sections: ``with timer('decode'): ...``; ``timer.seconds`` holds totals."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-        self._t0 = time.perf_counter()
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
-
-    @property
-    def total_s(self) -> float:
-        return time.perf_counter() - self._t0
 
 
 def outputs_fresh(outputs: Iterable[os.PathLike], inputs: Iterable[os.PathLike]) -> bool:
