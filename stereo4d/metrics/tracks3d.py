@@ -103,14 +103,19 @@ def score_against_truth(track3d_world: np.ndarray, visible: np.ndarray, truth: d
         ``depth_m``).
       hfov_deg: horizontal FoV; the APD thresholds are pixels at 256 x 256 (``eval_focal_px``).
     Returns:
-      ``score_tracks3d`` dict plus ``coverage`` (share of true-visible points predicted) and
+      ``score_tracks3d`` dict plus ``coverage`` (share of true-visible points predicted),
+      ``apd3d_covered`` (APD3D over the true-visible points that have a prediction) and
       ``points`` (predicted points).
     """
     gt_visible = np.asarray(truth["visibles"], bool)
     visible = np.asarray(visible, bool)
     scores = score_tracks3d(track3d_world, visible, truth["tracks3d_world"], gt_visible,
                             truth["depth_m"], eval_focal_px(hfov_deg))
-    scores["coverage"] = float((visible & gt_visible).sum() / max(gt_visible.sum(), 1))
+    covered = visible & gt_visible
+    scores["coverage"] = float(covered.sum() / max(gt_visible.sum(), 1))
+    pred = np.where(visible[..., None], track3d_world, np.nan)
+    scores["apd3d_covered"] = apd3d(pred, truth["tracks3d_world"], covered, truth["depth_m"],
+                                    eval_focal_px(hfov_deg))["apd3d"]
     scores["points"] = int(visible.sum())
     return scores
 

@@ -1,0 +1,43 @@
+"""Accuracy suite: renders the fixed list of varied synthetic clips (cached), runs the pipeline
+on each (classical backends, default flags) and prints one table (per clip, mean and worst of
+the tuning and held-out halves) and writes a JSON.
+
+Example: nice -n 10 python benchmarks/bench_suite.py --root=stereo4d_dataset/suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stereo4d.suite import SUITE_CLIPS, format_suite_table, run_suite
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", default="stereo4d_dataset/suite",
+                        help="folder of the suite's clips (npz/, raw/, gt/, processed/)")
+    parser.add_argument("--json", default=None,
+                        help="output JSON (default <root>/suite_report.json)")
+    parser.add_argument("--clips", default="",
+                        help="comma-separated clip names to run (default: all)")
+    parser.add_argument("--force", action="store_true", help="re-run every stage")
+    args = parser.parse_args(argv)
+    names = [n for n in args.clips.split(",") if n]
+    unknown = sorted(set(names) - {c.name for c in SUITE_CLIPS})
+    if unknown:
+        print(f"error: unknown clip(s) {unknown}; choose from "
+              f"{[c.name for c in SUITE_CLIPS]}", file=sys.stderr)
+        return 2
+    clips = tuple(c for c in SUITE_CLIPS if not names or c.name in names)
+    root = Path(args.root)
+    json_path = Path(args.json) if args.json else root / "suite_report.json"
+    reports, summary, wall = run_suite(root, clips, force=args.force, json_path=json_path)
+    print(format_suite_table(reports, summary))
+    print(f"\nwall time {wall / 60:.1f} min ({len(clips)} clips); JSON: {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
