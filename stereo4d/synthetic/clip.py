@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +95,7 @@ class SyntheticClipConfig:
     gt_hfov_deg: float = 60.0
     num_tracks: int = 3000
     dynamic_track_fraction: float = 0.25
-    scene: SceneVariation = SceneVariation()
+    scene: SceneVariation = field(default_factory=SceneVariation)
     exposure_change: float = 0.0
     exposure_period_s: float = 2.0
     right_eye_gain_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
