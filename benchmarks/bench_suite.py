@@ -33,9 +33,10 @@ def main(argv=None) -> int:
     clips = tuple(c for c in SUITE_CLIPS if not names or c.name in names)
     root = Path(args.root)
     json_path = Path(args.json) if args.json else root / "suite_report.json"
-    reports, summary, wall = run_suite(root, clips, force=args.force, json_path=json_path)
+    reports, summary, times = run_suite(root, clips, force=args.force, json_path=json_path)
     print(format_suite_table(reports, summary))
-    print(f"\nwall time {wall / 60:.1f} min ({len(clips)} clips); JSON: {json_path}")
+    print(f"\n{len(clips)} clips: wall time {times['wall_s'] / 60:.1f} min, CPU time "
+          f"{times['cpu_s'] / 60:.1f} min (this process and its children); JSON: {json_path}")
     return 0
 
 

@@ -345,7 +345,8 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6,
         ]
     )
     back_z = float(var.back_facade_z_m)
-    z_edges = np.array([-6.0, 1.0, 6.5, 11.0, 15.5, back_z + 0.5])
+    z_edges = np.array([-6.0, 1.0, 6.5, 11.0, 15.5])
+    z_edges = np.append(z_edges[z_edges < back_z - 1.0], back_z + 0.5)  # the street's end
     for side in (-1.0, 1.0):
         for z0, z1 in itertools.pairwise(z_edges):
             height = rng.uniform(5.0, 13.0)
