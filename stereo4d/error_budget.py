@@ -31,8 +31,7 @@ from stereo4d.io import ClipPaths, load_dataset_npz, load_pickle, load_stereo_fl
 from stereo4d.metrics.segmentation import bad_track_mask
 from stereo4d.metrics.tracks3d import score_against_truth
 from stereo4d.motion import scene_motion_displacement_px
-from stereo4d.stages.optimization import OptimizationConfig
-from stereo4d.track_opt import optimize_tracks
+from stereo4d.stages.optimization import OptimizationConfig, optimize_and_fill
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
 from stereo4d.videoio import read_video
 
@@ -94,7 +93,8 @@ def budget_clip(paths: ClipPaths, hfov_deg: float = 60.0, variants=tuple(VARIANT
     cameras = PinholeCamera.from_hfov(extrs, hfov_deg, aspect_hw=imh / imw)
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     settings = filtering.FilterSettings()
-    track_opt = OptimizationConfig(vid=paths.vid).track_opt
+    opt_config = OptimizationConfig(vid=paths.vid)
+    track_opt = opt_config.track_opt
     depth_est = depth_maps_from_flows(flows, hfov_deg, remove_floaters=False)
     del flows
     depth_true = _true_depth(gt_depth)
@@ -126,9 +126,10 @@ def budget_clip(paths: ClipPaths, hfov_deg: float = 60.0, variants=tuple(VARIANT
         depth_opt[floater_mask(depth_opt)] = 0.0
         kept = tracks.subset(keep)
         lifted, lifted_visible = lift_tracks_to_3d(kept, depth_opt, cameras)
-        result = optimize_tracks(lifted, lifted_visible, extrs, intr, imh, imw, track_opt)
+        _, track3d, visible = optimize_and_fill(lifted, lifted_visible, kept, cameras, imh, imw,
+                                                track_opt, opt_config.fill_gaps)
         truth = {k: v[keep] for k, v in truth_all.items()}
-        scores = score_against_truth(result.track3d, result.visible, truth, hfov_deg)
+        scores = score_against_truth(track3d, visible, truth, hfov_deg)
         scores["jitter_ratio"] = scores["jitter_m"] / scores["gt_jitter_m"]
         scores["kept_share"] = float(np.mean(keep))
         out[name] = {k: float(v) for k, v in scores.items()}

@@ -124,9 +124,11 @@ def score_before_after(truth: dict, lifted: np.ndarray, lifted_visible: np.ndarr
                        optimized: np.ndarray, optimized_visible: np.ndarray,
                        hfov_deg: float) -> dict:
     """Scores of the track optimisation: ``before`` (lifted tracks on their own frames),
-    ``before_same_frames`` (lifted, on the frames the optimisation kept) and ``after``."""
+    ``before_same_frames`` (lifted, on the frames the optimisation kept that have a lifted
+    point: gap-filled frames have none) and ``after``."""
     return {
         "before": score_against_truth(lifted, lifted_visible, truth, hfov_deg),
-        "before_same_frames": score_against_truth(lifted, optimized_visible, truth, hfov_deg),
+        "before_same_frames": score_against_truth(lifted, optimized_visible & lifted_visible,
+                                                  truth, hfov_deg),
         "after": score_against_truth(optimized, optimized_visible, truth, hfov_deg),
     }

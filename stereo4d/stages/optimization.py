@@ -40,6 +40,7 @@ from stereo4d.jax_cache import enable_compilation_cache
 from stereo4d.metrics.tracks3d import score_before_after
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.common import Timer, check_frame_counts, require_inputs, write_provenance
+from stereo4d.track_fill import fill_track_gaps, static_tracks
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
@@ -47,7 +48,8 @@ from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
 from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors
 
-__all__ = ["STAGE_NAME", "OptimizationConfig", "check_finite_output", "run", "select_dynamic_tracks"]
+__all__ = ["STAGE_NAME", "OptimizationConfig", "check_finite_output", "optimize_and_fill", "run",
+           "select_dynamic_tracks"]
 
 STAGE_NAME = "optimization"
 """Provenance name: ``<vid>-optimization.json``."""
@@ -74,6 +76,9 @@ class OptimizationConfig:
       write_videos: write the visualisations (the pickle and npz are always written).
       jax_cache_dir: JAX's persistent compilation cache folder; None = ``$STEREO4D_JAX_CACHE``
         or ``~/.cache/stereo4d/jax``; ``"none"`` = off (see ``stereo4d.jax_cache``).
+      fill_gaps: fill the frames where a track is visible in 2D but the optimisation had no
+        3D point (stereo holes, floaters, erosion) from its optimised frames
+        (``stereo4d.track_fill``; not in the reference, False reproduces it).
     """
 
     vid: str
@@ -88,6 +93,7 @@ class OptimizationConfig:
     trail_frames: int = TRAIL_FRAMES
     write_videos: bool = True
     jax_cache_dir: str | None = None
+    fill_gaps: bool = True
 
     @property
     def paths(self) -> ClipPaths:
@@ -201,6 +207,23 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
     return len(shown)
 
 
+def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tracks2D,
+                      cameras: PinholeCamera, imh: int, imw: int, track_opt: TrackOptConfig,
+                      fill_gaps: bool):
+    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then (``fill_gaps``) the
+    gaps filled (``track_fill``). Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
+    intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
+                             imh, imw, track_opt)
+    if not fill_gaps:
+        return result, result.track3d, result.visible
+    static = static_tracks(result.motion_px, result.visible, track_opt.motion_threshold_px,
+                           track_opt.motion_percentile)
+    filled, visible = fill_track_gaps(result.track3d, result.visible, tracks.tracks_xy,
+                                      tracks.visibles, cameras, static, imh, imw)
+    return result, filled, visible
+
+
 # ------------------------------------------------------------------------------------- run
 
 
@@ -227,9 +250,8 @@ def run(config: OptimizationConfig) -> dict:
         lifted, lifted_visible = lift_tracks_to_3d(tracks, depth_m, cameras)
         colors = sample_colors(video, tracks.query_points_tyx)
     with timer("optimize"):
-        result = optimize_tracks(lifted, lifted_visible, meta["extrs_rectified"], intr, imh, imw,
-                                 config.track_opt)
-    optimized, optimized_visible = result.track3d, result.visible
+        result, optimized, optimized_visible = optimize_and_fill(
+            lifted, lifted_visible, tracks, cameras, imh, imw, config.track_opt, config.fill_gaps)
     check_finite_output(paths, meta, optimized, optimized_visible)
     paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # outputs change from here on
     with timer("write"):
