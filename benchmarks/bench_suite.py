@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stereo4d.suite import SUITE_CLIPS, format_suite_table, run_suite
+from stereo4d.suite import STAGES, SUITE_CLIPS, format_suite_table, run_suite
 
 
 def main(argv=None) -> int:
@@ -22,7 +22,9 @@ def main(argv=None) -> int:
                         help="output JSON (default <root>/suite_report.json)")
     parser.add_argument("--clips", default="",
                         help="comma-separated clip names to run (default: all)")
-    parser.add_argument("--force", action="store_true", help="re-run every stage")
+    parser.add_argument("--force", action="store_true", help="re-render and re-run every stage")
+    parser.add_argument("--from_stage", default=None, choices=STAGES,
+                        help="re-run this stage and the later ones (after a code change)")
     args = parser.parse_args(argv)
     names = [n for n in args.clips.split(",") if n]
     unknown = sorted(set(names) - {c.name for c in SUITE_CLIPS})
@@ -33,7 +35,8 @@ def main(argv=None) -> int:
     clips = tuple(c for c in SUITE_CLIPS if not names or c.name in names)
     root = Path(args.root)
     json_path = Path(args.json) if args.json else root / "suite_report.json"
-    reports, summary, times = run_suite(root, clips, force=args.force, json_path=json_path)
+    reports, summary, times = run_suite(root, clips, force=args.force, json_path=json_path,
+                                        from_stage=args.from_stage)
     print(format_suite_table(reports, summary))
     print(f"\n{len(clips)} clips: wall time {times['wall_s'] / 60:.1f} min, CPU time "
           f"{times['cpu_s'] / 60:.1f} min (this process and its children); JSON: {json_path}")

@@ -25,7 +25,10 @@ from stereo4d.io import ClipPaths, load_json, save_json
 from stereo4d.stages.common import outputs_fresh
 from stereo4d.synthetic import SceneVariation, SyntheticClipConfig, make_synthetic_clip
 
-__all__ = ["HALVES", "SUITE_CLIPS", "SUITE_METRICS", "SuiteClip", "format_suite_table",
+#: The stages in order (``from_stage`` values).
+STAGES = ("rectify", "stereo", "tracking", "filtering", "optimization")
+
+__all__ = ["HALVES", "STAGES", "SUITE_CLIPS", "SUITE_METRICS", "SuiteClip", "format_suite_table",
            "run_clip", "run_suite", "summarise"]
 
 #: Timestamp (microseconds) of every suite clip: its first frame is video frame 2.
@@ -159,8 +162,10 @@ def _stage_runs(paths: ClipPaths, size_px: int, progress: bool
     ]
 
 
-def run_clip(clip: SuiteClip, root: Path, force: bool = False, progress: bool = False) -> dict:
-    """Renders (if needed), runs every stale stage and scores one clip.
+def run_clip(clip: SuiteClip, root: Path, force: bool = False, progress: bool = False,
+             from_stage: str | None = None) -> dict:
+    """Renders (if needed), runs every stale stage and scores one clip. ``from_stage``: re-run
+    that stage and the later ones even when fresh (after a code change).
 
     Returns the flat evaluation report plus ``clip``, ``half``, ``about``, ``jitter_ratio``
     and ``timings_s`` (render / stages / evaluation of this call; 0 when cached).
@@ -174,6 +179,7 @@ def run_clip(clip: SuiteClip, root: Path, force: bool = False, progress: bool = 
     for name, inputs, outputs, run in _stage_runs(paths, clip.config.gt_size_px, progress):
         marker = paths.provenance(name)
         t0 = time.perf_counter()
+        stale = stale or name == from_stage
         if stale or not outputs_fresh([*outputs, marker], inputs):
             run()
             stale = True  # every later stage depends on this one
@@ -238,7 +244,8 @@ def _cpu_s() -> float:
 
 
 def run_suite(root: Path, clips: tuple[SuiteClip, ...] = SUITE_CLIPS, force: bool = False,
-              json_path: Path | None = None, progress: bool = False) -> tuple[list, dict, dict]:
+              json_path: Path | None = None, progress: bool = False,
+              from_stage: str | None = None) -> tuple[list, dict, dict]:
     """Runs every clip; writes the JSON (reports, summary, wall and CPU time) when
     ``json_path``. Returns (reports, summary, wall seconds). The CPU time (this process and its
     children, e.g. ffmpeg) tells the cost apart from the load of a shared machine."""
@@ -248,7 +255,8 @@ def run_suite(root: Path, clips: tuple[SuiteClip, ...] = SUITE_CLIPS, force: boo
     for i, clip in enumerate(clips):
         print(f"[suite] clip {i + 1}/{len(clips)}: {clip.name} ({clip.half}) {clip.about}",
               flush=True)
-        reports.append(run_clip(clip, root, force=force, progress=progress))
+        reports.append(run_clip(clip, root, force=force, progress=progress,
+                                from_stage=from_stage))
     summary = summarise(reports)
     times = {"wall_s": time.perf_counter() - t0, "cpu_s": _cpu_s() - cpu0}
     if json_path is not None:
