@@ -31,6 +31,7 @@ from stereo4d.io import ClipPaths, load_dataset_npz, load_pickle, load_stereo_fl
 from stereo4d.metrics.segmentation import bad_track_mask
 from stereo4d.metrics.tracks3d import score_against_truth
 from stereo4d.motion import scene_motion_displacement_px
+from stereo4d.stages.filtering import FilteringConfig
 from stereo4d.stages.optimization import OptimizationConfig, optimize_and_fill
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
 from stereo4d.videoio import read_video
@@ -92,7 +93,7 @@ def budget_clip(paths: ClipPaths, hfov_deg: float = 60.0, variants=tuple(VARIANT
     _, imh, imw = video.shape[:3]
     cameras = PinholeCamera.from_hfov(extrs, hfov_deg, aspect_hw=imh / imw)
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
-    settings = filtering.FilterSettings()
+    settings = FilteringConfig(vid=paths.vid).filter_settings  # the stage's defaults
     opt_config = OptimizationConfig(vid=paths.vid)
     track_opt = opt_config.track_opt
     depth_est = depth_maps_from_flows(flows, hfov_deg, remove_floaters=False)
