@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stereo4d.suite import STAGES, SUITE_CLIPS, format_suite_table, run_suite
+from stereo4d.suite import DEMO_CLIP, STAGES, SUITE_CLIPS, format_suite_table, run_suite
 
 
 def main(argv=None) -> int:
@@ -22,6 +22,8 @@ def main(argv=None) -> int:
                         help="output JSON (default <root>/suite_report.json)")
     parser.add_argument("--clips", default="",
                         help="comma-separated clip names to run (default: all)")
+    parser.add_argument("--demo", action="store_true",
+                        help="also run the demo clip (reported beside the suite, in no half)")
     parser.add_argument("--force", action="store_true", help="re-render and re-run every stage")
     parser.add_argument("--from_stage", default=None, choices=STAGES,
                         help="re-run this stage and the later ones (after a code change)")
@@ -33,6 +35,7 @@ def main(argv=None) -> int:
               f"{[c.name for c in SUITE_CLIPS]}", file=sys.stderr)
         return 2
     clips = tuple(c for c in SUITE_CLIPS if not names or c.name in names)
+    clips += (DEMO_CLIP,) if args.demo else ()
     root = Path(args.root)
     json_path = Path(args.json) if args.json else root / "suite_report.json"
     reports, summary, times = run_suite(root, clips, force=args.force, json_path=json_path,

@@ -28,7 +28,7 @@ from stereo4d.synthetic import SceneVariation, SyntheticClipConfig, make_synthet
 #: The stages in order (``from_stage`` values).
 STAGES = ("rectify", "stereo", "tracking", "filtering", "optimization")
 
-__all__ = ["HALVES", "STAGES", "SUITE_CLIPS", "SUITE_METRICS", "SuiteClip", "format_suite_table",
+__all__ = ["DEMO_CLIP", "HALVES", "STAGES", "SUITE_CLIPS", "SUITE_METRICS", "SuiteClip", "format_suite_table",
            "run_clip", "run_suite", "summarise"]
 
 #: Timestamp (microseconds) of every suite clip: its first frame is video frame 2.
@@ -93,6 +93,11 @@ SUITE_CLIPS: tuple[SuiteClip, ...] = (
           "30 % photos, exposure +-10 %", frames=LONG_FRAMES, seed=15, eye_height_m=1.7,
           exposure_change=0.10, scene={"extra_movers": 2, "photo_texture_fraction": 0.3}),
 )
+
+#: The demo clip (``make_synthetic_clip.py`` defaults: seed 0, 48 frames, 1024 px eyes), which
+#: the classical backends were first tuned on; reported beside the suite, in neither half.
+DEMO_CLIP = SuiteClip("demo", "demo", "the demo clip (seed 0, 48 frames, 1024 px eyes)",
+                      SyntheticClipConfig())
 
 #: (report key, column label, format) of the suite table; ``jitter_ratio`` is the optimised
 #: tracks' jitter over the true tracks' jitter.
@@ -226,7 +231,7 @@ def format_suite_table(reports: list[dict], summary: dict) -> str:
                  for k, _, fmt in SUITE_METRICS]
         return f"| {name} | {half} | " + " | ".join(cells) + " |"
 
-    for half in HALVES:
+    for half in (*HALVES, DEMO_CLIP.half):
         for r in (r for r in reports if r["half"] == half):
             lines.append(row(r["clip"], half, r))
         if half in summary:
