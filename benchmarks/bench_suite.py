@@ -21,7 +21,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None,
                         help="output JSON (default <root>/suite_report.json)")
     parser.add_argument("--clips", default="",
-                        help="comma-separated clip names to run (default: all)")
+                        help="comma-separated clip names to run (default: all; "
+                             "'demo' with --demo: only the demo clip)")
     parser.add_argument("--demo", action="store_true",
                         help="also run the demo clip (reported beside the suite, in no half)")
     parser.add_argument("--force", action="store_true", help="re-render and re-run every stage")
@@ -29,13 +30,14 @@ def main(argv=None) -> int:
                         help="re-run this stage and the later ones (after a code change)")
     args = parser.parse_args(argv)
     names = [n for n in args.clips.split(",") if n]
-    unknown = sorted(set(names) - {c.name for c in SUITE_CLIPS})
+    unknown = sorted(set(names) - {c.name for c in SUITE_CLIPS} - {DEMO_CLIP.name})
     if unknown:
         print(f"error: unknown clip(s) {unknown}; choose from "
               f"{[c.name for c in SUITE_CLIPS]}", file=sys.stderr)
         return 2
     clips = tuple(c for c in SUITE_CLIPS if not names or c.name in names)
-    clips += (DEMO_CLIP,) if args.demo else ()
+    if args.demo:
+        clips = (*(clips if args.clips != DEMO_CLIP.name else ()), DEMO_CLIP)
     root = Path(args.root)
     json_path = Path(args.json) if args.json else root / "suite_report.json"
     reports, summary, times = run_suite(root, clips, force=args.force, json_path=json_path,

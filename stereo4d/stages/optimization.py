@@ -301,8 +301,8 @@ def run(config: OptimizationConfig) -> dict:
 
 def _print_summary(summary: dict, paths: ClipPaths) -> None:
     t = summary["timings_s"]
-    print(f"optimization: {summary['num_tracks']} tracks, {summary['num_points_optimized']} of "
-          f"{summary['num_points_lifted']} points kept (optimise {t['optimize']:.1f} s, videos "
+    print(f"optimization: {summary['num_tracks']} tracks, {summary['num_points_lifted']} points "
+          f"lifted, {summary['num_points_optimized']} out (optimise {t['optimize']:.1f} s, videos "
           f"{t.get('videos', 0.0):.1f} s, total {t['total']:.1f} s) -> {paths.clip_dir}")
     if summary["accuracy"]:
         for name, s in summary["accuracy"].items():
