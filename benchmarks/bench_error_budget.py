@@ -25,6 +25,8 @@ def main(argv=None) -> int:
                         help="folder of the suite's clips (as benchmarks/bench_suite.py)")
     parser.add_argument("--half", default="heldout", choices=("tuning", "heldout"))
     parser.add_argument("--clips", default="", help="comma-separated clip names (default: the half)")
+    parser.add_argument("--max_tracks", type=int, default=0,
+                        help="score a random subset of this many 2D tracks per clip (0: all)")
     parser.add_argument("--json", default=None, help="output JSON (default <root>/error_budget.json)")
     args = parser.parse_args(argv)
     names = [n for n in args.clips.split(",") if n]
@@ -37,7 +39,7 @@ def main(argv=None) -> int:
     per_clip = {}
     for clip in clips:
         run_clip(clip, root)  # cached: only renders / runs what is missing or stale
-        per_clip[clip.name] = budget_clip(clip_paths(clip, root))
+        per_clip[clip.name] = budget_clip(clip_paths(clip, root), max_tracks=args.max_tracks)
     table = format_budget_table(per_clip)
     print(f"\nError budget, mean over {', '.join(per_clip)} (after optimisation):\n{table}")
     save_json(per_clip, Path(args.json) if args.json else root / "error_budget.json")

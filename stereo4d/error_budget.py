@@ -47,6 +47,8 @@ VARIANTS = {
     "true_filter": ("filter",),
     "all_true": ("disparity", "tracks", "labels", "filter"),
 }
+#: Seed of the random track subset (``budget_clip``'s ``max_tracks``).
+SUBSET_SEED = 0
 #: (key, label, format) of the budget table.
 BUDGET_METRICS = (
     ("apd3d_covered", "APD3D covered", "{:.3f}"),
@@ -73,13 +75,20 @@ def _true_tracks(tracks: Tracks2D, truth: dict) -> Tracks2D:
 
 
 def budget_clip(paths: ClipPaths, hfov_deg: float = 60.0, variants=tuple(VARIANTS),
-                progress: bool = False) -> dict:
+                progress: bool = False, max_tracks: int = 0) -> dict:
     """Runs the variants on one clip already processed by the pipeline (stereo flows, 2D
-    tracks and the left video in ``paths.clip_dir``). Returns {variant: scores}."""
+    tracks and the left video in ``paths.clip_dir``). Returns {variant: scores}.
+
+    ``max_tracks`` > 0: a random subset (seed ``SUBSET_SEED``) of that many 2D tracks, for speed;
+    the figures are then estimates over that subset (0: all tracks)."""
     from stereo4d.synthetic import SyntheticOracle
 
     meta = load_dataset_npz(paths.npz, required=("camera2world",))
     tracks_est = Tracks2D.from_dict(load_pickle(paths.tracks_2d), str(paths.tracks_2d))
+    if 0 < max_tracks < tracks_est.num_tracks:
+        subset = np.random.default_rng(SUBSET_SEED).choice(tracks_est.num_tracks, max_tracks,
+                                                           replace=False)
+        tracks_est = tracks_est.subset(np.isin(np.arange(tracks_est.num_tracks), subset))
     flows = load_stereo_flows(paths.flows_stereo)
     video = read_video(paths.left_video)
     with np.load(paths.gt, allow_pickle=False) as z:
