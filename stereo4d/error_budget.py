@@ -89,7 +89,7 @@ def budget_clip(paths: ClipPaths, hfov_deg: float = 60.0, variants=tuple(VARIANT
         subset = np.random.default_rng(SUBSET_SEED).choice(tracks_est.num_tracks, max_tracks,
                                                            replace=False)
         tracks_est = tracks_est.subset(np.isin(np.arange(tracks_est.num_tracks), subset))
-    flows = load_stereo_flows(paths.flows_stereo)
+    flows = load_stereo_flows(paths.stereo_output)
     video = read_video(paths.left_video)
     with np.load(paths.gt, allow_pickle=False) as z:
         gt_depth, gt_labels = z["depth_m"], z["labels"]

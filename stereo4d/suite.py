@@ -150,17 +150,17 @@ def _stage_runs(paths: ClipPaths, size_px: int, progress: bool
          lambda: rectify.run(rectify.RectifyConfig(
              **common, raw_video_folder=str(paths.raw_video_folder), min_equirect_height=0,
              write_equirect=False, output_height=size_px, output_width=size_px))),
-        ("stereo", [paths.left_video, paths.right_video], [paths.flows_stereo],
+        ("stereo", [paths.left_video, paths.right_video], [paths.stereo_output],
          lambda: stereo.run(stereo.StereoConfig(**common, backend=BACKENDS["stereo"]))),
         ("tracking", [paths.left_video], [paths.tracks_2d],
          lambda: tracking.run(tracking.TrackingConfig(
              vid=paths.vid, output_folder=str(paths.output_folder),
              backend=BACKENDS["tracking"], write_video=False, progress=progress))),
-        ("filtering", [paths.left_video, paths.flows_stereo, paths.tracks_2d, paths.npz],
+        ("filtering", [paths.left_video, paths.stereo_output, paths.tracks_2d, paths.npz],
          [paths.filtered_tracks, paths.segmentation],
          lambda: filtering.run(filtering.FilteringConfig(
              **common, backend=BACKENDS["filtering"], progress=progress))),
-        ("optimization", [paths.filtered_tracks, paths.flows_stereo, paths.npz],
+        ("optimization", [paths.filtered_tracks, paths.stereo_output, paths.npz],
          [paths.optimized_tracks, paths.export_npz],
          lambda: optimization.run(optimization.OptimizationConfig(**common,
                                                                   write_videos=False))),
