@@ -142,7 +142,8 @@ def evaluate_tracks3d(filtered: Tracks2D, truth: dict, hfov_deg: float, flows: l
     after = np.asarray(optimized, np.float64)
     after_visible = np.all(np.isfinite(after), axis=-1)
     scores = score_before_after(truth, lifted, lifted_visible, after, after_visible, hfov_deg)
-    keep = ("apd3d", "mean_error_m", "jitter_m", "gt_jitter_m", "coverage", "points")
+    keep = ("apd3d", "apd3d_covered", "mean_error_m", "jitter_m", "gt_jitter_m", "coverage",
+            "points")
     return {phase: {k: s[k] for k in keep} for phase, s in scores.items()}
 
 

@@ -90,7 +90,7 @@ def test_stage_drops_sky_boundary_and_drift(tmp_path, fake_backend, capsys):
         _track(50.5, 26.5, vx=1.5),    # 4 moves on the person: kept
     ]
     paths = _write_clip(tmp_path, tracks)
-    summary = stage.run(_config(paths))
+    summary = stage.run(_config(paths, drift_threshold_px=5.0, boundary_margin=0.0))  # reference
     out = load_pickle(paths.filtered_tracks)
     assert set(out) == {"tracks", "visibles", "query_points"}
     np.testing.assert_array_equal(out["tracks"], np.stack([tracks[0], tracks[4]]))
@@ -100,7 +100,9 @@ def test_stage_drops_sky_boundary_and_drift(tmp_path, fake_backend, capsys):
     assert prov["backend"] == "fake" and prov["filters"]["sky_share"] == pytest.approx(0.2)
     assert prov["filters"]["drift_share"] == pytest.approx(0.4)  # track 3 also slid on the wall
     assert prov["filters"]["boundary_share"] == pytest.approx(0.2)
-    assert prov["settings"]["drift_threshold_px"] == 5.0
+    assert prov["settings"]["drift_threshold_px"] == 5.0 and prov["settings"]["boundary_margin"] == 0
+    default = _config(paths)  # the stage's defaults (chosen on the suite's tuning clips)
+    assert (default.drift_threshold_px, default.boundary_margin) == (8.0, 0.2)
     info = probe_video(paths.filtered_tracks_video)
     assert (info.width, info.height) == (W, H)
     assert "remaining tracks: 40.00%" in capsys.readouterr().out

@@ -23,10 +23,14 @@ def main(argv=None):
                         help="JAX persistent compilation cache (compile once per machine, not per "
                              "clip); default $STEREO4D_JAX_CACHE or ~/.cache/stereo4d/jax; 'none' "
                              "turns it off")
+    parser.add_argument("--fill_gaps", default="true", choices=["true", "false"],
+                        help="fill frames where a track is visible in 2D but has no optimised "
+                             "3D point from its optimised frames (false: as the reference)")
     args = parser.parse_args(argv)
     optimization.run(optimization.OptimizationConfig(
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
         gt_folder=args.gt_folder, hfov_deg=args.hfov, write_videos=not args.skip_videos,
+        fill_gaps=args.fill_gaps == "true",
         track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges),
         jax_cache_dir=args.jax_cache_dir))
 

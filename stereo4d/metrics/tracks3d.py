@@ -103,14 +103,19 @@ def score_against_truth(track3d_world: np.ndarray, visible: np.ndarray, truth: d
         ``depth_m``).
       hfov_deg: horizontal FoV; the APD thresholds are pixels at 256 x 256 (``eval_focal_px``).
     Returns:
-      ``score_tracks3d`` dict plus ``coverage`` (share of true-visible points predicted) and
+      ``score_tracks3d`` dict plus ``coverage`` (share of true-visible points predicted),
+      ``apd3d_covered`` (APD3D over the true-visible points that have a prediction) and
       ``points`` (predicted points).
     """
     gt_visible = np.asarray(truth["visibles"], bool)
     visible = np.asarray(visible, bool)
     scores = score_tracks3d(track3d_world, visible, truth["tracks3d_world"], gt_visible,
                             truth["depth_m"], eval_focal_px(hfov_deg))
-    scores["coverage"] = float((visible & gt_visible).sum() / max(gt_visible.sum(), 1))
+    covered = visible & gt_visible
+    scores["coverage"] = float(covered.sum() / max(gt_visible.sum(), 1))
+    pred = np.where(visible[..., None], track3d_world, np.nan)
+    scores["apd3d_covered"] = apd3d(pred, truth["tracks3d_world"], covered, truth["depth_m"],
+                                    eval_focal_px(hfov_deg))["apd3d"]
     scores["points"] = int(visible.sum())
     return scores
 
@@ -119,9 +124,11 @@ def score_before_after(truth: dict, lifted: np.ndarray, lifted_visible: np.ndarr
                        optimized: np.ndarray, optimized_visible: np.ndarray,
                        hfov_deg: float) -> dict:
     """Scores of the track optimisation: ``before`` (lifted tracks on their own frames),
-    ``before_same_frames`` (lifted, on the frames the optimisation kept) and ``after``."""
+    ``before_same_frames`` (lifted, on the frames the optimisation kept that have a lifted
+    point: gap-filled frames have none) and ``after``."""
     return {
         "before": score_against_truth(lifted, lifted_visible, truth, hfov_deg),
-        "before_same_frames": score_against_truth(lifted, optimized_visible, truth, hfov_deg),
+        "before_same_frames": score_against_truth(lifted, optimized_visible & lifted_visible,
+                                                  truth, hfov_deg),
         "after": score_against_truth(optimized, optimized_visible, truth, hfov_deg),
     }

@@ -62,7 +62,9 @@ class FilteringConfig:
       hfov_deg: horizontal FoV of the rectified views (degrees).
       backend: segmentation backend name or ``auto``.
       path: local DeepLab tarball / frozen graph (``deeplab`` only).
-      drift_threshold_px: displacement above which a static-class track is drifting.
+      drift_threshold_px: displacement above which a static-class track is drifting (the
+        reference's is ``filtering.DRIFT_THRESHOLD_PX``, 5 px).
+      boundary_margin: static fraction margin of the boundary filter (reference: 0).
       trace_frames: frames of history of the displacement and of the video's trails.
       max_display_tracks, display_seed: how many surviving tracks the video shows, which.
       progress: progress bars.
@@ -74,7 +76,8 @@ class FilteringConfig:
     hfov_deg: float = 60.0
     backend: str = "auto"
     path: str | None = None
-    drift_threshold_px: float = filtering.DRIFT_THRESHOLD_PX
+    drift_threshold_px: float = filtering.STAGE_DRIFT_THRESHOLD_PX
+    boundary_margin: float = filtering.STAGE_BOUNDARY_MARGIN
     trace_frames: int = filtering.TRACE_FRAMES
     max_display_tracks: int = filtering.MAX_DISPLAY_TRACKS
     display_seed: int = filtering.DISPLAY_SEED
@@ -86,7 +89,8 @@ class FilteringConfig:
 
     @property
     def filter_settings(self) -> filtering.FilterSettings:
-        return filtering.FilterSettings(self.drift_threshold_px, self.trace_frames)
+        return filtering.FilterSettings(self.drift_threshold_px, self.trace_frames,
+                                        boundary_margin=self.boundary_margin)
 
 
 def _check_shapes(paths: ClipPaths, tracks: Tracks2D, video: np.ndarray, flows, extrs) -> None:

@@ -47,6 +47,7 @@ from stereo4d.stages.common import (
     write_provenance,
 )
 from stereo4d.stages.health import optimization_health
+from stereo4d.track_fill import fill_track_gaps, static_tracks
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
@@ -54,7 +55,8 @@ from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
 from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors
 
-__all__ = ["STAGE_NAME", "OptimizationConfig", "check_finite_output", "output_paths", "run",
+__all__ = ["STAGE_NAME", "OptimizationConfig", "check_finite_output", "optimize_and_fill",
+           "output_paths", "run",
            "select_dynamic_tracks"]
 
 STAGE_NAME = "optimization"
@@ -82,6 +84,9 @@ class OptimizationConfig:
       write_videos: write the visualisations (the pickle and npz are always written).
       jax_cache_dir: JAX's persistent compilation cache folder; None = ``$STEREO4D_JAX_CACHE``
         or ``~/.cache/stereo4d/jax``; ``"none"`` = off (see ``stereo4d.jax_cache``).
+      fill_gaps: fill the frames where a track is visible in 2D but the optimisation had no
+        3D point (stereo holes, floaters, erosion) from its optimised frames
+        (``stereo4d.track_fill``; not in the reference, False reproduces it).
     """
 
     vid: str
@@ -96,6 +101,7 @@ class OptimizationConfig:
     trail_frames: int = TRAIL_FRAMES
     write_videos: bool = True
     jax_cache_dir: str | None = None
+    fill_gaps: bool = True
 
     @property
     def paths(self) -> ClipPaths:
@@ -209,6 +215,23 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
     return len(shown)
 
 
+def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tracks2D,
+                      cameras: PinholeCamera, imh: int, imw: int, track_opt: TrackOptConfig,
+                      fill_gaps: bool):
+    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then (``fill_gaps``) the
+    gaps filled (``track_fill``). Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
+    intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
+                             imh, imw, track_opt)
+    if not fill_gaps:
+        return result, result.track3d, result.visible
+    static = static_tracks(result.motion_px, result.visible, track_opt.motion_threshold_px,
+                           track_opt.motion_percentile)
+    filled, visible = fill_track_gaps(result.track3d, result.visible, tracks.tracks_xy,
+                                      tracks.visibles, cameras, static, imh, imw)
+    return result, filled, visible
+
+
 # ------------------------------------------------------------------------------------- run
 
 #: Tags of the two versions drawn in the dyna videos, and the three videos of each.
@@ -245,9 +268,8 @@ def run(config: OptimizationConfig) -> dict:
         lifted, lifted_visible = lift_tracks_to_3d(tracks, depth_m, cameras)
         colors = sample_colors(video, tracks.query_points_tyx)
     with timer("optimize"):
-        result = optimize_tracks(lifted, lifted_visible, meta["extrs_rectified"], intr, imh, imw,
-                                 config.track_opt)
-    optimized, optimized_visible = result.track3d, result.visible
+        result, optimized, optimized_visible = optimize_and_fill(
+            lifted, lifted_visible, tracks, cameras, imh, imw, config.track_opt, config.fill_gaps)
     health = optimization_health(lifted_visible, optimized, optimized_visible)
     health.enforce(str(paths.filtered_tracks.name))
     check_finite_output(paths, meta, optimized, optimized_visible)
@@ -299,8 +321,8 @@ def run(config: OptimizationConfig) -> dict:
 
 def _print_summary(summary: dict, paths: ClipPaths) -> None:
     t = summary["timings_s"]
-    print(f"optimization: {summary['num_tracks']} tracks, {summary['num_points_optimized']} of "
-          f"{summary['num_points_lifted']} points kept (optimise {t['optimize']:.1f} s, videos "
+    print(f"optimization: {summary['num_tracks']} tracks, {summary['num_points_lifted']} points "
+          f"lifted, {summary['num_points_optimized']} out (optimise {t['optimize']:.1f} s, videos "
           f"{t.get('videos', 0.0):.1f} s, total {t['total']:.1f} s) -> {paths.clip_dir}")
     if summary["accuracy"]:
         for name, s in summary["accuracy"].items():

@@ -7,11 +7,12 @@ from stereo4d.synthetic.clip import (
     render_view,
 )
 from stereo4d.synthetic.render import trace
-from stereo4d.synthetic.scene import ADE20K, Scene, build_scene
+from stereo4d.synthetic.scene import ADE20K, Scene, SceneVariation, build_scene
 
 __all__ = [
     "ADE20K",
     "Scene",
+    "SceneVariation",
     "SyntheticClipConfig",
     "SyntheticOracle",
     "build_scene",

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from stereo4d.io import (
     split_vid,
 )
 from stereo4d.synthetic.render import NO_HIT, render_rays, single_tile, tile_rays
-from stereo4d.synthetic.scene import ADE20K, Scene, build_scene
+from stereo4d.synthetic.scene import ADE20K, Scene, SceneVariation, build_scene
 from stereo4d.videoio import write_video
 
 __all__ = [
@@ -72,6 +72,16 @@ class SyntheticClipConfig:
         before the clip that show the scene (earlier lead frames are flat grey).
       gt_size_px, gt_hfov_deg: the rectified perspective view the ground truth describes.
       num_tracks: ground-truth query points; dynamic_track_fraction: share on moving objects.
+      scene: what varies between clips of the accuracy suite (``SceneVariation``; the default
+        is the demo street).
+      exposure_change: relative amplitude of an exposure (gain) change over time, applied to
+        both eyes and the ground-truth view: ``gain = 1 + exposure_change * sin(2 pi t /
+        exposure_period_s)``; 0 = constant exposure.
+      exposure_period_s: period of that change (seconds).
+      right_eye_gain_rgb: per-channel gain of the right eye relative to the left (the gain and
+        colour difference between the two cameras of a real VR180 rig); (1, 1, 1) = none.
+      chroma_444: keep full colour resolution in the raw video (False: 4:2:0, as real
+        footage; with a high ``crf`` it makes a low-bitrate raw video).
       tile_px: ray tile side for culling (speed only).
       render_threads: torch threads while rendering (1 is fastest on shared cores: ffmpeg
         encodes on another core, and oversubscribed torch threads spin).
@@ -92,6 +102,11 @@ class SyntheticClipConfig:
     gt_hfov_deg: float = 60.0
     num_tracks: int = 3000
     dynamic_track_fraction: float = 0.25
+    scene: SceneVariation = field(default_factory=SceneVariation)
+    exposure_change: float = 0.0
+    exposure_period_s: float = 2.0
+    right_eye_gain_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    chroma_444: bool = True
     tile_px: int = 16
     render_threads: int = 1
 
@@ -113,7 +128,15 @@ class SyntheticClipConfig:
 
     def build_scene(self):
         """The scene this configuration renders."""
-        return build_scene(self.seed, self.eye_height_m, self.pixel_footprint_rad)
+        return build_scene(self.seed, self.eye_height_m, self.pixel_footprint_rad, self.scene)
+
+    def eye_gains_rgb(self, time_s: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """[3] gains of the left and right eye at a scene time (None = exactly 1)."""
+        exposure = 1.0 + self.exposure_change * np.sin(2 * np.pi * time_s / self.exposure_period_s)
+        left = None if self.exposure_change == 0 else np.full(3, exposure)
+        if tuple(self.right_eye_gain_rgb) == (1.0, 1.0, 1.0):
+            return left, left
+        return left, exposure * np.asarray(self.right_eye_gain_rgb, np.float64)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -123,6 +146,10 @@ class SyntheticClipConfig:
         raw = json.loads(text)
         raw["fov_bounds_deg"] = tuple(raw["fov_bounds_deg"])
         raw["rig_rotation_deg"] = tuple(tuple(a) for a in raw["rig_rotation_deg"])
+        if "scene" in raw:
+            raw["scene"] = SceneVariation(**raw["scene"])
+        if "right_eye_gain_rgb" in raw:
+            raw["right_eye_gain_rgb"] = tuple(raw["right_eye_gain_rgb"])
         return cls(**raw)
 
 
@@ -157,15 +184,19 @@ def rectified_cameras(scene: Scene, times_s: np.ndarray, baseline_m: float) -> n
 
 
 def render_view(
-    scene: Scene, time_s: float, camera_to_world: np.ndarray, rays, dtype=torch.float32
+    scene: Scene, time_s: float, camera_to_world: np.ndarray, rays, dtype=torch.float32,
+    gain_rgb: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Renders an image. ``rays``: [H, W, 3] camera-frame rays or a ``TiledRays``.
+    """Renders an image. ``rays``: [H, W, 3] camera-frame rays or a ``TiledRays``;
+    ``gain_rgb``: [3] camera gain applied to the colours before quantisation (None = 1).
 
     Returns: rgb [H, W, 3] uint8; dist_m [H, W] float32 ray length (inf on sky);
     depth_m [H, W] float32 camera z (inf on sky); labels [H, W] uint8; obj [H, W] int8.
     """
     tiled = rays if not isinstance(rays, np.ndarray) else tile_rays(rays, dtype=dtype)
     out = render_rays(scene, time_s, camera_to_world, tiled)
+    if gain_rgb is not None:
+        out["rgb"] = (out["rgb"] * torch.from_numpy(np.asarray(gain_rgb)).to(dtype)).clamp(0, 1)
     rgb = tiled.untile(torch.round(out["rgb"] * 255).to(torch.uint8))
     dist = tiled.untile(out["dist_m"]).astype(np.float32)
     cam_z = tiled.untile(tiled.dirs.reshape(-1, 3)[:, 2])
@@ -322,9 +353,11 @@ def _raw_video_frames(scene, config, cams, times_s, lead, gt_rays, gt, timings):
             else rectified_cameras(scene, np.array([time_s]), config.baseline_m)
         )
         frame_idx = i if 0 <= i < num else 0
-        eyes = [render_view(scene, time_s, cam[e, frame_idx], eye_rays[e])["rgb"] for e in (0, 1)]
+        gains = config.eye_gains_rgb(time_s)
+        eyes = [render_view(scene, time_s, cam[e, frame_idx], eye_rays[e], gain_rgb=gains[e])["rgb"]
+                for e in (0, 1)]
         if 0 <= i < num:
-            view = render_view(scene, time_s, cams[0, i], gt_rays)
+            view = render_view(scene, time_s, cams[0, i], gt_rays, gain_rgb=gains[0])
             for key in ("rgb", "depth_m", "labels", "obj"):
                 gt[key].append(view[key])
         timings["render_s"] += time.perf_counter() - t0
@@ -369,7 +402,7 @@ def make_synthetic_clip(
             _raw_video_frames(scene, config, cams, times_s, lead, gt_rays, gt, timings),
             fps=config.fps,
             crf=config.crf,
-            chroma_444=True,
+            chroma_444=config.chroma_444,
         )
         timings["render_and_encode_s"] = time.perf_counter() - t_start
         t0 = time.perf_counter()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from stereo4d.synthetic.photos import sample_photo
 from stereo4d.synthetic.scene import (
     ADE20K,
     AMBIENT,
@@ -220,26 +221,41 @@ def shade_hits(scene: Scene, obj_id: int, p_local: torch.Tensor, dist_m: torch.T
     tex = prim.texture
     if prim.shape == "sphere":
         normal = p_local / prim.half_size_m[0]
+        face = normal.abs().argmax(dim=-1, keepdim=True)
     else:
         ratio = p_local.abs() / torch.from_numpy(prim.half_size_m).to(dtype)
         face = ratio.argmax(dim=-1, keepdim=True)
         normal = torch.zeros_like(p_local).scatter_(-1, face, torch.sign(p_local.gather(-1, face)))
     light = torch.from_numpy(LIGHT_DIR_LOCAL).to(dtype)
     shade = AMBIENT + (1 - AMBIENT) * (normal @ light).clamp(min=0)
-    phase = 2 * np.pi * (p_local @ torch.from_numpy(tex.wave_cycles_per_m.T).to(dtype))
-    waves = torch.sin(phase + torch.from_numpy(tex.wave_phase).to(dtype))
     incidence = (normal * dirs_local).sum(-1).abs().clamp(min=1e-3)
     px_per_metre = incidence / (dist_m * scene.pixel_footprint_rad)  # [n]
-    lo, hi = WAVE_FADE_PX
-    wave_px = px_per_metre[:, None] * torch.from_numpy(tex.wavelength_m / (hi - lo)).to(dtype)
-    waves.mul_(wave_px.sub_(lo / (hi - lo)).clamp_(0.0, 1.0))  # linear fade, [n, K]
-    modulation = 1 + waves @ torch.from_numpy(tex.wave_amp_rgb).to(dtype)
+    if tex.photo:
+        modulation = _photo_modulation(tex, p_local, face, 1.0 / px_per_metre)
+    else:
+        phase = 2 * np.pi * (p_local @ torch.from_numpy(tex.wave_cycles_per_m.T).to(dtype))
+        waves = torch.sin(phase + torch.from_numpy(tex.wave_phase).to(dtype))
+        lo, hi = WAVE_FADE_PX
+        wave_px = px_per_metre[:, None] * torch.from_numpy(tex.wavelength_m / (hi - lo)).to(dtype)
+        waves.mul_(wave_px.sub_(lo / (hi - lo)).clamp_(0.0, 1.0))  # linear fade, [n, K]
+        modulation = 1 + waves @ torch.from_numpy(tex.wave_amp_rgb).to(dtype)
     if prim.ground:
         labels, base = _ground_base(p_local)
     else:
         labels = torch.full((len(p_local),), prim.label, dtype=torch.uint8)
         base = torch.from_numpy(tex.base_rgb).to(dtype).expand(len(p_local), 3)
     return labels, (base * shade[:, None] * modulation).clamp(0.0, 1.0)
+
+
+def _photo_modulation(tex, p_local: torch.Tensor, face: torch.Tensor, footprint_m: torch.Tensor):
+    """[n, 3] relative colour of a photo texture: the two local coordinates across the face
+    (``face`` [n, 1] axis of the normal) address the photo; ``footprint_m`` [n] band-limits it."""
+    u_axis = (face.squeeze(1) + 1) % 3
+    v_axis = (face.squeeze(1) + 2) % 3
+    uv_m = torch.stack([p_local.gather(-1, u_axis[:, None]).squeeze(1),
+                        p_local.gather(-1, v_axis[:, None]).squeeze(1)], dim=-1)
+    photo = sample_photo(tex.photo, uv_m, tex.photo_m_per_px, tex.photo_offset_px, footprint_m)
+    return 1 + tex.photo_contrast * (photo - 1)
 
 
 def sky_rgb(dirs_w: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,11 @@ walking forward along a street. Every primitive is an oriented box or a sphere w
 pose per time, ``x_world = R(t) @ x_local + c(t)``; textures and labels are functions of the
 object-local point, so a surface point keeps its colour and label for the whole clip.
 
-Everything here is deterministic from ``(seed, eye_height_m)``: ``build_scene`` is what the
-ground-truth oracle calls to rebuild the scene from the values stored in the gt file.
+Everything here is deterministic from ``(seed, eye_height_m, variation)``: ``build_scene`` is what
+the ground-truth oracle calls to rebuild the scene from the values stored in the gt file. The
+default ``SceneVariation`` is the demo street; its other settings (walking speed, sway, a turn,
+near clutter, open space, more movers, photographs as textures) draw from their own random
+stream, so the default scene is unchanged by them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "Motion",
     "Primitive",
     "Scene",
+    "SceneVariation",
     "Texture",
     "build_scene",
     "rotations_xyz_deg",
@@ -97,6 +101,9 @@ class Texture:
         the finest wavelength is ``1 / max |w_k|``.
       wave_phase: [K] radians.
       wave_amp_rgb: [K, 3] relative amplitude per wave and channel.
+      photo: name of a photograph (``stereo4d.synthetic.photos.PHOTO_NAMES``) replacing the
+        waves, "" for none; photo_m_per_px: its texel size on the surface (metres);
+      photo_offset_px: [2] texel offset of the local origin; photo_contrast: relative contrast.
 
     Waves are band-limited at render time by their projected size in pixels (see
     ``PIXEL_FOOTPRINT_RAD``), so fine detail appears on near surfaces without aliasing far away.
@@ -106,6 +113,10 @@ class Texture:
     wave_cycles_per_m: np.ndarray
     wave_phase: np.ndarray
     wave_amp_rgb: np.ndarray
+    photo: str = ""
+    photo_m_per_px: float = 0.01
+    photo_offset_px: tuple[float, float] = (0.0, 0.0)
+    photo_contrast: float = 1.0
 
     @property
     def wavelength_m(self) -> np.ndarray:
@@ -176,6 +187,7 @@ class CameraPath:
       sway_m: [3] lateral / vertical / forward position sway amplitudes;
       sway_deg: [3] pitch (x), yaw (y), roll (z) amplitudes; sway_hz: [3] per angle;
       phases: [6] radians (position x, y, z, then the three angles).
+      turn_deg_s: constant yaw rate added to the sway (a fast turn of the head), deg/s.
     """
 
     speed_m_s: float
@@ -184,6 +196,7 @@ class CameraPath:
     sway_deg: np.ndarray
     sway_hz: np.ndarray
     phases: np.ndarray
+    turn_deg_s: float = 0.0
 
     def camera_to_world(self, times_s: np.ndarray) -> np.ndarray:
         """[T, 3, 4] camera-to-world ``[R | c]`` of the rectified left camera."""
@@ -192,6 +205,8 @@ class CameraPath:
         pos = self.sway_m * np.sin(2 * np.pi * pos_hz * t + self.phases[:3])
         pos = pos + np.array([0.0, 0.0, self.speed_m_s]) * t
         angles = self.sway_deg * np.sin(2 * np.pi * self.sway_hz * t + self.phases[3:])
+        if self.turn_deg_s:
+            angles = angles + np.array([0.0, self.turn_deg_s, 0.0]) * t
         return np.concatenate([rotations_xyz_deg(angles), pos[..., None]], axis=-1)
 
 
@@ -262,13 +277,44 @@ def _box(name, half, centre, label, texture, **motion) -> Primitive:
     )
 
 
+@dataclass(frozen=True)
+class SceneVariation:
+    """What varies between the clips of the accuracy suite; the defaults are the demo street.
+
+    Attributes:
+      walk_speed_m_s: forward walking speed of the camera.
+      sway_scale: multiplies the camera's position and angle sway (walking gait).
+      turn_deg_s: yaw rate of a turn of the head during the whole clip (deg/s; 0 = none).
+      back_facade_z_m: world z of the facade closing the street (the farthest surface, metres).
+      building_setback_m: extra distance of both building rows from the sidewalk (open space).
+      near_clutter: static boxes (planters, crates) 0.7-3 m beside the camera's path.
+      extra_movers: pedestrians and balls beyond the demo's car, two pedestrians and ball.
+      photo_texture_fraction: share of the objects textured with a photograph (scikit-image's
+        sample photos, band-limited like the procedural textures) instead of plane waves.
+    """
+
+    walk_speed_m_s: float = 0.94
+    sway_scale: float = 1.0
+    turn_deg_s: float = 0.0
+    back_facade_z_m: float = BACK_FACADE_Z_M
+    building_setback_m: float = 0.0
+    near_clutter: int = 0
+    extra_movers: int = 0
+    photo_texture_fraction: float = 0.0
+
+
 def build_scene(seed: int = 0, eye_height_m: float = 1.6,
-                pixel_footprint_rad: float = PIXEL_FOOTPRINT_RAD) -> Scene:
+                pixel_footprint_rad: float = PIXEL_FOOTPRINT_RAD,
+                variation: SceneVariation = SceneVariation()) -> Scene:
     """The street scene: ground strips, two rows of buildings, a back facade, a plain wall,
-    a car, two pedestrians and a rolling ball. Deterministic from the arguments.
+    a car, two pedestrians and a rolling ball, plus ``variation``'s extras. Deterministic from
+    the arguments.
 
     ``pixel_footprint_rad``: the coarsest pixel angle of the images that will be rendered;
     textures drop detail finer than a few such pixels (see ``WAVE_FADE_PX``)."""
+    from stereo4d.synthetic import extras  # extras builds on this module's helpers
+
+    var = variation
     rng = np.random.default_rng(seed)
     h = float(eye_height_m)
     prims: list[Primitive] = []
@@ -298,7 +344,9 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6,
             [0.76, 0.70, 0.66],
         ]
     )
-    z_edges = np.array([-6.0, 1.0, 6.5, 11.0, 15.5, BACK_FACADE_Z_M + 0.5])
+    back_z = float(var.back_facade_z_m)
+    z_edges = np.array([-6.0, 1.0, 6.5, 11.0, 15.5])
+    z_edges = np.append(z_edges[z_edges < back_z - 1.0], back_z + 0.5)  # the street's end
     for side in (-1.0, 1.0):
         for z0, z1 in itertools.pairwise(z_edges):
             height = rng.uniform(5.0, 13.0)
@@ -307,7 +355,8 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6,
                 _box(
                     f"building_{'LR'[side > 0]}{z0:+.0f}",
                     [4.0, height / 2, (z1 - z0) / 2],
-                    [side * (SIDEWALK_OUTER_M + 4.0), h - height / 2, (z0 + z1) / 2],
+                    [side * (SIDEWALK_OUTER_M + 4.0 + var.building_setback_m), h - height / 2,
+                     (z0 + z1) / 2],
                     ADE20K["building"],
                     _texture(rng, colour, 0.06, 2.0, 0.5),
                 )
@@ -316,7 +365,7 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6,
         _box(
             "back_facade",
             [14.0, 3.5, 2.0],
-            [0.0, h - 3.5, BACK_FACADE_Z_M + 2.0],
+            [0.0, h - 3.5, back_z + 2.0],
             ADE20K["building"],
             _texture(rng, [0.74, 0.66, 0.58], 0.1, 2.0, 0.5),
         )
@@ -391,11 +440,13 @@ def build_scene(seed: int = 0, eye_height_m: float = 1.6,
     )
 
     camera = CameraPath(
-        speed_m_s=0.94,
+        speed_m_s=float(var.walk_speed_m_s),
         eye_height_m=h,
-        sway_m=np.array([0.03, 0.015, 0.0]),
-        sway_deg=np.array([2.0, 3.0, 1.5]),
+        sway_m=np.array([0.03, 0.015, 0.0]) * var.sway_scale,
+        sway_deg=np.array([2.0, 3.0, 1.5]) * var.sway_scale,
         sway_hz=np.array([0.5, 0.35, 0.6]),
         phases=rng.uniform(0, 2 * np.pi, 6),
+        turn_deg_s=float(var.turn_deg_s),
     )
+    prims = extras.add_variation(prims, var, seed, h)
     return Scene(tuple(prims), camera, int(seed), float(pixel_footprint_rad))

@@ -1,0 +1,87 @@
+"""Filling the gaps of optimised 3D tracks where the 2D track is visible but had no 3D point.
+
+The optimisation (``track_opt``) only outputs frames whose stereo depth was valid in a whole
+``erosion_window`` around them; stereo holes, floater removal and that erosion leave gaps in
+tracks that the 2D tracker still follows. This step fills them from the optimised frames of
+the same track (an addition of this implementation, off in ``--fill_gaps=false``):
+
+* a **static** track (its scene motion stays under the optimisation's motion threshold) is one
+  world point: gaps take the mean of its optimised points (the static term of the optimisation
+  has already pulled them together);
+* a **moving** track keeps its 2D position: gaps are unprojected along the 2D point's ray at a
+  camera depth interpolated linearly in time between the nearest optimised frames (held
+  constant before the first and after the last one).
+
+Tracks with no optimised frame stay empty. Inputs and outputs are world metres.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stereo4d.geometry import PinholeCamera
+from stereo4d.track_opt import masked_percentile
+
+__all__ = ["fill_track_gaps", "static_tracks"]
+
+
+def static_tracks(motion_px: np.ndarray, mask: np.ndarray, threshold_px: float,
+                  percentile: float) -> np.ndarray:
+    """[N] bool: the track's ``percentile`` scene motion over ``mask`` frames is below
+    ``threshold_px`` (the optimisation's rule for a mostly static track: dynamic weight < 0.5)."""
+    level = np.nan_to_num(masked_percentile(motion_px, mask, percentile), nan=0.0)
+    return level < threshold_px
+
+
+def _interpolate_in_time(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """[N, T] values linearly interpolated over time from the ``known`` [N, T] entries
+    (held constant beyond the first / last known one; NaN for rows with none)."""
+    num, frames = values.shape
+    t = np.broadcast_to(np.arange(frames), (num, frames))
+    prev_idx = np.maximum.accumulate(np.where(known, t, -1), axis=1)
+    next_idx = np.minimum.accumulate(np.where(known, t, frames)[:, ::-1], axis=1)[:, ::-1]
+    has_prev, has_next = prev_idx >= 0, next_idx < frames
+    rows = np.arange(num)[:, None]
+    v_prev = values[rows, np.clip(prev_idx, 0, frames - 1)]
+    v_next = values[rows, np.clip(next_idx, 0, frames - 1)]
+    span = np.maximum(next_idx - prev_idx, 1)
+    w = np.clip((t - prev_idx) / span, 0.0, 1.0)
+    out = np.where(has_prev & has_next, v_prev * (1 - w) + v_next * w,
+                   np.where(has_prev, v_prev, v_next))
+    return np.where(has_prev | has_next, out, np.nan)
+
+
+def fill_track_gaps(track3d_world: np.ndarray, visible: np.ndarray, tracks_xy: np.ndarray,
+                    visibles_2d: np.ndarray, cameras: PinholeCamera, static: np.ndarray,
+                    imh: int, imw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fills gaps of optimised tracks.
+
+    Args:
+      track3d_world: [N, T, 3] optimised points (NaN off ``visible``); visible: [N, T] bool.
+      tracks_xy: [N, T, 2] the 2D tracks (x, y) px; visibles_2d: [N, T] their visibility.
+      cameras: per-frame world-to-camera [T, 3, 4] with normalised intrinsics.
+      static: [N] bool (``static_tracks``).
+    Returns:
+      (track3d [N, T, 3] float32, NaN off the new visibility; visible [N, T] bool): the
+      optimised frames unchanged, plus every 2D-visible frame inside the image of a track that
+      has at least one optimised frame.
+    """
+    track3d_world = np.asarray(track3d_world, np.float64)
+    visible = np.asarray(visible, bool)
+    xy = np.asarray(tracks_xy, np.float64)
+    inside = (xy[..., 0] >= 0) & (xy[..., 1] >= 0) & (xy[..., 0] < imw) & (xy[..., 1] < imh)
+    gaps = np.asarray(visibles_2d, bool) & inside & ~visible & visible.any(axis=1)[:, None]
+    out = np.where(visible[..., None], track3d_world, np.nan)
+    if not gaps.any():
+        return out.astype(np.float32), visible
+    count = np.maximum(visible.sum(axis=1), 1)[:, None]
+    mean_point = np.where(visible[..., None], track3d_world, 0.0).sum(axis=1) / count  # [N, 3]
+    w2c = np.asarray(cameras.world_to_camera, np.float64)  # [T, 3, 4]
+    cam_z = np.einsum("tj,ntj->nt", w2c[:, 2, :3], np.nan_to_num(track3d_world)) + w2c[:, 2, 3]
+    depth = _interpolate_in_time(np.where(visible, cam_z, 0.0), visible)
+    per_frame = PinholeCamera(w2c[:, None], cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    along_ray = per_frame.unproject(xy.transpose(1, 0, 2), np.nan_to_num(depth).T, imh, imw)
+    along_ray = along_ray.transpose(1, 0, 2)  # [N, T, 3]
+    filled = np.where(np.asarray(static, bool)[:, None, None], mean_point[:, None], along_ray)
+    out = np.where(gaps[..., None], filled, out)
+    return out.astype(np.float32), visible | gaps
