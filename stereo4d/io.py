@@ -617,17 +617,17 @@ def save_dataset_npz(
       extra: more arrays to store (not part of the released format).
     """
     lengths, indices, coords = pack_tracks(track3d, visible)
-    arrays = dict(
-        name=np.asarray(name),
-        video_id=np.asarray(video_id),
-        timestamps=np.asarray(timestamps_us, dtype=np.int64),
-        camera2world=np.asarray(camera2world)[..., :3, :4],
-        track_lengths=lengths,
-        track_indices=indices,
-        track_coordinates=coords,
-        rectified2rig=np.asarray(rectified2rig),
-        fov_bounds=np.asarray(fov_bounds_deg),
-    )
+    arrays = {
+        "name": np.asarray(name),
+        "video_id": np.asarray(video_id),
+        "timestamps": np.asarray(timestamps_us, dtype=np.int64),
+        "camera2world": np.asarray(camera2world)[..., :3, :4],
+        "track_lengths": lengths,
+        "track_indices": indices,
+        "track_coordinates": coords,
+        "rectified2rig": np.asarray(rectified2rig),
+        "fov_bounds": np.asarray(fov_bounds_deg),
+    }
     arrays.update(extra or {})
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)

@@ -29,9 +29,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # typing.Self is Python >= 3.11; annotations are not evaluated
+    from typing import Self
 
 from stereo4d.io import InputError, atomic_path
 
@@ -153,7 +156,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     width, height = (int(v) for v in meta["size"])
     fps = float(meta.get("fps") or 0.0)
     duration = float(meta.get("duration") or 0.0)
-    return VideoInfo(width, height, fps, int(round(duration * fps)))
+    return VideoInfo(width, height, fps, round(duration * fps))
 
 
 def iter_video_frames(path: str | os.PathLike, start_frame: int = 0,
@@ -272,7 +275,7 @@ class VideoWriter:
         if commit and not self.num_frames:
             raise ValueError(f"no frames were written to {self.path}")
 
-    def __enter__(self) -> VideoWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

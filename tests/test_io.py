@@ -23,9 +23,9 @@ def test_dataset_npz_round_trip_is_exact(tmp_path):
     rng = np.random.default_rng(1)
     track3d, visible, c2w = _clip_arrays(rng)
     path = tmp_path / "abc_123.npz"
-    kwargs = dict(name="abc_123", video_id="abc", timestamps_us=np.arange(5) * 33333 + 123,
-                  camera2world=c2w, rectified2rig=np.stack([np.eye(3)] * 2),
-                  fov_bounds_deg=np.array([-90.0, 90.0, -90.0, 90.0]))
+    kwargs = {"name": "abc_123", "video_id": "abc", "timestamps_us": np.arange(5) * 33333 + 123,
+                  "camera2world": c2w, "rectified2rig": np.stack([np.eye(3)] * 2),
+                  "fov_bounds_deg": np.array([-90.0, 90.0, -90.0, 90.0])}
     sio.save_dataset_npz(path, track3d=track3d, **kwargs)
     with np.load(path) as z:
         assert sorted(z.files) == sorted(sio.DATASET_KEYS)

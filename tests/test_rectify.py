@@ -34,10 +34,10 @@ def _make_clip(root, num_video_frames=8, **overrides):
         frames.append(np.concatenate(eyes, axis=1))
     videoio.write_video(paths.raw_video, frames, fps=FPS, crf=4, chroma_444=True)
     t = 4
-    fields = dict(
-        name=VID, video_id="pattern_clip", timestamps_us=66667 + np.round(np.arange(t) * 1e6 / FPS),
-        camera2world=np.tile(np.hstack([np.eye(3), np.zeros((3, 1))]), (t, 1, 1)),
-        rectified2rig=RIG, fov_bounds_deg=FOV, track3d=np.zeros((0, t, 3)))
+    fields = {
+        "name": VID, "video_id": "pattern_clip", "timestamps_us": 66667 + np.round(np.arange(t) * 1e6 / FPS),
+        "camera2world": np.tile(np.hstack([np.eye(3), np.zeros((3, 1))]), (t, 1, 1)),
+        "rectified2rig": RIG, "fov_bounds_deg": FOV, "track3d": np.zeros((0, t, 3))}
     fields.update(overrides)
     sio.save_dataset_npz(paths.npz, **fields)
     return paths
