@@ -11,6 +11,7 @@ The stage table and that rule live in ``stereo4d.pipeline`` (shared with the bat
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -42,6 +43,19 @@ SYNTHETIC_FOV_BOUNDS = "-50,50,-50,50"
 def set_aside_npz(paths: ClipPaths) -> Path:
     """Where ``--estimate_cameras`` keeps a clip's released (or synthetic true) npz."""
     return paths.npz_folder / "set_aside" / paths.npz.name
+
+
+def restore_set_aside_npz(paths: ClipPaths) -> bool:
+    """A run without ``--estimate_cameras`` after one with it: puts the clip's own npz back in
+    place of the estimated one and marks it new (so every stage that read the estimated
+    cameras runs again). Returns whether it did."""
+    aside = set_aside_npz(paths)
+    if not aside.is_file():
+        return False
+    aside.replace(paths.npz)
+    os.utime(paths.npz)
+    print(f"[demo] restored the clip's own npz from {aside} (the estimated one was in its place)")
+    return True
 
 
 def _estimate_cameras(paths: ClipPaths, py: str, num_frames: int, force: bool) -> None:
@@ -114,6 +128,8 @@ def main(argv=None) -> int:
 
     if args.estimate_cameras:
         _estimate_cameras(paths, py, args.num_frames, args.force)
+    else:
+        restore_set_aside_npz(paths)
 
     backends = {}
     for stage in pipeline_stages(synthetic=paths.gt.is_file()):

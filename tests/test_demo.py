@@ -67,3 +67,23 @@ def test_estimate_cameras_sets_the_npz_aside_and_scores_against_it(tmp_path, mon
     aligned = load_dataset_npz(paths.npz)
     np.testing.assert_allclose(aligned["camera2world"], truth, atol=1e-6)
     np.testing.assert_allclose(aligned["rectified2rig"], rig, atol=1e-9)
+
+
+def test_a_plain_run_restores_the_set_aside_npz(tmp_path):
+    """After --estimate_cameras, a run without it puts the clip's own npz back, marked new so
+    the stages that read the estimated cameras run again."""
+    import os
+
+    from stereo4d.demo import restore_set_aside_npz, set_aside_npz
+    from stereo4d.io import ClipPaths
+
+    paths = ClipPaths("clip_5", npz_folder=tmp_path / "npz")
+    assert not restore_set_aside_npz(paths)  # nothing set aside: nothing to do
+    aside = set_aside_npz(paths)
+    aside.parent.mkdir(parents=True)
+    aside.write_bytes(b"own")
+    paths.npz.write_bytes(b"estimated")
+    os.utime(aside, (1.0, 1.0))
+    assert restore_set_aside_npz(paths)
+    assert paths.npz.read_bytes() == b"own" and not aside.exists()
+    assert paths.npz.stat().st_mtime > 1.0
