@@ -142,7 +142,7 @@ def _kill_group(process: subprocess.Popen) -> tuple[list[psutil.Process], set[st
         stage_pipes, descendants = set(), []
     being_fed = set()
     for child in descendants:
-        with contextlib.suppress(OSError, psutil.Error):
+        with contextlib.suppress(OSError, psutil.Error, IndexError):  # IndexError: exited child
             if os.readlink(f"/proc/{child.pid}/fd/0") in stage_pipes:
                 being_fed.add(Path(child.cmdline()[-1]).name)
     with contextlib.suppress(ProcessLookupError):
@@ -165,8 +165,9 @@ def _wait_for_video_writer(process: subprocess.Popen, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while process.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(psutil.Error):
-            if any(child.cmdline()[-1:] and child.cmdline()[-1].endswith(".tmp.mp4")
-                   for child in psutil.Process(process.pid).children()):
+            # One cmdline() per child: a child that exits in between has an empty one.
+            commands = [child.cmdline() for child in psutil.Process(process.pid).children()]
+            if any(cmd and cmd[-1].endswith(".tmp.mp4") for cmd in commands):
                 return
         time.sleep(0.005)
 
