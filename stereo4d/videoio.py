@@ -16,12 +16,9 @@ the stage (which then discards its outputs) and not ffmpeg.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import queue
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import warnings
@@ -37,6 +34,7 @@ if TYPE_CHECKING:  # typing.Self is Python >= 3.11; annotations are not evaluate
     from typing import Self
 
 from stereo4d.io import InputError, atomic_path
+from stereo4d.lifetime import parent_death_hook
 
 __all__ = [
     "DEFAULT_CRF",
@@ -67,10 +65,6 @@ QUEUE_FRAMES = 4
 POLL_S = 0.1
 
 
-#: ``prctl`` option asking the kernel to signal a process when its parent dies (linux/prctl.h).
-PR_SET_PDEATHSIG = 1
-
-
 @dataclass(frozen=True)
 class VideoInfo:
     """Size, frame rate and (estimated) frame count of a video file."""
@@ -96,25 +90,14 @@ def _quiet_fork_warning():
 
 
 def _child_setup():
-    """``preexec_fn`` of ffmpeg children: own process group; on Linux, die with the parent.
-
-    Everything is resolved before the fork (only a system call runs in the child). Caveat of
-    ``PR_SET_PDEATHSIG``: the signal follows the *thread* that started the child, so a video
-    opened in a short-lived thread must also be closed in it.
-    """
-    parent_pid = os.getpid()
-    prctl = None
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            prctl = ctypes.CDLL(None, use_errno=True).prctl
-    kill = int(signal.SIGKILL) if hasattr(signal, "SIGKILL") else 9
+    """``preexec_fn`` of ffmpeg children: own process group; on Linux, die with the parent
+    (``lifetime.parent_death_hook``: a video opened in a short-lived thread must also be closed
+    in it)."""
+    die_with_parent = parent_death_hook(os.getpid())
 
     def setup() -> None:
         os.setpgrp()
-        if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, kill, 0, 0, 0)
-            if os.getppid() != parent_pid:  # the parent died before the prctl: die now
-                os._exit(1)
+        die_with_parent()
 
     return setup
 

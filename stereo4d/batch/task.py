@@ -9,7 +9,6 @@ moves through the clip's files, never through the record.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import signal
@@ -19,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stereo4d.lifetime import parent_death_hook
+
 __all__ = ["INPUT_ERROR_EXIT_CODE", "StageTask", "error_line", "run_stage_task"]
 
 #: Exit status of a stage command on bad input (``stereo4d.cli.run_cli``): never retried.
@@ -27,8 +28,6 @@ INPUT_ERROR_EXIT_CODE = 2
 #: Bytes of a stage's log read back to find its error message.
 LOG_TAIL_BYTES = 16384
 
-#: Linux ``prctl`` option that sends a signal to a process when its parent dies.
-_PR_SET_PDEATHSIG = 1
 
 #: Environment variable naming the launcher's pid (the child checks it is still alive).
 _PARENT_PID_ENV = "STEREO4D_BATCH_PARENT_PID"
@@ -171,13 +170,5 @@ def die_with_parent() -> None:
     A batch runner killed with ``kill -9`` must not leave stage processes writing into the
     clips a rerun is about to redo. Elsewhere this does nothing.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
     expected = os.environ.get(_PARENT_PID_ENV)
-    if expected and os.getppid() != int(expected):  # the launcher died before prctl took hold
-        os._exit(128 + signal.SIGKILL)
+    parent_death_hook(int(expected) if expected else None)()
