@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stereo4d.io import ClipPaths
+from stereo4d.io.stage_files import STAGE_FILES
 from stereo4d.stages.common import outputs_fresh
 
 __all__ = [
@@ -42,16 +43,13 @@ SYNTHETIC_RECTIFY_ARGS = ("--min_equirect_height=0",)
 
 @dataclass(frozen=True)
 class Stage:
-    """One pipeline step as a runner sees it.
+    """One pipeline step as a runner sees it; its files are ``io.stage_files.STAGE_FILES``.
 
     Attributes:
-      name: provenance name (``<vid>-<name>.json``) and label.
+      name: provenance name (``<vid>-<name>.json``), label and key of its files.
       script: top-level script in the repository root.
       command: module of its command (``python -m <command>`` runs it, same flags).
-      inputs, outputs: functions of ``ClipPaths`` giving the files read / always written
-        (optional outputs such as preview videos that a flag turns off are not listed).
       extra_args: flags beyond ``--vid`` (the demo's synthetic-clip settings).
-      previews: optional outputs (preview videos a flag can turn off); not part of freshness.
       backend_registry: ``"module:attribute"`` of the stage's backend registry, or None when
         the stage has no choice of backend (used to decide whether it wants a GPU).
       done_when: a further completion rule: the stage need not run when it holds (the camera
@@ -61,12 +59,23 @@ class Stage:
     name: str
     script: str
     command: str
-    inputs: Callable[[ClipPaths], list[Path]]
-    outputs: Callable[[ClipPaths], list[Path]]
     extra_args: tuple[str, ...] = ()
     backend_registry: str | None = None
-    previews: Callable[[ClipPaths], list[Path]] = lambda p: []
     done_when: Callable[[ClipPaths], bool] | None = None
+
+    def inputs(self, paths: ClipPaths) -> list[Path]:
+        """Files the stage reads."""
+        return STAGE_FILES[self.name].inputs(paths)
+
+    def outputs(self, paths: ClipPaths) -> list[Path]:
+        """Files it always writes (besides its provenance JSON)."""
+        return STAGE_FILES[self.name].outputs(paths)
+
+    def previews(self, paths: ClipPaths) -> list[Path]:
+        """Other files it may write (preview videos, the other stereo format): not part of
+        freshness."""
+        outputs = set(self.outputs(paths))
+        return [p for p in STAGE_FILES[self.name].written(paths) if p not in outputs]
 
 
 def _released_npz_present(paths: ClipPaths) -> bool:
@@ -77,7 +86,7 @@ def _released_npz_present(paths: ClipPaths) -> bool:
 def camera_stage() -> Stage:
     """Stage 0: ``estimate_cameras.py`` writes ``npz/<vid>.npz`` from the raw video."""
     return Stage(CAMERA_STAGE, "estimate_cameras.py", "stereo4d.commands.estimate_cameras",
-                 lambda p: [p.raw_video], lambda p: [p.npz], done_when=_released_npz_present)
+                 done_when=_released_npz_present)
 
 
 def pipeline_stages(synthetic: bool = False, cameras: bool = False) -> list[Stage]:
@@ -88,26 +97,14 @@ def pipeline_stages(synthetic: bool = False, cameras: bool = False) -> list[Stag
     """
     return [*([camera_stage()] if cameras else []),
         Stage("rectify", "rectify.py", "stereo4d.commands.rectify",
-              lambda p: [p.npz, p.raw_video],
-              lambda p: [p.left_video, p.right_video],
-              SYNTHETIC_RECTIFY_ARGS if synthetic else (),
-              previews=lambda p: [p.raw_equirect_video, p.rectified_equirect_video]),
+              SYNTHETIC_RECTIFY_ARGS if synthetic else ()),
         Stage("stereo", "inference_raft.py", "stereo4d.commands.inference_raft",
-              lambda p: [p.left_video, p.right_video],
-              lambda p: [p.stereo_output],
               backend_registry="stereo4d.backends.stereo:STEREO_BACKENDS"),
         Stage("tracking", "tracking.py", "stereo4d.commands.tracking",
-              lambda p: [p.left_video],
-              lambda p: [p.tracks_2d],
-              backend_registry="stereo4d.backends.tracking:TRACKING_BACKENDS",
-              previews=lambda p: [p.tracks_2d_video]),
+              backend_registry="stereo4d.backends.tracking:TRACKING_BACKENDS"),
         Stage("filtering", "segmentation.py", "stereo4d.commands.segmentation",
-              lambda p: [p.left_video, p.stereo_output, p.tracks_2d, p.npz],
-              lambda p: [p.filtered_tracks, p.filtered_tracks_video, p.segmentation],
               backend_registry="stereo4d.backends.segmentation:SEGMENTATION_BACKENDS"),
-        Stage("optimization", "track_optimization.py", "stereo4d.commands.track_optimization",
-              lambda p: [p.filtered_tracks, p.stereo_output, p.npz, p.left_video],
-              lambda p: [p.optimized_tracks, p.export_npz]),
+        Stage("optimization", "track_optimization.py", "stereo4d.commands.track_optimization"),
     ]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from stereo4d.io import atomic_path, remove_stale_temporaries
+from stereo4d.io import ClipPaths, atomic_path, remove_stale_temporaries
 from stereo4d.stages.common import start_stage
 from tests.conftest import REPO_ROOT
 
@@ -49,11 +49,14 @@ def test_only_stale_temporaries_of_the_given_outputs_are_removed(tmp_path):
 
 
 def test_start_stage_removes_the_temporaries_of_outputs_and_marker_only(tmp_path):
-    marker, output = tmp_path / "c-stage.json", tmp_path / "c-out.pkl"
+    paths = ClipPaths("c_1", output_folder=tmp_path)
+    marker, output = paths.provenance("tracking"), paths.tracks_2d
+    marker.parent.mkdir(parents=True)
     marker.write_text("{}")  # an earlier complete run: stays until outputs change
     stale = [_stale_temporary(marker), _stale_temporary(output)]
-    assert sorted(start_stage(marker, [output])) == sorted(stale)
-    assert marker.read_text() == "{}"
+    other = _stale_temporary(paths.filtered_tracks)  # another stage's: left alone
+    assert sorted(start_stage(paths, "tracking")) == sorted(stale)
+    assert marker.read_text() == "{}" and other.exists()
 
 
 WRITER_SCRIPT = textwrap.dedent("""

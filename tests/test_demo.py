@@ -87,3 +87,24 @@ def test_a_plain_run_restores_the_set_aside_npz(tmp_path):
     assert restore_set_aside_npz(paths)
     assert paths.npz.read_bytes() == b"own" and not aside.exists()
     assert paths.npz.stat().st_mtime > 1.0
+
+
+def test_one_file_list_per_stage_serves_stages_and_runners(tmp_path):
+    """The runners' view of a stage's files and the stage's own cleanup list are the same
+    entry of ``io.stage_files``: every always-written output is also in the stage's list."""
+    from stereo4d.io.stage_files import STAGE_FILES
+    from stereo4d.pipeline import ALL_STAGE_NAMES, pipeline_stages
+    from stereo4d.stages import filtering, optimization, rectify, stereo, tracking
+
+    paths = ClipPaths("abc_1", output_folder=tmp_path)
+    assert tuple(STAGE_FILES) == ALL_STAGE_NAMES
+    modules = dict(zip(["rectify", "stereo", "tracking", "filtering", "optimization"],
+                       [rectify, stereo, tracking, filtering, optimization]))
+    for stage in pipeline_stages(cameras=True)[1:]:
+        written = modules[stage.name].output_paths(paths)
+        assert written[-1] == paths.provenance(stage.name)
+        assert set(stage.outputs(paths)) | set(stage.previews(paths)) == set(written[:-1])
+        assert len(set(written)) == len(written)
+    assert paths.flows_stereo in stereo.output_paths(paths)  # either format is cleaned up
+    assert paths.stereo_compact in stereo.output_paths(paths)
+    assert len(optimization.output_paths(paths)) == 2 + 2 + 6 + 1

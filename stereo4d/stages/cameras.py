@@ -27,7 +27,7 @@ from tqdm import tqdm
 from stereo4d import geometry
 from stereo4d.backends.colmap_cameras import ColmapSettings, estimate_rig_poses
 from stereo4d.io import ClipPaths, InputError, save_dataset_npz, split_vid
-from stereo4d.stages.common import Timer, write_provenance
+from stereo4d.stages.common import Timer, start_stage, write_provenance
 from stereo4d.videoio import iter_video_frames, probe_video
 
 __all__ = ["CamerasConfig", "crop_eyes", "run"]
@@ -170,6 +170,7 @@ def run(config: CamerasConfig) -> dict:
     """Runs the stage. Returns a summary (frames, baseline, path length, timings, npz path)."""
     _check_config(config)
     paths = config.paths
+    start_stage(paths, STAGE_NAME)
     if paths.npz.exists() and not config.force:
         raise InputError(f"{paths.npz} exists; pass --force to overwrite it")
     paths.provenance(STAGE_NAME).unlink(missing_ok=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import stereo4d
-from stereo4d.io import InputError, remove_stale_temporaries, save_json
+from stereo4d.io import ClipPaths, InputError, remove_stale_temporaries, save_json
+from stereo4d.io.stage_files import STAGE_FILES
 from stereo4d.timing import Timer
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "check_frame_counts",
     "outputs_fresh",
     "require_inputs",
+    "stage_output_paths",
     "start_stage",
     "write_provenance",
 ]
@@ -42,10 +44,15 @@ def write_provenance(path: Path, *, stage: str, backend: str, settings: Any = No
     return save_json(record, path)
 
 
-def start_stage(marker: Path, outputs: Iterable[os.PathLike]) -> list[Path]:
+def stage_output_paths(paths: ClipPaths, stage: str) -> list[Path]:
+    """Every file ``stage`` may write for a clip (``io.stage_files``), its provenance JSON last."""
+    return [*STAGE_FILES[stage].written(paths), paths.provenance(stage)]
+
+
+def start_stage(paths: ClipPaths, stage: str) -> list[Path]:
     """What every stage does first, before reading anything.
 
-    Removes the temporaries a killed run of it left for ``outputs`` and for its completion
+    Removes the temporaries a killed run of it left for its outputs and for its completion
     marker (the provenance JSON): its own files only, never another stage's (see
     ``io.remove_stale_temporaries``). The marker itself stays until the stage is about to
     change its outputs, so a refused run leaves a complete earlier run complete.
@@ -53,7 +60,7 @@ def start_stage(marker: Path, outputs: Iterable[os.PathLike]) -> list[Path]:
     Returns:
       the stale temporaries removed.
     """
-    return remove_stale_temporaries([*outputs, marker])
+    return remove_stale_temporaries(stage_output_paths(paths, stage))
 
 
 def require_inputs(inputs: Iterable[os.PathLike]) -> None:

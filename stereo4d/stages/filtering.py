@@ -37,6 +37,7 @@ from stereo4d.stages.common import (
     Timer,
     check_frame_counts,
     require_inputs,
+    stage_output_paths,
     start_stage,
     write_provenance,
 )
@@ -105,9 +106,8 @@ def _check_shapes(paths: ClipPaths, tracks: Tracks2D, video: np.ndarray, flows, 
 
 
 def output_paths(paths: ClipPaths) -> list[Path]:
-    """Every file this stage writes (its stale temporaries are removed when it starts)."""
-    return [paths.filtered_tracks, paths.filtered_tracks_video, paths.segmentation,
-            paths.provenance(STAGE_NAME)]
+    """Every file this stage may write (its stale temporaries are removed when it starts)."""
+    return stage_output_paths(paths, STAGE_NAME)
 
 
 def run(config: FilteringConfig) -> dict:
@@ -115,7 +115,7 @@ def run(config: FilteringConfig) -> dict:
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
-    start_stage(paths.provenance(STAGE_NAME), output_paths(paths))
+    start_stage(paths, STAGE_NAME)
     require_inputs([paths.left_video, paths.stereo_output, paths.tracks_2d, paths.npz])
     timer = Timer()
     with timer("load"):

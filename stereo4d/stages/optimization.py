@@ -36,6 +36,7 @@ from stereo4d.io import (
     load_stereo_flows,
     save_pickle,
 )
+from stereo4d.io.stage_files import optimization_track_video
 from stereo4d.jax_cache import enable_compilation_cache
 from stereo4d.metrics.tracks3d import score_before_after
 from stereo4d.motion import scene_motion_displacement_px
@@ -43,6 +44,7 @@ from stereo4d.stages.common import (
     Timer,
     check_frame_counts,
     require_inputs,
+    stage_output_paths,
     start_stage,
     write_provenance,
 )
@@ -205,9 +207,9 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
     flat = render_scene_motion_2d(video, tracks, vis, colors, cameras, config.trail_frames)
     views = render_scene3d(tracks, vis, colors, cameras, depth_m, video, config.hfov_deg, view,
                            config.trail_frames)
-    with VideoWriter(paths.out(f"dyna_2dtrack-{tag}.mp4")) as w2d, \
-            VideoWriter(paths.out(f"dyna_3dtrack-{tag}.mp4")) as w3d, \
-            VideoWriter(paths.out(f"dyna_3dtrack_concated-{tag}.mp4")) as wcat:
+    with VideoWriter(optimization_track_video(paths, "dyna_2dtrack", tag)) as w2d, \
+            VideoWriter(optimization_track_video(paths, "dyna_3dtrack", tag)) as w3d, \
+            VideoWriter(optimization_track_video(paths, "dyna_3dtrack_concated", tag)) as wcat:
         for frame_2d, frame_3d in zip(flat, views):
             w2d.append(frame_2d)
             w3d.append(frame_3d)
@@ -234,16 +236,9 @@ def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tr
 
 # ------------------------------------------------------------------------------------- run
 
-#: Tags of the two versions drawn in the dyna videos, and the three videos of each.
-VIDEO_VERSIONS = ("original", "optimized")
-TRACK_VIDEO_KINDS = ("dyna_2dtrack", "dyna_3dtrack", "dyna_3dtrack_concated")
-
-
 def output_paths(paths: ClipPaths) -> list[Path]:
     """Every file this stage may write (its stale temporaries are removed when it starts)."""
-    videos = [paths.out(f"{kind}-{tag}.mp4") for tag in VIDEO_VERSIONS for kind in TRACK_VIDEO_KINDS]
-    return [paths.optimized_tracks, paths.export_npz, paths.out("raw_depth.mp4"),
-            paths.out("optimized_depth.mp4"), *videos, paths.provenance(STAGE_NAME)]
+    return stage_output_paths(paths, STAGE_NAME)
 
 
 def run(config: OptimizationConfig) -> dict:
@@ -251,7 +246,7 @@ def run(config: OptimizationConfig) -> dict:
     from stereo4d.depth import depth_maps_from_flows
 
     paths = config.paths
-    start_stage(paths.provenance(STAGE_NAME), output_paths(paths))
+    start_stage(paths, STAGE_NAME)
     timer = Timer()
     jax_cache = enable_compilation_cache(config.jax_cache_dir)  # before anything compiles
     with timer("load"):
@@ -283,8 +278,8 @@ def run(config: OptimizationConfig) -> dict:
     if config.write_videos:
         with timer("videos"):
             depth_optimized_m = depth_from_tracks(optimized, optimized_visible, cameras, imh, imw)
-            _write_depth_video(paths.out("raw_depth.mp4"), depth_m)
-            _write_depth_video(paths.out("optimized_depth.mp4"), depth_optimized_m)
+            _write_depth_video(paths.raw_depth_video, depth_m)
+            _write_depth_video(paths.optimized_depth_video, depth_optimized_m)
             motion_after = scene_motion_displacement_px(
                 optimized, optimized_visible, meta["extrs_rectified"], intr, imh, imw,
                 config.track_opt.trace_frames)

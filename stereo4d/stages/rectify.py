@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from stereo4d import geometry
 from stereo4d.io import ClipPaths, InputError, load_dataset_npz
-from stereo4d.stages.common import Timer, start_stage, write_provenance
+from stereo4d.stages.common import Timer, stage_output_paths, start_stage, write_provenance
 from stereo4d.stages.health import rectify_health, textured_fraction
 from stereo4d.videoio import (
     DEFAULT_PRESET,
@@ -130,14 +130,13 @@ def split_eyes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def output_paths(paths: ClipPaths) -> list[Path]:
     """Every file this stage may write (its stale temporaries are removed when it starts)."""
-    return [paths.left_video, paths.right_video, paths.raw_equirect_video,
-            paths.rectified_equirect_video, paths.provenance("rectify")]
+    return stage_output_paths(paths, "rectify")
 
 
 def run(config: RectifyConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, timings, output paths)."""
     paths = config.paths
-    start_stage(paths.provenance("rectify"), output_paths(paths))
+    start_stage(paths, "rectify")
     timer = Timer()
     meta = load_dataset_npz(paths.npz, required=("timestamps", "camera2world", "rectified2rig",
                                                  "fov_bounds"))

@@ -26,7 +26,7 @@ from stereo4d.backends.classical_stereo import SgbmSettings
 from stereo4d.backends.stereo import STEREO_BACKENDS
 from stereo4d.depth import depth_maps_from_flows, stereo_valid_mask
 from stereo4d.io import ClipPaths, InputError, save_pickle, save_stereo_compact
-from stereo4d.stages.common import Timer, start_stage, write_provenance
+from stereo4d.stages.common import Timer, stage_output_paths, start_stage, write_provenance
 from stereo4d.stages.health import stereo_health
 from stereo4d.videoio import read_video
 
@@ -120,15 +120,14 @@ def _write_flows(paths: ClipPaths, stereo_format: str, flows: list[dict],
 
 
 def output_paths(paths: ClipPaths) -> list[Path]:
-    """Every file this stage writes, in either format (its stale temporaries are removed when
-    it starts)."""
-    return [paths.flows_stereo, paths.stereo_compact, paths.provenance(PROVENANCE_STAGE)]
+    """Every file this stage may write (its stale temporaries are removed when it starts)."""
+    return stage_output_paths(paths, PROVENANCE_STAGE)
 
 
 def run(config: StereoConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, backend, timings, output path)."""
     paths = config.paths
-    start_stage(paths.provenance(PROVENANCE_STAGE), output_paths(paths))
+    start_stage(paths, PROVENANCE_STAGE)
     timer = Timer()
     with timer("decode"):
         left, right = read_stereo_pair(paths)

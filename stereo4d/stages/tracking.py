@@ -30,7 +30,7 @@ from stereo4d.queries import (
     prune_redundant_queries,
     sample_video_queries,
 )
-from stereo4d.stages.common import Timer, start_stage, write_provenance
+from stereo4d.stages.common import Timer, stage_output_paths, start_stage, write_provenance
 from stereo4d.stages.health import tracking_health
 from stereo4d.tracks import Tracks2D, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
@@ -118,13 +118,13 @@ def track_video(frames: np.ndarray, tracker, queries: QueryConfig | None = None,
 
 def output_paths(paths: ClipPaths) -> list[Path]:
     """Every file this stage may write (its stale temporaries are removed when it starts)."""
-    return [paths.tracks_2d, paths.tracks_2d_video, paths.provenance("tracking")]
+    return stage_output_paths(paths, "tracking")
 
 
 def run(config: TrackingConfig) -> dict:
     """Runs the stage. Returns a summary dict (counts, timings, output paths)."""
     paths = config.paths
-    start_stage(paths.provenance("tracking"), output_paths(paths))
+    start_stage(paths, "tracking")
     timer = Timer()
     with timer("decode"):
         frames = read_video(paths.left_video)
