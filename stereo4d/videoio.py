@@ -40,6 +40,7 @@ __all__ = [
     "DEFAULT_CRF",
     "DEFAULT_FPS",
     "DEFAULT_PRESET",
+    "X264_THREADS",
     "BackgroundVideoWriter",
     "FramePrefetcher",
     "VideoInfo",
@@ -58,6 +59,11 @@ DEFAULT_FPS = 30.0
 DEFAULT_CRF = 18
 #: x264 speed preset of pipeline videos (faster presets: larger files at the same crf).
 DEFAULT_PRESET = "veryfast"
+#: x264 encoder threads, fixed: x264's output depends on its thread count, which it would
+#: otherwise take from the machine's cores, so nodes with different core counts would write
+#: different bytes. Four keeps a 2-core machine busy (as x264's own 1.5 x cores would) and a
+#: batch keeps a large node busy with many clips at once rather than many threads per video.
+X264_THREADS = 4
 #: Frames a ``FramePrefetcher`` / ``BackgroundVideoWriter`` holds in its queue (memory: this
 #: many frames, e.g. 4 x 22 MB at 3840x1920).
 QUEUE_FRAMES = 4
@@ -223,7 +229,8 @@ class VideoWriter:
             ["-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
              "-pix_fmt", "rgb24", "-r", fps, "-i", "-", "-an", "-vcodec", "libx264",
              "-pix_fmt", "yuv444p" if (self.chroma_444 or odd) else "yuv420p",
-             "-v", "error", "-crf", str(self.crf), "-preset", self.preset, str(self._tmp)],
+             "-v", "error", "-crf", str(self.crf), "-preset", self.preset,
+             "-threads", str(X264_THREADS), str(self._tmp)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
 
     def append(self, frame: np.ndarray) -> None:

@@ -129,3 +129,34 @@ def test_overlapped_rectify_writes_what_a_sequential_loop_writes(tmp_path):
     preview = videoio.read_video(paths.raw_equirect_video).astype(float)
     source = np.stack([decoded[f] for f in wanted]).astype(float)
     assert _psnr_db(preview, source) >= 35.0
+
+
+ENCODE_SCRIPT = """
+import sys
+import numpy as np
+from stereo4d.videoio import VideoWriter
+rng = np.random.default_rng(0)
+base = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+with VideoWriter(sys.argv[1]) as writer:
+    for t in range(24):
+        writer.append(np.roll(base, 3 * t, axis=1))
+"""
+
+
+def test_encoded_bytes_do_not_depend_on_the_cores_a_node_has(tmp_path):
+    """x264 takes its default thread count from the CPUs it may use; the pinned thread count
+    makes a node with one core and a node with two write the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs a machine with at least 2 cores to compare 1 and 2")
+    outputs = []
+    for allowed in ([cores[0]], cores[:2]):
+        out = tmp_path / f"cores{len(allowed)}.mp4"
+        subprocess.run([sys.executable, "-c", ENCODE_SCRIPT, str(out)], check=True,
+                       preexec_fn=lambda allowed=allowed: os.sched_setaffinity(0, allowed))
+        outputs.append(out.read_bytes())
+    assert len(outputs[0]) > 1000 and outputs[0] == outputs[1]
