@@ -26,11 +26,15 @@ def main(argv=None):
     parser.add_argument("--fill_gaps", default="true", choices=["true", "false"],
                         help="fill frames where a track is visible in 2D but has no optimised "
                              "3D point from its optimised frames (false: as the reference)")
+    parser.add_argument("--snap_static", default="true", choices=["true", "false"],
+                        help="give a static track its mean optimised point in every frame "
+                             "(removes the 2D tracks' sub-pixel noise from static points; "
+                             "false: one point per frame on its ray, as the reference)")
     args = parser.parse_args(argv)
     optimization.run(optimization.OptimizationConfig(
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
         gt_folder=args.gt_folder, hfov_deg=args.hfov, write_videos=not args.skip_videos,
-        fill_gaps=args.fill_gaps == "true",
+        fill_gaps=args.fill_gaps == "true", snap_static=args.snap_static == "true",
         track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges),
         jax_cache_dir=args.jax_cache_dir))
 

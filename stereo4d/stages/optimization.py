@@ -49,7 +49,7 @@ from stereo4d.stages.common import (
     write_provenance,
 )
 from stereo4d.stages.health import optimization_health
-from stereo4d.track_fill import fill_track_gaps, static_tracks
+from stereo4d.track_fill import fill_track_gaps, snap_static_tracks, static_tracks
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, sample_tracks_for_display
 from stereo4d.videoio import VideoWriter, read_video
@@ -89,6 +89,10 @@ class OptimizationConfig:
       fill_gaps: fill the frames where a track is visible in 2D but the optimisation had no
         3D point (stereo holes, floaters, erosion) from its optimised frames
         (``stereo4d.track_fill``; not in the reference, False reproduces it).
+      snap_static: a static track (the optimisation's rule: dynamic weight < 0.5) takes its
+        mean optimised point in every frame instead of one point per frame on that frame's
+        ray, which keeps the 2D tracks' sub-pixel noise as lateral jitter
+        (``track_fill.snap_static_tracks``; not in the reference, False reproduces it).
     """
 
     vid: str
@@ -104,6 +108,7 @@ class OptimizationConfig:
     write_videos: bool = True
     jax_cache_dir: str | None = None
     fill_gaps: bool = True
+    snap_static: bool = True
 
     @property
     def paths(self) -> ClipPaths:
@@ -219,19 +224,24 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
 
 def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tracks2D,
                       cameras: PinholeCamera, imh: int, imw: int, track_opt: TrackOptConfig,
-                      fill_gaps: bool):
-    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then (``fill_gaps``) the
-    gaps filled (``track_fill``). Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
+                      fill_gaps: bool, snap_static: bool = False):
+    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then (``snap_static``) the
+    static tracks made one point and (``fill_gaps``) the gaps filled (``track_fill``).
+    Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
                              imh, imw, track_opt)
-    if not fill_gaps:
+    if not (fill_gaps or snap_static):
         return result, result.track3d, result.visible
     static = static_tracks(result.motion_px, result.visible, track_opt.motion_threshold_px,
                            track_opt.motion_percentile)
-    filled, visible = fill_track_gaps(result.track3d, result.visible, tracks.tracks_xy,
-                                      tracks.visibles, cameras, static, imh, imw)
-    return result, filled, visible
+    track3d, visible = result.track3d, result.visible
+    if snap_static:
+        track3d = snap_static_tracks(track3d, visible, static)
+    if fill_gaps:
+        track3d, visible = fill_track_gaps(track3d, visible, tracks.tracks_xy, tracks.visibles,
+                                           cameras, static, imh, imw)
+    return result, track3d, visible
 
 
 # ------------------------------------------------------------------------------------- run
@@ -264,7 +274,8 @@ def run(config: OptimizationConfig) -> dict:
         colors = sample_colors(video, tracks.query_points_tyx)
     with timer("optimize"):
         result, optimized, optimized_visible = optimize_and_fill(
-            lifted, lifted_visible, tracks, cameras, imh, imw, config.track_opt, config.fill_gaps)
+            lifted, lifted_visible, tracks, cameras, imh, imw, config.track_opt, config.fill_gaps,
+            config.snap_static)
     health = optimization_health(lifted_visible, optimized, optimized_visible)
     health.enforce(str(paths.filtered_tracks.name))
     check_finite_output(paths, meta, optimized, optimized_visible)
