@@ -102,7 +102,7 @@ def test_stage_drops_sky_boundary_and_drift(tmp_path, fake_backend, capsys):
     assert prov["filters"]["boundary_share"] == pytest.approx(0.2)
     assert prov["settings"]["drift_threshold_px"] == 5.0 and prov["settings"]["boundary_margin"] == 0
     default = _config(paths)  # the stage's defaults (chosen on the suite's tuning clips)
-    assert (default.drift_threshold_px, default.boundary_margin) == (8.0, 0.2)
+    assert (default.drift_threshold_px, default.boundary_margin) == (8.0, 0.4)
     info = probe_video(paths.filtered_tracks_video)
     assert (info.width, info.height) == (W, H)
     assert "remaining tracks: 40.00%" in capsys.readouterr().out

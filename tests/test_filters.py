@@ -143,3 +143,28 @@ def test_bad_track_mask():
     visibles = np.array([[1, 1], [1, 0], [1, 1]], bool)
     on_sky = np.array([False, False, True])
     np.testing.assert_array_equal(bad_track_mask(est, visibles, gt, on_sky), [True, False, True])
+
+
+def test_stage_boundary_margin_keeps_mostly_one_class_tracks():
+    """A track on a mover labelled static in 3 of its 10 frames survives the stage's default
+    (margin 0.4) but not the reference's rule (any mix) nor the previous default (0.2); a track
+    half on each side is a boundary track under every rule."""
+    fractions = np.array([0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, np.nan])
+    stage = filtering.boundary_track_mask(fractions, filtering.STAGE_BOUNDARY_MARGIN)
+    np.testing.assert_array_equal(stage, [0, 0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(filtering.boundary_track_mask(fractions, 0.2),
+                                  [0, 0, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(filtering.boundary_track_mask(fractions),
+                                  [0, 1, 1, 1, 1, 1, 0, 0])
+    labels = np.full((3, 10), O)
+    labels[0, :3] = K          # mover labelled building in 3 of 10 frames
+    labels[1, :5] = K          # straddles a building edge half the time
+    labels[2, :] = K           # a building
+    visibles = np.ones((3, 10), bool)
+    still = np.zeros((3, 10))
+    settings = filtering.FilterSettings(filtering.STAGE_DRIFT_THRESHOLD_PX,
+                                        boundary_margin=filtering.STAGE_BOUNDARY_MARGIN)
+    kept = filtering.filter_tracks(labels, visibles, visibles, still, settings).keep
+    np.testing.assert_array_equal(kept, [True, False, True])
+    reference = filtering.filter_tracks(labels, visibles, visibles, still).keep
+    np.testing.assert_array_equal(reference, [False, False, True])
