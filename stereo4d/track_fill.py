@@ -14,6 +14,11 @@ the same track (an addition of this implementation, off in ``--fill_gaps=false``
 
 Tracks with no optimised frame stay empty. Inputs and outputs are world metres.
 
+Tracks with no optimised frame at all (fewer than ``erosion_window`` consecutive frames of
+valid stereo depth) can be seeded from their lifted, unoptimised points first
+(``seed_from_lifted``, ``--fill_min_lifted_frames``): those with at least that many lifted
+frames are then filled as above from the lifted frames instead of staying empty.
+
 A second, separate step (``snap_static_tracks``, off in ``--snap_static=false``) gives a static
 track that one mean point in its optimised frames too. The optimisation only slides each
 frame's point along that frame's ray, so the 2D tracker's sub-pixel noise stays in the output
@@ -30,7 +35,7 @@ import numpy as np
 from stereo4d.geometry import PinholeCamera
 from stereo4d.track_opt import masked_percentile
 
-__all__ = ["fill_track_gaps", "snap_static_tracks", "static_tracks", "track_mean_points"]
+__all__ = ["fill_track_gaps", "seed_from_lifted", "snap_static_tracks", "static_tracks", "track_mean_points"]
 
 
 def static_tracks(motion_px: np.ndarray, mask: np.ndarray, threshold_px: float,
@@ -66,6 +71,27 @@ def snap_static_tracks(track3d_world: np.ndarray, visible: np.ndarray,
     snapped = np.asarray(static, bool)[:, None, None] & visible[..., None]
     out = np.where(snapped, mean_point[:, None], track3d_world)
     return np.where(visible[..., None], out, np.nan).astype(np.float32)
+
+
+def seed_from_lifted(track3d_world: np.ndarray, visible: np.ndarray, lifted: np.ndarray,
+                     lifted_visible: np.ndarray, min_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tracks without an optimised frame but with at least ``min_frames`` lifted frames take
+    their lifted points (the others are returned unchanged).
+
+    Args:
+      track3d_world: [N, T, 3] optimised points; visible: [N, T] bool, optimised frames.
+      lifted: [N, T, 3] lifted points; lifted_visible: [N, T] bool, frames with valid depth.
+      min_frames: least number of lifted frames a seeded track has (>= 1).
+    Returns:
+      (track3d [N, T, 3] float32, NaN off the new visibility; visible [N, T] bool).
+    """
+    visible = np.asarray(visible, bool)
+    lifted_visible = np.asarray(lifted_visible, bool)
+    seeded = ~visible.any(axis=1) & (lifted_visible.sum(axis=1) >= max(int(min_frames), 1))
+    out_visible = np.where(seeded[:, None], lifted_visible, visible)
+    out = np.where(seeded[:, None, None], np.asarray(lifted, np.float64),
+                   np.asarray(track3d_world, np.float64))
+    return np.where(out_visible[..., None], out, np.nan).astype(np.float32), out_visible
 
 
 def _interpolate_in_time(values: np.ndarray, known: np.ndarray) -> np.ndarray:

@@ -112,3 +112,30 @@ def test_snapping_static_tracks_removes_tracking_noise_jitter():
     assert err_on < 0.8 * err_off
     np.testing.assert_array_equal(on[moving], off[moving])  # the mover is not static: unchanged
     assert res_off.motion_px[moving].max() > 20.0
+
+
+def test_tracks_without_optimised_frames_are_seeded_from_lifted_points():
+    """A static track with 3 lifted frames and none optimised gets every 2D-visible frame (its
+    lifted mean point); with 2 lifted frames it stays empty at min_frames=3; an optimised track
+    keeps its optimised points."""
+    from stereo4d.track_fill import seed_from_lifted, snap_static_tracks
+
+    cams = _cameras()
+    point = np.array([0.3, 0.1, 6.0])
+    truth = np.broadcast_to(point, (3, T, 3)).copy()
+    xy, _, _ = cams.project(truth, SIZE, SIZE)
+    lifted = truth + np.array([0.0, 0.0, 0.06])[None, None] * np.where(np.arange(T) % 2, 1, -1)[:, None]
+    lifted_visible = np.array([[1, 1, 1, 0, 0, 0], [1, 0, 1, 0, 0, 0], [1] * 6], bool)
+    optimised = np.array([[0] * 6, [0] * 6, [0, 0, 1, 1, 0, 0]], bool)
+    track3d = np.where(optimised[..., None], truth, np.nan)
+    seeded, seeded_vis = seed_from_lifted(track3d, optimised, lifted, lifted_visible, 3)
+    np.testing.assert_array_equal(seeded_vis, [[1, 1, 1, 0, 0, 0], [0] * 6, [0, 0, 1, 1, 0, 0]])
+    np.testing.assert_allclose(seeded[0, :3], lifted[0, :3], atol=1e-6)
+    np.testing.assert_allclose(seeded[2, 2:4], truth[2, 2:4], atol=1e-6)
+    static = np.ones(3, bool)
+    snapped = snap_static_tracks(seeded, seeded_vis, static)
+    out, vis = fill_track_gaps(snapped, seeded_vis, xy, np.ones((3, T), bool), cams, static,
+                               SIZE, SIZE)
+    np.testing.assert_array_equal(vis.sum(axis=1), [T, 0, T])
+    # lifted depths 5.94, 6.06, 5.94: the mean point is 0.02 m from the truth in every frame
+    np.testing.assert_allclose(out[0], np.broadcast_to(point + [0, 0, -0.02], (T, 3)), atol=1e-5)

@@ -5,7 +5,7 @@ Example: python track_optimization.py --vid=9876543210b_66957
 
 import sys
 
-from stereo4d.cli import hfov_deg, run_cli, stage_parser
+from stereo4d.cli import hfov_deg, int_in_range, run_cli, stage_parser
 from stereo4d.stages import optimization
 from stereo4d.track_opt import TrackOptConfig
 
@@ -26,6 +26,11 @@ def main(argv=None):
     parser.add_argument("--fill_gaps", default="true", choices=["true", "false"],
                         help="fill frames where a track is visible in 2D but has no optimised "
                              "3D point from its optimised frames (false: as the reference)")
+    parser.add_argument("--fill_min_lifted_frames", type=int_in_range(0),
+                        default=optimization.FILL_MIN_LIFTED_FRAMES,
+                        help="with --fill_gaps, also fill tracks that have no optimised frame "
+                             "but at least this many frames of valid depth, from their lifted "
+                             "points (0: leave them empty)")
     parser.add_argument("--snap_static", default="true", choices=["true", "false"],
                         help="give a static track its mean optimised point in every frame "
                              "(removes the 2D tracks' sub-pixel noise from static points; "
@@ -35,6 +40,7 @@ def main(argv=None):
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
         gt_folder=args.gt_folder, hfov_deg=args.hfov, write_videos=not args.skip_videos,
         fill_gaps=args.fill_gaps == "true", snap_static=args.snap_static == "true",
+        fill_min_lifted_frames=args.fill_min_lifted_frames,
         track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges),
         jax_cache_dir=args.jax_cache_dir))
 
