@@ -112,6 +112,12 @@ def test_snapping_static_tracks_removes_tracking_noise_jitter():
     assert err_on < 0.8 * err_off
     np.testing.assert_array_equal(on[moving], off[moving])  # the mover is not static: unchanged
     assert res_off.motion_px[moving].max() > 20.0
+    # The reference mode (no filling, no snapping) is the optimisation's output, unchanged.
+    result, ref, ref_vis = optimize_and_fill(lifted, tracks.visibles, tracks, cams, size, size,
+                                             config, fill_gaps=False, snap_static=False,
+                                             fill_min_lifted_frames=3)
+    np.testing.assert_array_equal(ref, result.track3d)
+    np.testing.assert_array_equal(ref_vis, result.visible)
 
 
 def test_tracks_without_optimised_frames_are_seeded_from_lifted_points():
