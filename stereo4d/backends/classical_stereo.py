@@ -239,11 +239,13 @@ class SgbmStereo:
     def settings(self) -> dict:
         return {"backend": self.name, **asdict(self.config)}
 
-    def disparities(self, left_uint8: np.ndarray, right_uint8: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """One frame pair [H, W, 3] uint8 -> (disparity_left, disparity_right) float32 [H, W].
+    def measure(self, left_uint8: np.ndarray, right_uint8: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One frame pair [H, W, 3] uint8 -> refined disparities of both views and their
+        predicted relative noise (``relative_disparity_noise``), float32 [H, W] each, before
+        the confidence test: (disparity_left, disparity_right, noise_left, noise_right).
 
-        Rejected pixels are NaN (before fill-in) when ``fill`` is False, else filled.
+        Pixels without a match or failing the left-right check are NaN (noise inf).
         """
         s = self.config
         left_gray, right_gray = to_gray(left_uint8), to_gray(right_uint8)
@@ -263,13 +265,25 @@ class SgbmStereo:
             refiner = refine_disparity_two_scale if s.refine_edge_spread_px else refine_disparity
             disp_left = refiner(lf, rf, disp_left, -1.0, **refine)
             disp_right = refiner(rf, lf, disp_right, +1.0, **refine)
-        if s.max_relative_noise:
-            for own, other, disparity, sign in ((lf, rf, disp_left, -1.0), (rf, lf, disp_right, 1.0)):
-                noise = relative_disparity_noise(own, other, disparity, sign, s.refine_window_px)
-                disparity[noise > s.max_relative_noise] = np.nan
-        if s.fill:
-            return fill_from_background(disp_left), fill_from_background(disp_right)
-        return disp_left, disp_right
+        noise_left = relative_disparity_noise(lf, rf, disp_left, -1.0, s.refine_window_px)
+        noise_right = relative_disparity_noise(rf, lf, disp_right, +1.0, s.refine_window_px)
+        return disp_left, disp_right, noise_left, noise_right
+
+    def finish(self, disparity: np.ndarray, relative_noise: np.ndarray) -> np.ndarray:
+        """Confidence test (and fill-in) of one view: float32 [H, W] -> float32 [H, W]."""
+        disparity = np.array(disparity, np.float32)
+        if self.config.max_relative_noise:
+            disparity[~(relative_noise <= self.config.max_relative_noise)] = np.nan
+        return fill_from_background(disparity) if self.config.fill else disparity
+
+    def disparities(self, left_uint8: np.ndarray, right_uint8: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """One frame pair [H, W, 3] uint8 -> (disparity_left, disparity_right) float32 [H, W].
+
+        Rejected pixels are NaN (before fill-in) when ``fill`` is False, else filled.
+        """
+        disp_left, disp_right, noise_left, noise_right = self.measure(left_uint8, right_uint8)
+        return self.finish(disp_left, noise_left), self.finish(disp_right, noise_right)
 
     def compute_flows(self, left: np.ndarray, right: np.ndarray) -> list[dict[str, np.ndarray]]:
         """Stereo flows of a rectified video.
