@@ -16,8 +16,8 @@ For frame ``t`` and each neighbour ``s`` within ``radius`` frames:
 3. The consistent estimates are averaged with weights 1 / sigma^2 (sigma: each view's
    predicted disparity noise in px, ``stereo_refine.relative_disparity_noise`` times the
    disparity; the relative noise is carried over unchanged by the reprojection). The
-   fused noise is ``1 / sqrt(sum of weights)``, inflated by ``NOISE_CORRELATION_FACTOR``
-   per added view because the views' errors are not fully independent.
+   fused noise is ``1 / sqrt(sum of weights)``, inflated by ``NOISE_CORRELATION`` because
+   the views' errors are not fully independent.
 4. A pixel with no disparity of its own takes the weighted mean of the neighbours that
    agree with their median, when at least ``MIN_FILL_VIEWS`` of them do.
 
@@ -27,6 +27,7 @@ the left camera's x axis), so the pipeline's left-right check still holds.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 
 import cv2
@@ -37,7 +38,7 @@ from stereo4d.geometry import invert_rigid
 __all__ = [
     "CONSISTENCY_FLOOR_PX",
     "MIN_FILL_VIEWS",
-    "NOISE_CORRELATION_FACTOR",
+    "NOISE_CORRELATION",
     "forward_splat_disparity",
     "fuse_frame",
     "fuse_sequence",
@@ -49,8 +50,10 @@ CONSISTENCY_FLOOR_PX = 0.1
 """Added to the consistency tolerance (px): pose and interpolation errors not in the noise."""
 MIN_FILL_VIEWS = 2
 """A hole of frame t is filled only when at least this many neighbours agree on it."""
-NOISE_CORRELATION_FACTOR = 1.0
-"""Fused noise = 1 / sqrt(sum w) times (1 + this x (1 - 1 / n_views))^0.5 ... see ``fuse_frame``."""
+NOISE_CORRELATION = 0.2
+"""Assumed correlation of the disparity errors of two views of one surface (same texture,
+similar viewpoint): the fused variance is ``(1 + NOISE_CORRELATION (n - 1)) / sum(w)`` for
+``n`` views (equicorrelated errors), not ``1 / sum(w)``. Chosen on the tuning clips."""
 _MIN_DEPTH_M = 1e-3
 """Points closer than this to a camera (or behind it) are not projected."""
 _ALL_VALID = 0.999
@@ -156,7 +159,8 @@ def forward_splat_disparity(other_px: np.ndarray, pose: tuple[np.ndarray, np.nda
 
 def fuse_frame(own_px: np.ndarray, own_sigma_px: np.ndarray, neighbours: list[tuple],
                c2w_own: np.ndarray, focal_px: float, fb_px_m: float,
-               consistency_sigmas: float, fill_holes: bool = True
+               consistency_sigmas: float, fill_holes: bool = True,
+               noise_correlation: float = NOISE_CORRELATION
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fuses one frame's disparity with its neighbours'.
 
@@ -167,6 +171,7 @@ def fuse_frame(own_px: np.ndarray, own_sigma_px: np.ndarray, neighbours: list[tu
       focal_px, fb_px_m: focal length (px), focal length x baseline (px m).
       consistency_sigmas: a neighbour agrees when within this many combined sigmas.
       fill_holes: fill pixels without an own disparity from >= ``MIN_FILL_VIEWS`` neighbours.
+      noise_correlation: see ``NOISE_CORRELATION``.
     Returns:
       (disparity, sigma, views) float32 [H, W], [H, W] and int [H, W] (views averaged).
     """
@@ -177,11 +182,9 @@ def fuse_frame(own_px: np.ndarray, own_sigma_px: np.ndarray, neighbours: list[tu
     if fill_holes and neighbours:
         splats = np.stack([forward_splat_disparity(d, _relative_pose(c2w, c2w_own), focal_px,
                                                    fb_px_m) for d, _, c2w in neighbours])
-        with np.errstate(all="ignore"):
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                splat_median = np.nanmedian(splats, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
+            splat_median = np.nanmedian(splats, axis=0)
         guess = np.where(has_own, own, splat_median)
     estimates = [reprojected_disparity(guess, d, s, _relative_pose(c2w_own, c2w), focal_px,
                                        fb_px_m) for d, s, c2w in neighbours]
@@ -200,13 +203,15 @@ def fuse_frame(own_px: np.ndarray, own_sigma_px: np.ndarray, neighbours: list[tu
     usable = (views >= 1) & (has_own | (views >= MIN_FILL_VIEWS))
     with np.errstate(divide="ignore", invalid="ignore"):
         fused = np.where(usable, value_sum / weight_sum, np.nan)
-        sigma_fused = np.where(usable, np.sqrt(1.0 / weight_sum), np.nan)
+        inflation = 1.0 + noise_correlation * (views - 1)
+        sigma_fused = np.where(usable, np.sqrt(inflation / weight_sum), np.nan)
     return fused.astype(np.float32), sigma_fused.astype(np.float32), views
 
 
 def fuse_sequence(frames: Iterable[tuple[np.ndarray, np.ndarray]], camera2world: np.ndarray,
                   radius: int, focal_px: float, fb_px_m: float, consistency_sigmas: float,
-                  fill_holes: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                  fill_holes: bool = True, noise_correlation: float = NOISE_CORRELATION
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``fuse_frame`` over a sequence, holding only ``2 radius + 1`` frames at a time.
 
     frames: per frame (disparity [H, W], sigma [H, W]) px; camera2world [T, 3, 4].
@@ -224,4 +229,4 @@ def fuse_sequence(frames: Iterable[tuple[np.ndarray, np.ndarray]], camera2world:
             del window[old]
         neighbours = [(*window[s], camera2world[s]) for s in sorted(window) if s != t]
         yield fuse_frame(*window[t], neighbours, camera2world[t], focal_px, fb_px_m,
-                         consistency_sigmas, fill_holes)
+                         consistency_sigmas, fill_holes, noise_correlation)
