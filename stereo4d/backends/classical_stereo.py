@@ -17,6 +17,10 @@ Per rectified frame pair:
 4. Confidence: pixels whose predicted single-pixel disparity noise exceeds
    ``max_relative_noise`` times their disparity (texture-less walls, mismatches,
    far surfaces with weak texture) are rejected in both views.
+   With the clip's cameras (``compute_flows(..., camera2world, focal_px)``, as the stage
+   passes them) and ``fusion_radius_frames`` > 0, the test applies to the disparities
+   and noise fused over the neighbouring frames (``stereo_fusion``): static surfaces
+   are averaged over up to ``2 radius + 1`` views, so more of them pass the test.
 5. Fill-in (``fill``): each rejected pixel takes the smaller (background) of the
    nearest kept disparities to its left and right on its row. Rejected pixels
    are then recognisable only by the pipeline's own checks: a filled occluded
@@ -134,9 +138,9 @@ class SgbmSettings:
     refine_slope_damping: float = 1.0
     max_relative_noise: float = 0.4
     fill: bool = False
-    fusion_radius_frames: int = 2
+    fusion_radius_frames: int = 6
     fusion_consistency_sigmas: float = 2.0
-    fusion_fill_holes: bool = True
+    fusion_fill_holes: bool = False
 
     def __post_init__(self):
         if self.mode not in SGBM_MODES:
