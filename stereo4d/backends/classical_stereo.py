@@ -344,7 +344,7 @@ class SgbmStereo:
         cameras = (camera2world, right_camera2world(camera2world, BASELINE_M))
         fused_views = []
         for view, (stream, c2w) in enumerate(zip(measured, cameras)):
-            frames = ((m[view], _sigma_px(m[view], m[view + 2])) for m in stream)
+            frames = _view_frames(stream, view)
             fused_views.append(fuse_sequence(frames, c2w, s.fusion_radius_frames, focal_px,
                                              focal_px * BASELINE_M, s.fusion_consistency_sigmas,
                                              s.fusion_fill_holes))
@@ -352,6 +352,12 @@ class SgbmStereo:
             with np.errstate(divide="ignore", invalid="ignore"):
                 yield (self.finish(d_left, sig_left / d_left),
                        self.finish(d_right, sig_right / d_right))
+
+
+def _view_frames(measured, view: int):
+    """(disparity, sigma_px) of one view (0 left, 1 right) from ``measure`` results."""
+    for m in measured:
+        yield m[view], _sigma_px(m[view], m[view + 2])
 
 
 def _sigma_px(disparity: np.ndarray, relative_noise: np.ndarray) -> np.ndarray:
