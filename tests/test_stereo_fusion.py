@@ -143,3 +143,22 @@ def test_fusion_off_is_the_single_frame_result():
     for a, b in zip(with_cams, without):
         np.testing.assert_array_equal(a["fwd"], b["fwd"])
         np.testing.assert_array_equal(a["bwd"], b["bwd"])
+
+
+def test_each_view_fuses_its_own_measurements():
+    """The backend's fused flows are exactly ``fuse_sequence`` of each view's own measured
+    disparities with that view's cameras (the right camera moved by the baseline)."""
+    from stereo4d.backends.stereo_fusion import right_camera2world
+
+    left, right, c2w = _shifted_wall_clip(3, 2.5, noise_grey=NOISY_GREY)
+    backend = SgbmStereo(SgbmSettings(max_disparity_px=16, fusion_radius_frames=1))
+    flows = backend.compute_flows(left, right, camera2world=c2w, focal_px=FOCAL_PX)
+    measured = [backend.measure(lf, rf) for lf, rf in zip(left, right)]
+    cameras = (c2w, right_camera2world(c2w, depth_lib.BASELINE_M))
+    for view, key, sign in ((0, "fwd", -1.0), (1, "bwd", 1.0)):
+        frames = [(m[view], m[view + 2] * m[view]) for m in measured]
+        fused = fuse_sequence(frames, cameras[view], 1, FOCAL_PX, FB_PX_M, 2.0, False)
+        for flow, (disparity, sigma, _) in zip(flows, fused):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                expected = backend.finish(disparity, sigma / disparity)
+            np.testing.assert_array_equal(flow[key][..., 0], sign * np.nan_to_num(expected))
