@@ -150,7 +150,7 @@ def _stage_runs(paths: ClipPaths, size_px: int, progress: bool
          lambda: rectify.run(rectify.RectifyConfig(
              **common, raw_video_folder=str(paths.raw_video_folder), min_equirect_height=0,
              write_equirect=False, output_height=size_px, output_width=size_px))),
-        ("stereo", [paths.left_video, paths.right_video], [paths.stereo_output],
+        ("stereo", [paths.left_video, paths.right_video, paths.npz], [paths.stereo_output],
          lambda: stereo.run(stereo.StereoConfig(**common, backend=BACKENDS["stereo"]))),
         ("tracking", [paths.left_video], [paths.tracks_2d],
          lambda: tracking.run(tracking.TrackingConfig(

@@ -428,7 +428,7 @@ FLAG_CASES = [
     ("rectify", "--output_height=2.5"),
     ("inference_raft", "--max_disparity=0"), ("inference_raft", "--block_size=0"),
     ("inference_raft", "--block_size=4"), ("inference_raft", "--refine_iterations=-1"),
-    ("inference_raft", "--max_relative_noise=-0.1"),
+    ("inference_raft", "--max_relative_noise=-0.1"), ("inference_raft", "--fusion_radius=-1"),
     ("tracking", "--grid_stride_px=0"), ("tracking", "--query_stride_frames=0"),
     ("tracking", "--chunk_size=0"), ("tracking", "--prune_radius_px=-1"),
     ("tracking", "--viz_tracks=-5"), ("tracking", "--seed=-1"),

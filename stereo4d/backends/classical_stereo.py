@@ -17,6 +17,10 @@ Per rectified frame pair:
 4. Confidence: pixels whose predicted single-pixel disparity noise exceeds
    ``max_relative_noise`` times their disparity (texture-less walls, mismatches,
    far surfaces with weak texture) are rejected in both views.
+   With the clip's cameras (``compute_flows(..., camera2world, focal_px)``, as the stage
+   passes them) and ``fusion_radius_frames`` > 0, the test applies to the disparities
+   and noise fused over the neighbouring frames (``stereo_fusion``): static surfaces
+   are averaged over up to ``2 radius + 1`` views, so more of them pass the test.
 5. Fill-in (``fill``): each rejected pixel takes the smaller (background) of the
    nearest kept disparities to its left and right on its row. Rejected pixels
    are then recognisable only by the pipeline's own checks: a filled occluded
@@ -30,18 +34,21 @@ float32 [H, W, 2], the format of ``<vid>-flows_stereo.pkl``.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 
 from stereo4d.backends.imageops import to_gray
+from stereo4d.backends.stereo_fusion import fuse_sequence, right_camera2world
 from stereo4d.backends.stereo_refine import (
     refine_disparity,
     refine_disparity_two_scale,
     relative_disparity_noise,
     remove_local_mean,
 )
+from stereo4d.depth import BASELINE_M
 
 __all__ = [
     "SGBM_MODES",
@@ -102,6 +109,14 @@ class SgbmSettings:
         0.4 keeps ~92 % of its evaluation pixels (AbsRel 4.2 % -> 2.9 %) and drops
         the texture-less wall.
       fill: fill rejected pixels with the background disparity of their row.
+      fusion_radius_frames: fuse each frame's disparities with those of the frames up to
+        this far before and after it, using the clip's cameras (``stereo_fusion``; 0: off,
+        and off when no cameras are given); the confidence test then applies to the fused
+        noise.
+      fusion_consistency_sigmas: a neighbour's reprojected disparity counts where it is
+        within this many combined predicted sigmas of the frame's own.
+      fusion_fill_holes: pixels without a disparity of their own take the neighbours'
+        when at least two of them agree.
     """
 
     max_disparity_px: int = 64
@@ -123,6 +138,9 @@ class SgbmSettings:
     refine_slope_damping: float = 1.0
     max_relative_noise: float = 0.4
     fill: bool = False
+    fusion_radius_frames: int = 6
+    fusion_consistency_sigmas: float = 2.0
+    fusion_fill_holes: bool = False
 
     def __post_init__(self):
         if self.mode not in SGBM_MODES:
@@ -136,6 +154,10 @@ class SgbmSettings:
             raise ValueError("refine_iterations must be >= 0")
         if self.max_relative_noise < 0:
             raise ValueError("max_relative_noise must be >= 0 (0: off)")
+        if self.fusion_radius_frames < 0:
+            raise ValueError("fusion_radius_frames must be >= 0 (0: off)")
+        if self.fusion_consistency_sigmas <= 0:
+            raise ValueError("fusion_consistency_sigmas must be positive")
 
     @property
     def num_disparities(self) -> int:
@@ -239,11 +261,13 @@ class SgbmStereo:
     def settings(self) -> dict:
         return {"backend": self.name, **asdict(self.config)}
 
-    def disparities(self, left_uint8: np.ndarray, right_uint8: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """One frame pair [H, W, 3] uint8 -> (disparity_left, disparity_right) float32 [H, W].
+    def measure(self, left_uint8: np.ndarray, right_uint8: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One frame pair [H, W, 3] uint8 -> refined disparities of both views and their
+        predicted relative noise (``relative_disparity_noise``), float32 [H, W] each, before
+        the confidence test: (disparity_left, disparity_right, noise_left, noise_right).
 
-        Rejected pixels are NaN (before fill-in) when ``fill`` is False, else filled.
+        Pixels without a match or failing the left-right check are NaN (noise inf).
         """
         s = self.config
         left_gray, right_gray = to_gray(left_uint8), to_gray(right_uint8)
@@ -263,28 +287,81 @@ class SgbmStereo:
             refiner = refine_disparity_two_scale if s.refine_edge_spread_px else refine_disparity
             disp_left = refiner(lf, rf, disp_left, -1.0, **refine)
             disp_right = refiner(rf, lf, disp_right, +1.0, **refine)
-        if s.max_relative_noise:
-            for own, other, disparity, sign in ((lf, rf, disp_left, -1.0), (rf, lf, disp_right, 1.0)):
-                noise = relative_disparity_noise(own, other, disparity, sign, s.refine_window_px)
-                disparity[noise > s.max_relative_noise] = np.nan
-        if s.fill:
-            return fill_from_background(disp_left), fill_from_background(disp_right)
-        return disp_left, disp_right
+        noise_left = relative_disparity_noise(lf, rf, disp_left, -1.0, s.refine_window_px)
+        noise_right = relative_disparity_noise(rf, lf, disp_right, +1.0, s.refine_window_px)
+        return disp_left, disp_right, noise_left, noise_right
 
-    def compute_flows(self, left: np.ndarray, right: np.ndarray) -> list[dict[str, np.ndarray]]:
+    def finish(self, disparity: np.ndarray, relative_noise: np.ndarray) -> np.ndarray:
+        """Confidence test (and fill-in) of one view: float32 [H, W] -> float32 [H, W]."""
+        disparity = np.array(disparity, np.float32)
+        if self.config.max_relative_noise:
+            disparity[~(relative_noise <= self.config.max_relative_noise)] = np.nan
+        return fill_from_background(disparity) if self.config.fill else disparity
+
+    def disparities(self, left_uint8: np.ndarray, right_uint8: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """One frame pair [H, W, 3] uint8 -> (disparity_left, disparity_right) float32 [H, W].
+
+        Rejected pixels are NaN (before fill-in) when ``fill`` is False, else filled.
+        """
+        disp_left, disp_right, noise_left, noise_right = self.measure(left_uint8, right_uint8)
+        return self.finish(disp_left, noise_left), self.finish(disp_right, noise_right)
+
+    def compute_flows(self, left: np.ndarray, right: np.ndarray,
+                      camera2world: np.ndarray | None = None, focal_px: float | None = None
+                      ) -> list[dict[str, np.ndarray]]:
         """Stereo flows of a rectified video.
 
         Args:
           left, right: uint8 [T, H, W, 3] RGB rectified views.
+          camera2world: [T, 3, 4] rectified left cameras, for the multi-frame fusion (None:
+            every frame on its own).
+          focal_px: focal length of the rectified views (needed with ``camera2world``).
         Returns:
           per frame ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}`` float32 pixels.
         """
+        if camera2world is None or not self.config.fusion_radius_frames:
+            pairs = (self.disparities(lf, rf) for lf, rf in zip(left, right))
+        else:
+            pairs = self._fused_disparities(left, right, camera2world, focal_px)
         flows = []
-        for left_frame, right_frame in zip(left, right):
-            disp_left, disp_right = self.disparities(left_frame, right_frame)
+        for disp_left, disp_right in pairs:
             zeros = np.zeros_like(disp_left)
             flows.append({
                 "fwd": np.stack([-np.nan_to_num(disp_left, nan=0.0), zeros], axis=-1),
                 "bwd": np.stack([np.nan_to_num(disp_right, nan=0.0), zeros], axis=-1),
             })
         return flows
+
+    def _fused_disparities(self, left, right, camera2world, focal_px):
+        """Yields per frame (disparity_left, disparity_right) [H, W] after ``stereo_fusion``
+        of both views and the confidence test on the fused noise (see ``compute_flows``)."""
+        if len(camera2world) != len(left) or focal_px is None:
+            raise ValueError(f"fusion needs one camera per frame ({len(camera2world)} for "
+                             f"{len(left)} frames) and the focal length")
+        s = self.config
+        measured = itertools.tee((self.measure(lf, rf) for lf, rf in zip(left, right)), 2)
+        cameras = (camera2world, right_camera2world(camera2world, BASELINE_M))
+        fused_views = []
+        for view, (stream, c2w) in enumerate(zip(measured, cameras)):
+            frames = _view_frames(stream, view)
+            fused_views.append(fuse_sequence(frames, c2w, s.fusion_radius_frames, focal_px,
+                                             focal_px * BASELINE_M, s.fusion_consistency_sigmas,
+                                             s.fusion_fill_holes))
+        for (d_left, sig_left, _), (d_right, sig_right, _) in zip(*fused_views):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                yield (self.finish(d_left, sig_left / d_left),
+                       self.finish(d_right, sig_right / d_right))
+
+
+def _view_frames(measured, view: int):
+    """(disparity, sigma_px) of one view (0 left, 1 right) from ``measure`` results."""
+    for m in measured:
+        yield m[view], _sigma_px(m[view], m[view + 2])
+
+
+def _sigma_px(disparity: np.ndarray, relative_noise: np.ndarray) -> np.ndarray:
+    """Predicted disparity noise in px from the relative noise ([H, W]; NaN where none)."""
+    usable = np.isfinite(disparity) & np.isfinite(relative_noise)
+    return np.where(usable, np.where(usable, relative_noise, 0.0) * np.where(usable, disparity, 0.0),
+                    np.nan)

@@ -30,6 +30,12 @@ def main(argv=None):
     parser.add_argument("--max_relative_noise", type=float_in_range(0.0), default=defaults.max_relative_noise,
                         help="sgbm: reject pixels whose predicted disparity noise exceeds this "
                              "fraction of their disparity (0: keep all)")
+    parser.add_argument("--fusion_radius", type=int_in_range(0),
+                        default=defaults.fusion_radius_frames,
+                        help="sgbm: fuse each frame's disparities with those of the frames up to "
+                             "this far before and after it, using the clip's cameras "
+                             "(camera2world of <vid>.npz; static surfaces gain, moving objects "
+                             "fail the consistency test); 0: off, every frame on its own")
     parser.add_argument("--stereo_format", default=stereo.StereoConfig.stereo_format,
                         choices=list(stereo.STEREO_FORMATS),
                         help="compact: <vid>-stereo.npz (forward flow to 1/1024 px and the "
@@ -42,7 +48,8 @@ def main(argv=None):
         sgbm = SgbmSettings(max_disparity_px=args.max_disparity, block_size_px=args.block_size,
                             mode=args.sgbm_mode, refine_iterations=args.refine_iterations,
                             refine_window_px=args.refine_window,
-                            max_relative_noise=args.max_relative_noise, fill=args.fill)
+                            max_relative_noise=args.max_relative_noise, fill=args.fill,
+                            fusion_radius_frames=args.fusion_radius)
     except ValueError as exc:
         parser.error(str(exc))
     stereo.run(stereo.StereoConfig(

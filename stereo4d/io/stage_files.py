@@ -63,8 +63,9 @@ STAGE_FILES: dict[str, StageFiles] = {
         lambda p: [p.left_video, p.right_video],
         lambda p: [p.raw_equirect_video, p.rectified_equirect_video]),
     # ``--stereo_format`` picks the file: ``ClipPaths.stereo_output`` names the one present.
+    # The npz's cameras feed the ``sgbm`` backend's multi-frame fusion.
     "stereo": StageFiles(
-        lambda p: [p.left_video, p.right_video],
+        lambda p: [p.left_video, p.right_video, p.npz],
         lambda p: [p.stereo_output],
         lambda p: [p.stereo_compact, p.flows_stereo]),
     "tracking": StageFiles(

@@ -25,7 +25,8 @@ import numpy as np
 from stereo4d.backends.classical_stereo import SgbmSettings
 from stereo4d.backends.stereo import STEREO_BACKENDS
 from stereo4d.depth import depth_maps_from_flows, stereo_valid_mask
-from stereo4d.io import ClipPaths, InputError, save_pickle, save_stereo_compact
+from stereo4d.geometry import focal_length_px
+from stereo4d.io import ClipPaths, InputError, load_dataset_npz, save_pickle, save_stereo_compact
 from stereo4d.stages.common import Timer, stage_output_paths, start_stage, write_provenance
 from stereo4d.stages.health import stereo_health
 from stereo4d.videoio import read_video
@@ -124,6 +125,32 @@ def output_paths(paths: ClipPaths) -> list[Path]:
     return stage_output_paths(paths, PROVENANCE_STAGE)
 
 
+def _fusion_inputs(paths: ClipPaths, config: StereoConfig, backend: str, num_frames: int,
+                   width: int) -> dict:
+    """Keyword arguments of the ``sgbm`` backend's multi-frame fusion: the clip's rectified
+    left cameras (``camera2world`` of ``<vid>.npz``) and the focal length; {} when the fusion
+    is off or not applicable (other backends). Without cameras the fusion is switched off
+    with one warning line (recorded in the provenance as ``fusion: off``)."""
+    if backend != "sgbm" or not config.sgbm.fusion_radius_frames:
+        return {}
+    if not paths.npz.is_file():
+        print(f"warning: {paths.npz} not found: no cameras, so the multi-frame stereo fusion is "
+              f"off (run estimate_cameras.py first, or pass --fusion_radius=0)")
+        return {}
+    try:
+        camera2world = load_dataset_npz(paths.npz, required=("camera2world",))["camera2world"]
+    except InputError as exc:  # an unreadable or inconsistent npz stays an error
+        if "missing key" not in str(exc):
+            raise
+        print(f"warning: {paths.npz} has no camera2world: the multi-frame stereo fusion is off")
+        return {}
+    if len(camera2world) != num_frames:
+        raise InputError(f"{paths.npz} has {len(camera2world)} cameras but the rectified videos "
+                         f"have {num_frames} frames")
+    return {"camera2world": np.asarray(camera2world, np.float64)[:, :3, :4],
+            "focal_px": focal_length_px(config.hfov_deg, width)}
+
+
 def run(config: StereoConfig) -> dict:
     """Runs the stage. Returns a summary dict (frames, backend, timings, output path)."""
     paths = config.paths
@@ -135,8 +162,9 @@ def run(config: StereoConfig) -> dict:
     with timer("load_backend"):
         entry, backend = STEREO_BACKENDS.build(config.backend, path=config.path, url=config.url,
                                                device=config.device, sgbm=config.sgbm)
+    fusion = _fusion_inputs(paths, config, entry.name, num_frames, width)
     with timer("stereo"):
-        flows = backend.compute_flows(left, right)
+        flows = backend.compute_flows(left, right, **fusion)
     flows = [{"fwd": np.asarray(f["fwd"], np.float32), "bwd": np.asarray(f["bwd"], np.float32)}
              for f in flows]
     validate_flows(flows, num_frames, height, width)
@@ -159,12 +187,14 @@ def run(config: StereoConfig) -> dict:
         "stereo_format": config.stereo_format,
         "output_mb": output.stat().st_size / 1e6,
         "timings_s": timings,
+        "fusion": bool(fusion),
     }
     write_provenance(paths.provenance(PROVENANCE_STAGE), stage=PROVENANCE_STAGE,
                      backend=entry.name, settings=backend.settings(), timings_s=timings,
                      frames=num_frames, frame_size=[width, height],
                      valid_depth_fraction=valid_fraction, stereo_format=config.stereo_format,
-                     output_mb=summary["output_mb"], **health.record())
+                     output_mb=summary["output_mb"], fusion="on" if fusion else "off",
+                     **health.record())
     fps = num_frames / max(timings["stereo"], 1e-9)
     print(f"stereo ({entry.name}): {num_frames} frames {width}x{height} in {timings['total']:.1f} s "
           f"({fps:.2f} frames/s matching), valid depth {valid_fraction:.1%} -> {output} "
