@@ -24,6 +24,7 @@ from stereo4d.evaluation import EvaluationConfig, evaluate_clip
 from stereo4d.io import ClipPaths, load_json, save_json
 from stereo4d.stages.common import outputs_fresh
 from stereo4d.synthetic import SceneVariation, SyntheticClipConfig, make_synthetic_clip
+from stereo4d.synthetic.clip import RENDERER_VERSION
 
 #: The stages in order (``from_stage`` values).
 STAGES = ("rectify", "stereo", "tracking", "filtering", "optimization")
@@ -126,10 +127,13 @@ def clip_paths(clip: SuiteClip, root: Path) -> ClipPaths:
 
 
 def render(clip: SuiteClip, paths: ClipPaths) -> bool:
-    """Renders the clip unless its files exist with the same configuration. True if rendered."""
+    """Renders the clip unless its files exist with the same configuration and the same
+    renderer version (``synthetic.clip.RENDERER_VERSION``). True if rendered."""
     if paths.gt.is_file() and paths.npz.is_file() and paths.raw_video.is_file():
         with np.load(paths.gt, allow_pickle=False) as z:
-            if json.loads(str(z["config_json"])) == json.loads(clip.config.to_json()):
+            version = int(z["renderer_version"]) if "renderer_version" in z.files else 1
+            if (version == RENDERER_VERSION
+                    and json.loads(str(z["config_json"])) == json.loads(clip.config.to_json())):
                 return False
     for folder in (paths.npz.parent, paths.raw_video.parent, paths.gt.parent):
         folder.mkdir(parents=True, exist_ok=True)

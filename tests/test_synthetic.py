@@ -293,3 +293,25 @@ def test_oracle_refuses_files_that_are_not_synthetic_ground_truth(tmp_path):
             SyntheticOracle.from_gt_file(path)
     with pytest.raises(sio.InputError, match="missing ground-truth file"):
         SyntheticOracle.from_gt_file(tmp_path / "absent.npz")
+
+
+def test_photo_texture_keeps_its_detail_at_one_texel_per_screen_pixel():
+    """Standard mip-mapping: a photo seen at one texel per screen pixel is sampled from the
+    full-resolution level (fine detail kept); at four texels per pixel from a level 4x coarser."""
+    import torch
+
+    from stereo4d.synthetic.photos import photo_pyramid, sample_photo
+
+    side, texel_m = 128, 0.01
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float64) + 0.5
+    uv_m = torch.from_numpy(np.stack([xs.ravel(), ys.ravel()], axis=1) * texel_m)
+
+    def detail(footprint_texels: float) -> float:
+        footprint = torch.full((side * side,), footprint_texels * texel_m, dtype=torch.float64)
+        grey = sample_photo("astronaut", uv_m, texel_m, (0.0, 0.0), footprint).mean(1)
+        return float(np.std(cv2.Laplacian(grey.numpy().reshape(side, side), cv2.CV_64F)))
+
+    full = photo_pyramid("astronaut")[0][:side, :side].mean(-1).numpy()
+    original = float(np.std(cv2.Laplacian(full, cv2.CV_64F)))
+    assert detail(1.0) == pytest.approx(original, rel=1e-6)  # level 0, exactly the photo
+    assert detail(4.0) < 0.3 * original  # band-limited where a pixel covers 4 texels

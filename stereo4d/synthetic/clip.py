@@ -49,6 +49,10 @@ __all__ = [
 
 #: Relative distance tolerance of the oracle's occlusion test (ray-cast hit vs the point).
 OCCLUSION_REL_TOL = 1e-4
+#: Version of the renderer, stored with the ground truth (``renderer_version``; absent: 1) so a
+#: cache of rendered clips knows when a change made them stale. 2: photographs mip-mapped with
+#: ``photos.LOD_BIAS`` = 0 (was 1).
+RENDERER_VERSION = 2
 #: float32 mantissa bits kept in the stored depth and disparity maps (relative precision
 #: 2**-16 = 1.5e-5, i.e. < 0.3 mm at 20 m): halves the gt file, far below any estimator's error.
 STORED_MANTISSA_BITS = 16
@@ -447,6 +451,7 @@ def make_synthetic_clip(
         "num_frames": np.int64(config.num_frames),
         "eye_height_m": np.float64(config.eye_height_m),
         "config_json": np.asarray(config.to_json()),
+        "renderer_version": np.int64(RENDERER_VERSION),
         "scene_description": np.asarray(scene.describe()),
         "label_names": np.asarray(json.dumps({v: k for k, v in ADE20K.items()})),
     }
