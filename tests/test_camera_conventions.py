@@ -103,3 +103,36 @@ def test_vertical_disparity_of_a_rig_error():
     # growing towards the corners (up to 1 / cos^2 of the half diagonal there, ~1.4x).
     disparity = camera_metrics.vertical_disparity_px(tilted, rig, BASELINE_M)
     assert 0.77 <= disparity <= 0.95
+
+
+def test_alignment_fixes_the_roll_about_a_straight_path():
+    """Centres on a line leave the roll about it free (Umeyama picks any); the orientations fix
+    it, also when the estimated rectification differs by a rotation about the baseline."""
+    rng = np.random.default_rng(8)
+    num = 12
+    rig = _random_rig(rng)
+    rots = np.stack([geometry.rotation_xyz_deg(*rng.uniform(-2, 2, 3)) for _ in range(num)])
+    centres = np.stack([np.zeros(num), np.zeros(num), np.linspace(0, 1.5, num)], axis=-1)
+    truth = np.concatenate([rots, centres[..., None]], axis=-1)
+    roll = geometry.rotation_xyz_deg(0, 0, 1.0)  # the world turned about the path (z)
+    spin = geometry.rotation_xyz_deg(0.7, 0, 0)  # the unobservable rotation about the baseline
+    est_rig = rig @ spin
+    est = np.concatenate([roll @ rots @ spin, (centres @ roll.T + 0.3)[..., None]], axis=-1)
+    aligned, aligned_rig = camera_metrics.align_to_reference(est, est_rig, truth, rig)
+    np.testing.assert_allclose(aligned, truth, atol=1e-9)
+    np.testing.assert_allclose(aligned_rig, rig, atol=1e-9)
+
+
+def test_rig_error_parts():
+    rig = _random_rig(np.random.default_rng(9))
+    # Both rectified frames turned about their y axis: the baseline direction, nothing relative.
+    turned = rig @ geometry.rotation_xyz_deg(0, 0.08, 0)
+    parts = camera_metrics.rig_error_parts_deg(turned, rig)
+    assert parts["baseline_deg"] == pytest.approx(0.08, abs=1e-6)
+    assert parts["relative_deg"] < 1e-5
+    # The right eye alone pitched: relative only.
+    pitched = rig.copy()
+    pitched[1] = pitched[1] @ geometry.rotation_xyz_deg(0.1, 0, 0)
+    parts = camera_metrics.rig_error_parts_deg(pitched, rig)
+    assert parts["relative_deg"] == pytest.approx(0.1, abs=1e-6)
+    assert parts["baseline_deg"] < 1e-5
