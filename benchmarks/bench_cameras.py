@@ -8,8 +8,11 @@ a separate npz folder, and prints per clip and against the issue's targets:
 * ``rectified2rig`` error per eye (deg, after the unobservable common rotation about the
   baseline is removed; the removed angle is printed too) and the median vertical disparity
   (px, 512 px / 60 deg views) of the estimated rectification;
+* ``rectified2rig``'s error split in two (``metrics.cameras.rig_error_parts_deg``): the eyes'
+  relative rotation (what rectification depends on) and the baseline's direction;
 * wall-clock and CPU seconds (CPU = the child process's user + system time: on a shared
-  machine the wall clock mostly measures waiting; on 2 free cores wall ~ CPU / 2).
+  machine the wall clock mostly measures waiting; on 2 free cores wall ~ CPU / 2) and the
+  machine's 1-minute load average during the run (2 = both cores busy).
 
 ``--downstream`` also runs the whole pipeline and evaluate.py on each clip twice, with the
 true npz and with the estimated one (aligned to the truth's world frame and baseline gauge,
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -98,6 +102,7 @@ def _find(tree: dict, key: str):
 
 def bench_clip(paths: ClipPaths, data: Path, num_frames: int, downstream: bool) -> dict:
     est_folder = data / "npz_estimated"
+    load = os.getloadavg()[0]
     wall, cpu = _run(["estimate_cameras.py", *_folders(paths, est_folder),
                       f"--num_frames={num_frames}", f"--fov_bounds={SYNTHETIC_FOV}", "--force"])
     est = load_dataset_npz(est_folder / f"{paths.vid}.npz")
@@ -105,15 +110,17 @@ def bench_clip(paths: ClipPaths, data: Path, num_frames: int, downstream: bool) 
     traj = camera_metrics.trajectory_errors(est["camera2world"], true["camera2world"])
     rig_err, gauge_deg = camera_metrics.rig_rotation_errors_deg(est["rectified2rig"],
                                                                 true["rectified2rig"])
+    parts = camera_metrics.rig_error_parts_deg(est["rectified2rig"], true["rectified2rig"])
     row = {
         "vid": paths.vid, "frames": num_frames, "path_m": traj["path_m"],
         "ate_cm": 100 * traj["ate_m"], "ate_pct": 100 * traj["ate_fraction"],
         "rpe_deg": traj["rpe_rot_deg"], "scale_pct": 100 * traj["scale_error"],
         "rig_left_deg": float(rig_err[0]), "rig_right_deg": float(rig_err[1]),
-        "gauge_deg": gauge_deg,
+        "gauge_deg": gauge_deg, "rig_rel_deg": parts["relative_deg"],
+        "baseline_dir_deg": parts["baseline_deg"],
         "vdisp_px": camera_metrics.vertical_disparity_px(est["rectified2rig"],
                                                          true["rectified2rig"], 0.063),
-        "wall_s": wall, "cpu_s": cpu,
+        "wall_s": wall, "cpu_s": cpu, "load": (load + os.getloadavg()[0]) / 2,
     }
     if downstream:
         aligned_folder = data / "npz_aligned"
@@ -134,9 +141,11 @@ def format_table(rows: list[dict]) -> str:
     cols = [("vid", "clip", "{}"), ("path_m", "path m", "{:.2f}"), ("ate_cm", "ATE cm", "{:.2f}"),
             ("ate_pct", "ATE %", "{:.2f}"), ("rpe_deg", "RPE deg/fr", "{:.3f}"),
             ("scale_pct", "scale %", "{:.2f}"), ("rig_left_deg", "rig L deg", "{:.3f}"),
-            ("rig_right_deg", "rig R deg", "{:.3f}"), ("gauge_deg", "gauge deg", "{:.2f}"),
+            ("rig_right_deg", "rig R deg", "{:.3f}"), ("rig_rel_deg", "rig rel deg", "{:.3f}"),
+            ("baseline_dir_deg", "baseline dir deg", "{:.3f}"),
+            ("gauge_deg", "gauge deg", "{:.2f}"),
             ("vdisp_px", "vdisp px", "{:.3f}"), ("wall_s", "wall s", "{:.0f}"),
-            ("cpu_s", "CPU s", "{:.0f}")]
+            ("cpu_s", "CPU s", "{:.0f}"), ("load", "load", "{:.1f}")]
     if rows and "apd3d_true" in rows[0]:
         cols += [("apd3d_true", "APD3D true", "{:.3f}"), ("apd3d_est", "APD3D est", "{:.3f}"),
                  ("absrel_true", "AbsRel true", "{:.4f}"), ("absrel_est", "AbsRel est", "{:.4f}")]

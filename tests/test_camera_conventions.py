@@ -115,7 +115,8 @@ def test_alignment_fixes_the_roll_about_a_straight_path():
     centres = np.stack([np.zeros(num), np.zeros(num), np.linspace(0, 1.5, num)], axis=-1)
     truth = np.concatenate([rots, centres[..., None]], axis=-1)
     roll = geometry.rotation_xyz_deg(0, 0, 1.0)  # the world turned about the path (z)
-    spin = geometry.rotation_xyz_deg(0.7, 0, 0)  # the unobservable rotation about the baseline
+    # The unobservable rotation about the baseline and an error of the baseline's direction.
+    spin = geometry.rotation_xyz_deg(0.7, 0.2, -0.1)
     est_rig = rig @ spin
     est = np.concatenate([roll @ rots @ spin, (centres @ roll.T + 0.3)[..., None]], axis=-1)
     aligned, aligned_rig = camera_metrics.align_to_reference(est, est_rig, truth, rig)
