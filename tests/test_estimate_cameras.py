@@ -18,7 +18,10 @@ VID = "camclip_100000"
 FOV = "-50,50,-50,50"
 #: Small: 12 frames of 512 px eyes (targets loosened for the size).
 CLIP = SyntheticClipConfig(num_frames=12, eye_size_px=512, num_tracks=20, seed=5)
-FAST_FLAGS = ("--crop_size=640", "--max_features=2048", "--match_overlap=4", f"--fov_bounds={FOV}")
+FAST_FLAGS = ("--crop_size=640", "--max_features=2048", "--match_overlap=3", f"--fov_bounds={FOV}")
+#: Bad inputs are refused before any accuracy matters: small crops, few features (faster).
+BAD_INPUT_FLAGS = ("--crop_size=320", "--max_features=512", "--match_overlap=2",
+                   f"--fov_bounds={FOV}")
 
 
 def _paths(root, vid=VID):
@@ -88,18 +91,18 @@ def _expect_error(paths, result, *words):
 
 def test_too_few_frames(clip, tmp_path):
     paths = _paths(tmp_path, "short_0")
-    _expect_error(paths, _run(paths, "--num_frames=4", *FAST_FLAGS), "too few frames", "4")
+    _expect_error(paths, _run(paths, "--num_frames=4", *BAD_INPUT_FLAGS), "too few frames", "4")
     # A video that ends before --num_frames: says how many frames there were.
     paths = _paths(tmp_path, VID)
     paths.raw_video.parent.mkdir(parents=True)
     paths.raw_video.write_bytes(clip.raw_video.read_bytes())
-    _expect_error(paths, _run(paths, "--num_frames=200", *FAST_FLAGS), "only", "frames")
+    _expect_error(paths, _run(paths, "--num_frames=200", *BAD_INPUT_FLAGS), "only", "frames")
 
 
 def test_textureless_video(tmp_path):
     paths = _paths(tmp_path, "grey_0")
     _write_sbs(paths, [np.full((160, 320, 3), 128, np.uint8)] * 10)
-    _expect_error(paths, _run(paths, "--num_frames=10", *FAST_FLAGS), "texture")
+    _expect_error(paths, _run(paths, "--num_frames=10", *BAD_INPUT_FLAGS), "texture")
 
 
 def test_mono_and_static_videos(clip, tmp_path):
@@ -107,10 +110,10 @@ def test_mono_and_static_videos(clip, tmp_path):
     half = frames.shape[2] // 2
     mono = _paths(tmp_path, "mono_0")
     _write_sbs(mono, np.concatenate([frames[:, :, :half]] * 2, axis=2))
-    _expect_error(mono, _run(mono, "--num_frames=12", *FAST_FLAGS), "mono")
+    _expect_error(mono, _run(mono, "--num_frames=12", *BAD_INPUT_FLAGS), "mono")
     static = _paths(tmp_path, "static_0")
     _write_sbs(static, [frames[0]] * 12)
-    _expect_error(static, _run(static, "--num_frames=12", *FAST_FLAGS), "static")
+    _expect_error(static, _run(static, "--num_frames=12", *BAD_INPUT_FLAGS), "static")
 
 
 def test_bad_flags(tmp_path):
