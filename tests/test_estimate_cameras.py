@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from stereo4d.synthetic import SyntheticClipConfig, make_synthetic_clip
 
 pytest.importorskip("pycolmap", reason="the `cameras` extra (pycolmap) is not installed")
 
-REPO = sio.Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 VID = "camclip_100000"
 FOV = "-50,50,-50,50"
 #: Small: 12 frames of 512 px eyes (targets loosened for the size).
