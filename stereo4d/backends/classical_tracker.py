@@ -27,7 +27,10 @@ How it works
 6. Optional (``anchor_every``, on in the ``flow-anchor`` backend): each chained
    position is refined by pyramidal Lucas-Kanade from the point's query-frame
    patch, and kept when the match is close and good, which removes drift.
-7. A query point without texture (``imageops.texture_map`` below ``min_query_texture``)
+7. Optional (``skip_frames``, 4 in ``flow-anchor``): flow is also computed between keyframes
+   k frames apart, and at each keyframe a point comes straight from its position k frames
+   earlier by that flow (when consistent), so drift builds up over fewer steps.
+8. A query point without texture (``imageops.texture_map`` below ``min_query_texture``)
    has nothing to follow: on a blank patch both flows are zero and every test above
    passes trivially, so such a track is visible at its query frame only.
 
@@ -105,6 +108,10 @@ class ClassicalTrackerConfig:
       anchor_max_error: a refinement is kept only when the mean absolute grey difference
         between template and match (0-255 levels) is below this ...
       anchor_max_shift_px: ... and it moves the point by less than this.
+      skip_frames: keyframe spacings k (each >= 2; empty = off): flows between frames jk and
+        (j+1)k are computed too, and at each keyframe a point's position comes from its position
+        k frames earlier by that flow when it was visible there and the step passes the
+        forward-backward and colour tests (the longest such k wins).
       min_query_texture: local texture (grey levels per px, ``imageops.texture_map``) a query
         point needs to be tracked at all; below it the track is visible at its query only.
       progress: show a tqdm bar over frames.
