@@ -83,6 +83,7 @@ TRACKING_BACKENDS.register(BackendEntry(
 TRACKING_BACKENDS.register(BackendEntry(
     name="flow-anchor",
     target="stereo4d.backends.classical_tracker:build_flow_anchor_tracker",
-    description="dis-flow tuned on real footage: Lucas-Kanade re-anchoring to the query patch, "
+    description="dis-flow tuned on real footage: 4-frame keyframe chaining, Lucas-Kanade "
+                "re-anchoring to the query patch, "
                 "occluded points follow consistent flow (no weights)",
 ))
