@@ -237,6 +237,10 @@ def test_health_figures_known_values():
     assert health.optimization_health(visible, points + np.nan, visible).unusable
     none_kept = health.optimization_health(visible, points, np.zeros_like(visible))
     assert none_kept.unusable and none_kept.figures["kept_point_fraction"] == 0.0
+    # Points filled from lifted tracks while the optimisation itself kept none: no result.
+    filled_only = health.optimization_health(visible, points, visible, np.zeros_like(visible))
+    assert filled_only.unusable and filled_only.figures["num_points_optimised"] == 0
+    assert not health.optimization_health(visible, points, visible, visible).unusable
 
 
 def test_unusable_output_is_an_input_error_and_warnings_go_to_stderr(capsys):

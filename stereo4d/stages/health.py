@@ -226,25 +226,31 @@ def filtering_health(labels: np.ndarray, keep: np.ndarray, has_depth: np.ndarray
 
 
 def optimization_health(lifted_visible: np.ndarray, track3d: np.ndarray,
-                        visible: np.ndarray) -> Health:
+                        visible: np.ndarray, optimised_finite: np.ndarray | None = None) -> Health:
     """Kept and finite points of the optimised tracks.
 
     Args:
       lifted_visible: [N, T] bool, points lifted to 3D before the optimisation;
-      track3d: [N, T, 3] optimised world points; visible: [N, T] bool, kept points.
+      track3d: [N, T, 3] output world points; visible: [N, T] bool, kept points.
+      optimised_finite: [N, T] bool, the finite points the optimisation itself kept, before
+        any gap filling (default: the output's). With none the clip is unusable: points
+        filled from unoptimised lifted tracks alone are no result.
     """
     health = Health("optimization")
     visible = np.asarray(visible, bool)
     finite = visible & np.all(np.isfinite(track3d), axis=-1)
     num_lifted, num_kept = int(np.count_nonzero(lifted_visible)), int(np.count_nonzero(visible))
     num_finite = int(np.count_nonzero(finite))
+    num_optimised = int(np.count_nonzero(finite if optimised_finite is None else optimised_finite))
     health.figures.update(
         num_points_lifted=num_lifted, num_points_kept=num_kept, num_points_finite=num_finite,
+        num_points_optimised=num_optimised,
         kept_point_fraction=num_kept / max(num_lifted, 1),
         finite_fraction=num_finite / max(num_kept, 1) if num_kept else 0.0,
     )
-    if num_finite == 0:
-        health.unusable = (f"no finite optimised point ({num_lifted} lifted, {num_kept} kept)")
+    if num_finite == 0 or num_optimised == 0:
+        health.unusable = (f"no finite optimised point ({num_lifted} lifted, {num_kept} kept, "
+                           f"{num_optimised} optimised)")
     health.check_below("kept_point_fraction", OPT_MIN_KEPT_POINT_FRACTION, "points kept")
     if num_kept:
         health.check_below("finite_fraction", OPT_MIN_FINITE_FRACTION, "finite kept points")

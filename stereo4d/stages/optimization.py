@@ -294,7 +294,8 @@ def run(config: OptimizationConfig) -> dict:
         result, optimized, optimized_visible = optimize_and_fill(
             lifted, lifted_visible, tracks, cameras, imh, imw, config.track_opt, config.fill_gaps,
             config.snap_static, config.fill_min_lifted_frames)
-    health = optimization_health(lifted_visible, optimized, optimized_visible)
+    optimised_finite = result.visible & np.all(np.isfinite(result.track3d), axis=-1)
+    health = optimization_health(lifted_visible, optimized, optimized_visible, optimised_finite)
     health.enforce(str(paths.filtered_tracks.name))
     check_finite_output(paths, meta, optimized, optimized_visible)
     paths.provenance(STAGE_NAME).unlink(missing_ok=True)  # outputs change from here on
