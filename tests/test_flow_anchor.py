@@ -7,11 +7,11 @@ from test_tracking_stage import VELOCITY_XY, _translating_frames
 from stereo4d.backends.classical_tracker import (
     ClassicalTracker,
     ClassicalTrackerConfig,
-    _anchor,
     build_flow_anchor_tracker,
     compute_flow,
 )
 from stereo4d.backends.imageops import to_gray
+from stereo4d.backends.track_drift import anchor_to_query
 from stereo4d.backends.tracking import TRACKING_BACKENDS
 from stereo4d.metrics.tapvid import compute_tapvid_metrics
 from stereo4d.queries import QueryConfig, sample_video_queries
@@ -23,12 +23,12 @@ def test_anchor_pulls_drifted_points_back():
     truth = query_xy + 5 * VELOCITY_XY
     drifted = truth + np.array([[2.0, -1.5], [-1.0, 1.0], [1.5, 1.5]], np.float32)
     config = ClassicalTrackerConfig(anchor_every=1)
-    refined, accepted = _anchor(gray, 5, np.zeros(3, int), query_xy, drifted, config)
+    refined, accepted = anchor_to_query(gray, 5, np.zeros(3, int), query_xy, drifted, config)
     assert accepted.all()
     assert np.abs(refined - truth).max() < 0.2  # drift of up to 2.5 px removed
     # A correction larger than anchor_max_shift_px is refused: the point keeps its position.
     far = truth + np.array([[9.0, 0.0]], np.float32)
-    kept, accepted = _anchor(gray, 5, np.zeros(1, int), query_xy[:1], far[:1], config)
+    kept, accepted = anchor_to_query(gray, 5, np.zeros(1, int), query_xy[:1], far[:1], config)
     assert not accepted.any() and np.array_equal(kept, far[:1])
 
 
@@ -40,10 +40,10 @@ def test_flow_anchor_refuses_corrections_above_two_px():
     config = build_flow_anchor_tracker(progress=False).config
     assert config.anchor_window_px == 15 and config.anchor_max_shift_px == 2.0
     near = truth + np.array([[1.2, -0.8], [-1.0, 1.0], [0.5, 1.5]], np.float32)  # < 2 px off
-    refined, accepted = _anchor(gray, 5, np.zeros(3, int), query_xy, near, config)
+    refined, accepted = anchor_to_query(gray, 5, np.zeros(3, int), query_xy, near, config)
     assert accepted.all() and np.abs(refined - truth).max() < 0.2
     far = truth + np.array([[3.0, 0.0], [0.0, -2.5], [2.0, 2.0]], np.float32)  # >= 2 px off
-    kept, accepted = _anchor(gray, 5, np.zeros(3, int), query_xy, far, config)
+    kept, accepted = anchor_to_query(gray, 5, np.zeros(3, int), query_xy, far, config)
     assert not accepted.any() and np.array_equal(kept, far)
 
 

@@ -46,7 +46,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from stereo4d.backends.flow_sampling import forward_backward_consistent, sample_field
 from stereo4d.backends.imageops import MIN_TEXTURE_LEVELS_PER_PX, texture_at_points, to_gray
+from stereo4d.backends.track_drift import anchor_to_query, keyframe_step
 
 __all__ = [
     "FLOW_METHODS",
@@ -71,10 +73,6 @@ _DIS_PRESETS = {
 #: expansion over 5 px neighbourhoods with Gaussian sigma 1.2 px.
 FARNEBACK_PARAMS = {"pyr_scale": 0.5, "levels": 5, "winsize": 15, "iterations": 3, "poly_n": 5,
                     "poly_sigma": 1.2, "flags": 0}
-#: Pixel-centre offset between continuous coordinates and array indices.
-PIXEL_CENTRE = 0.5
-#: cv2.remap handles maps up to SHRT_MAX wide; points are sampled in rows of this many.
-_REMAP_ROW = 4096
 
 
 @dataclass(frozen=True)
@@ -194,59 +192,13 @@ def compute_flow(frames_rgb: np.ndarray, config: ClassicalTrackerConfig = Classi
     return forward, backward
 
 
-def sample_field(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Bilinear samples of a [H, W, C] float32 field at continuous (x, y) [M, 2] -> [M, C].
-
-    Border values are replicated outside the image.
-    """
-    count = len(xy)
-    if count == 0:
-        return np.zeros((0, field.shape[-1]), np.float32)
-    rows = -(-count // _REMAP_ROW)
-    padded = np.zeros((rows * _REMAP_ROW, 2), np.float32)
-    padded[:count] = xy - PIXEL_CENTRE
-    maps = padded.reshape(rows, _REMAP_ROW, 2)
-    out = cv2.remap(field, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(rows * _REMAP_ROW, -1)[:count].astype(np.float32, copy=False)
-
-
 def _consistent(f: np.ndarray, b: np.ndarray, config: ClassicalTrackerConfig) -> np.ndarray:
-    """Forward-backward test for flow pairs f, b [M, 2] -> [M] bool."""
-    err2 = np.sum((f + b) ** 2, axis=-1)
-    scale2 = np.sum(f**2, axis=-1) + np.sum(b**2, axis=-1)
-    return err2 < config.fb_rel_tol * scale2 + config.fb_abs_tol_px**2
+    """Forward-backward test of flow pairs f, b [M, 2] -> [M] bool with the config's tolerances."""
+    return forward_backward_consistent(f, b, config.fb_rel_tol, config.fb_abs_tol_px)
 
 
 def _inside(xy: np.ndarray, height: int, width: int) -> np.ndarray:
     return (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
-
-
-def _anchor(gray: np.ndarray, frame: int, query_t: np.ndarray, query_xy: np.ndarray, xy: np.ndarray,
-            config: ClassicalTrackerConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Refines positions in ``frame`` against each point's query-frame patch (Lucas-Kanade).
-
-    Args:
-      gray: [T, H, W] uint8 frames; query_t [M], query_xy [M, 2] of the points; xy [M, 2]
-        their chained positions in ``frame``.
-    Returns:
-      (refined xy [M, 2], accepted [M] bool); rejected points keep their position.
-    """
-    out, accepted = xy.copy(), np.zeros(len(xy), bool)
-    window = (config.anchor_window_px, config.anchor_window_px)
-    for t in np.unique(query_t):  # one call per query frame (a loop over frames, not points)
-        group = np.flatnonzero(query_t == t)
-        if t == frame:
-            continue
-        start = (query_xy[group] - PIXEL_CENTRE).reshape(-1, 1, 2).astype(np.float32)
-        guess = (xy[group] - PIXEL_CENTRE).reshape(-1, 1, 2).astype(np.float32)
-        found, status, error = cv2.calcOpticalFlowPyrLK(
-            gray[t], gray[frame], start, guess, winSize=window, maxLevel=config.anchor_levels,
-            flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
-        found = found.reshape(-1, 2) + PIXEL_CENTRE
-        good = ((status.ravel() == 1) & (error.ravel() < config.anchor_max_error)
-                & (np.linalg.norm(found - xy[group], axis=-1) < config.anchor_max_shift_px))
-        out[group[good]], accepted[group[good]] = found[good], True
-    return out, accepted
 
 
 def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, check_flows: np.ndarray,
@@ -301,50 +253,16 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
             ok[lost[readmit]] = True
             v[lost[readmit]] = -back[readmit]
         if skip_flows:
-            moved = _skip_step(skip_flows, forward, nxt, active, query_t, tracks_xy, visibles, images,
+            moved = keyframe_step(skip_flows, forward, nxt, active, query_t, tracks_xy, visibles, images,
                                c, moved, config)
         if config.anchor_every and (nxt % config.anchor_every == 0):
-            moved, anchored = _anchor(gray, nxt, query_t[active], query_xy[active], moved, config)
+            moved, anchored = anchor_to_query(gray, nxt, query_t[active], query_xy[active], moved, config)
             ok |= anchored
         ok &= _inside(moved, height, width)
         c = np.where(ok[:, None], new_color, c)
         position[active], velocity[active], tracked[active], color[active] = moved, v, ok, c
         tracks_xy[active, nxt] = moved
         visibles[active, nxt] = ok
-
-
-def _skip_step(skip_flows: dict, forward: bool, nxt: int, active: np.ndarray, query_t: np.ndarray,
-               tracks_xy: np.ndarray, visibles: np.ndarray, images: np.ndarray, color: np.ndarray,
-               moved: np.ndarray, config: ClassicalTrackerConfig) -> np.ndarray:
-    """Keyframe chaining: at a keyframe ``nxt`` (a multiple of k), the points come straight from
-    their positions k frames earlier in the sweep by the k-frame flow, instead of k one-frame steps.
-
-    Args:
-      skip_flows: {k: (forward [P, H, W, 2] keyframe jk -> jk+k, backward [P, H, W, 2])}, see
-        ``compute_flow(..., skip=k)``.
-      active [M] indices of the sweep's points, moved [M, 2] their one-frame positions at
-        ``nxt``, color [M, 3] their colours when last seen; tracks_xy / visibles as in ``_sweep``.
-    Returns:
-      positions [M, 2] at ``nxt``: from the longest skip whose start position was visible, whose
-      flow passes the forward-backward test and whose colour matches; else ``moved``.
-    """
-    out = moved.copy()
-    for k in sorted(skip_flows):  # a longer skip, applied later, wins
-        fwd, bwd = skip_flows[k]
-        src = nxt - k if forward else nxt + k
-        pair = min(src, nxt) // k
-        if nxt % k or src < 0 or pair >= len(fwd):
-            continue
-        step, check = (fwd[pair], bwd[pair]) if forward else (bwd[pair], fwd[pair])
-        started = (query_t[active] <= src) if forward else (query_t[active] >= src)
-        start = tracks_xy[active, src]
-        f = sample_field(step, start)
-        landed = start + f
-        b = sample_field(check, landed)
-        same_color = np.linalg.norm(sample_field(images[nxt], landed) - color, axis=-1) < config.color_tol
-        good = started & visibles[active, src] & _consistent(f, b, config) & same_color
-        out[good] = landed[good]
-    return out
 
 
 def _tracks_at_queries(queries_tyx: np.ndarray, num_frames: int):
