@@ -24,7 +24,7 @@ from stereo4d.evaluation import EvaluationConfig, evaluate_clip
 from stereo4d.io import ClipPaths, load_json, save_json
 from stereo4d.stages.common import outputs_fresh
 from stereo4d.synthetic import SceneVariation, SyntheticClipConfig, make_synthetic_clip
-from stereo4d.synthetic.clip import RENDERER_VERSION
+from stereo4d.synthetic.writer import RENDERER_VERSION
 
 #: The stages in order (``from_stage`` values).
 STAGES = ("rectify", "stereo", "tracking", "filtering", "optimization")
@@ -128,7 +128,7 @@ def clip_paths(clip: SuiteClip, root: Path) -> ClipPaths:
 
 def render(clip: SuiteClip, paths: ClipPaths) -> bool:
     """Renders the clip unless its files exist with the same configuration and the same
-    renderer version (``synthetic.clip.RENDERER_VERSION``). True if rendered."""
+    renderer version (``synthetic.writer.RENDERER_VERSION``). True if rendered."""
     if paths.gt.is_file() and paths.npz.is_file() and paths.raw_video.is_file():
         with np.load(paths.gt, allow_pickle=False) as z:
             version = int(z["renderer_version"]) if "renderer_version" in z.files else 1
