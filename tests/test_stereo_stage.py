@@ -205,3 +205,30 @@ def test_offline_without_weights_says_what_to_download(tmp_path, pair):
     assert "hf download MemorySlices/Tartan-C-T-TSKH-spring540x960-M" in result.stderr
     assert "--path" in result.stderr
     assert _no_pickle(paths)
+
+
+def test_fusion_reads_the_cameras_of_the_npz(tmp_path, pair, capsys):
+    """sgbm fuses with the npz's camera2world; without that key it warns and runs alone; a
+    camera count that differs from the videos' frame count is refused (exit 2, nothing
+    written)."""
+    left, right, _, _ = pair
+    paths = _write_clip(tmp_path, np.stack([left, left]), np.stack([right, right]))
+    npz_folder = tmp_path / "npz"
+    npz_folder.mkdir()
+    still = np.tile(np.eye(4)[:3], (2, 1, 1))
+    flags = ("--backend=sgbm", f"--npz_folder={npz_folder}")
+
+    np.savez(npz_folder / f"{VID}.npz", timestamps=np.array([0, 33333]))
+    assert _run(tmp_path, *flags) == 0
+    assert "has no camera2world" in capsys.readouterr().out
+    assert load_json(paths.provenance("stereo"))["fusion"] == "off"
+
+    np.savez(npz_folder / f"{VID}.npz", camera2world=still[:1])
+    before = paths.stereo_compact.read_bytes()
+    assert _run(tmp_path, *flags) == 2
+    assert "frame counts differ" in capsys.readouterr().err
+    assert paths.stereo_compact.read_bytes() == before
+
+    np.savez(npz_folder / f"{VID}.npz", camera2world=still)
+    assert _run(tmp_path, *flags) == 0
+    assert load_json(paths.provenance("stereo"))["fusion"] == "on"

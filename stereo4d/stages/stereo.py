@@ -27,7 +27,13 @@ from stereo4d.backends.stereo import STEREO_BACKENDS
 from stereo4d.depth import depth_maps_from_flows, stereo_valid_mask
 from stereo4d.geometry import focal_length_px
 from stereo4d.io import ClipPaths, InputError, load_dataset_npz, save_pickle, save_stereo_compact
-from stereo4d.stages.common import Timer, stage_output_paths, start_stage, write_provenance
+from stereo4d.stages.common import (
+    Timer,
+    check_frame_counts,
+    stage_output_paths,
+    start_stage,
+    write_provenance,
+)
 from stereo4d.stages.health import stereo_health
 from stereo4d.videoio import read_video
 
@@ -137,16 +143,13 @@ def _fusion_inputs(paths: ClipPaths, config: StereoConfig, backend: str, num_fra
         print(f"warning: {paths.npz} not found: no cameras, so the multi-frame stereo fusion is "
               f"off (run estimate_cameras.py first, or pass --fusion_radius=0)")
         return {}
-    try:
-        camera2world = load_dataset_npz(paths.npz, required=("camera2world",))["camera2world"]
-    except InputError as exc:  # an unreadable or inconsistent npz stays an error
-        if "missing key" not in str(exc):
-            raise
+    meta = load_dataset_npz(paths.npz, required=())  # an unreadable or inconsistent npz: error
+    if "camera2world" not in meta:
         print(f"warning: {paths.npz} has no camera2world: the multi-frame stereo fusion is off")
         return {}
-    if len(camera2world) != num_frames:
-        raise InputError(f"{paths.npz} has {len(camera2world)} cameras but the rectified videos "
-                         f"have {num_frames} frames")
+    camera2world = meta["camera2world"]
+    check_frame_counts(paths.vid, {paths.left_video.name: num_frames,
+                                   f"{paths.npz.name} camera2world": len(camera2world)})
     return {"camera2world": np.asarray(camera2world, np.float64)[:, :3, :4],
             "focal_px": focal_length_px(config.hfov_deg, width)}
 
