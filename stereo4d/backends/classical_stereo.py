@@ -362,6 +362,7 @@ def _view_frames(measured, view: int):
 
 def _sigma_px(disparity: np.ndarray, relative_noise: np.ndarray) -> np.ndarray:
     """Predicted disparity noise in px from the relative noise ([H, W]; NaN where none)."""
-    usable = np.isfinite(disparity) & np.isfinite(relative_noise)
-    return np.where(usable, np.where(usable, relative_noise, 0.0) * np.where(usable, disparity, 0.0),
-                    np.nan)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf pixels become NaN below
+        sigma_px = relative_noise * disparity
+    sigma_px[~(np.isfinite(disparity) & np.isfinite(relative_noise))] = np.nan
+    return sigma_px
