@@ -148,6 +148,10 @@ class ClassicalTrackerConfig:
         if self.dis_preset not in _DIS_PRESETS:
             raise ValueError(f"dis_preset must be one of {tuple(_DIS_PRESETS)}, got {self.dis_preset!r}")
 
+    def consistent(self, f: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Forward-backward test of flow steps f, b [M, 2] -> [M] bool with these tolerances."""
+        return forward_backward_consistent(f, b, self.fb_rel_tol, self.fb_abs_tol_px)
+
 
 class _FlowEngine:
     """Computes dense flow between two grey uint8 images [H, W] -> [H, W, 2] float32 (dx, dy) px."""
@@ -192,11 +196,6 @@ def compute_flow(frames_rgb: np.ndarray, config: ClassicalTrackerConfig = Classi
     return forward, backward
 
 
-def _consistent(f: np.ndarray, b: np.ndarray, config: ClassicalTrackerConfig) -> np.ndarray:
-    """Forward-backward test of flow pairs f, b [M, 2] -> [M] bool with the config's tolerances."""
-    return forward_backward_consistent(f, b, config.fb_rel_tol, config.fb_abs_tol_px)
-
-
 def _inside(xy: np.ndarray, height: int, width: int) -> np.ndarray:
     return (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
 
@@ -234,12 +233,12 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
             np.linalg.norm(f - v, axis=-1) < config.accel_tol_px + config.accel_rel_tol * speed)
         follow = seen & steady
         if config.lost_follow_flow:
-            follow |= ~seen & _consistent(f, b, config)
+            follow |= ~seen & config.consistent(f, b)
         moved = np.where(follow[:, None], p + f, p + v)
         v = np.where(follow[:, None], f, v)
         new_color = sample_field(images[nxt], moved)
         same_color = np.linalg.norm(new_color - c, axis=-1) < config.color_tol
-        ok = follow & _consistent(f, b, config) & same_color
+        ok = follow & config.consistent(f, b) & same_color
         # Re-admission of occluded points: at the predicted position the reverse flow must be
         # consistent and bring the point back along its own velocity, and the colour match.
         lost = np.flatnonzero(~seen)
@@ -249,7 +248,7 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
             again = sample_field(step_flows[pair], q + back)
             agree = np.linalg.norm(back + v[lost], axis=-1) < (
                 config.readmit_tol_px + config.readmit_rel_tol * speed[lost])
-            readmit = agree & _consistent(back, again, config) & same_color[lost]
+            readmit = agree & config.consistent(back, again) & same_color[lost]
             ok[lost[readmit]] = True
             v[lost[readmit]] = -back[readmit]
         if skip_flows:

@@ -14,16 +14,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from stereo4d.backends.flow_sampling import PIXEL_CENTRE, forward_backward_consistent, sample_field
+from stereo4d.backends.flow_sampling import PIXEL_CENTRE, sample_field
 
 if TYPE_CHECKING:
     from stereo4d.backends.classical_tracker import ClassicalTrackerConfig
 
 __all__ = ["anchor_to_query", "keyframe_step"]
-
-
-def _consistent(f: np.ndarray, b: np.ndarray, config: ClassicalTrackerConfig) -> np.ndarray:
-    return forward_backward_consistent(f, b, config.fb_rel_tol, config.fb_abs_tol_px)
 
 
 def anchor_to_query(gray: np.ndarray, frame: int, query_t: np.ndarray, query_xy: np.ndarray, xy: np.ndarray,
@@ -83,6 +79,6 @@ def keyframe_step(skip_flows: dict, forward: bool, nxt: int, active: np.ndarray,
         landed = start + f
         b = sample_field(check, landed)
         same_color = np.linalg.norm(sample_field(images[nxt], landed) - color, axis=-1) < config.color_tol
-        good = started & visibles[active, src] & _consistent(f, b, config) & same_color
+        good = started & visibles[active, src] & config.consistent(f, b) & same_color
         out[good] = landed[good]
     return out
