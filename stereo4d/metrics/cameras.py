@@ -88,8 +88,13 @@ def common_rig_rotation(est_rectified2rig: np.ndarray, true_rectified2rig: np.nd
     """Rotation Q [3, 3] (any axis) that best maps the estimate onto the truth:
     ``est[e] @ Q ~ true[e]`` for both eyes (chordal mean, closed form). Beyond the rotation about
     the baseline it holds the error of the baseline's direction (``rig_error_parts_deg``)."""
-    m = np.einsum("eji,ejk->ik", np.asarray(est_rectified2rig, float),
-                  np.asarray(true_rectified2rig, float))
+    return _nearest_rotation(np.einsum("eji,ejk->ik", np.asarray(est_rectified2rig, float),
+                                       np.asarray(true_rectified2rig, float)))
+
+
+def _nearest_rotation(m: np.ndarray) -> np.ndarray:
+    """The rotation [3, 3] closest to ``m`` [3, 3] in the Frobenius norm (SVD, det +1): with
+    ``m`` a sum of ``A_i^T B_i`` products, the chordal-mean solution of ``A_i R ~ B_i``."""
     u, _, vt = np.linalg.svd(m)
     return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
 
@@ -189,8 +194,7 @@ def align_to_reference(est_camera2world, est_rectified2rig, true_camera2world, t
     true_c = np.asarray(true_camera2world, float)
     cross = np.einsum("tij,tkj->ik", _raw_left_orientations(true_c, true_rectified2rig),
                       _raw_left_orientations(est_c, est_rectified2rig))
-    u, _, vt = np.linalg.svd(cross)
-    rot = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    rot = _nearest_rotation(cross)
     trans = true_c[:, :, 3].mean(axis=0) - rot @ est_c[:, :, 3].mean(axis=0)
     common = common_rig_rotation(est_rectified2rig, true_rectified2rig)
     aligned = np.concatenate([rot @ est_c[:, :, :3] @ common,
