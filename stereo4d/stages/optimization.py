@@ -36,7 +36,7 @@ from stereo4d.io import (
     load_stereo_flows,
     save_pickle,
 )
-from stereo4d.io.stage_files import optimization_track_video
+from stereo4d.io.stage_files import OPTIMIZATION_TRACK_VIDEO_KINDS, optimization_track_video
 from stereo4d.jax_cache import enable_compilation_cache
 from stereo4d.metrics.tracks3d import score_before_after
 from stereo4d.motion import scene_motion_displacement_px
@@ -226,9 +226,10 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
     flat = render_scene_motion_2d(video, tracks, vis, colors, cameras, config.trail_frames)
     views = render_scene3d(tracks, vis, colors, cameras, depth_m, video, config.hfov_deg, view,
                            config.trail_frames)
-    with VideoWriter(optimization_track_video(paths, "dyna_2dtrack", tag)) as w2d, \
-            VideoWriter(optimization_track_video(paths, "dyna_3dtrack", tag)) as w3d, \
-            VideoWriter(optimization_track_video(paths, "dyna_3dtrack_concated", tag)) as wcat:
+    # One writer per kind, in OPTIMIZATION_TRACK_VIDEO_KINDS order: 2D trails, 3D, both side by side.
+    w2d, w3d, wcat = (VideoWriter(optimization_track_video(paths, kind, tag))
+                      for kind in OPTIMIZATION_TRACK_VIDEO_KINDS)
+    with w2d, w3d, wcat:
         for frame_2d, frame_3d in zip(flat, views):
             w2d.append(frame_2d)
             w3d.append(frame_3d)
