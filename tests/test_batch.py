@@ -39,6 +39,15 @@ STAGE_ARGS = ("rectify:--min_equirect_height=0 --output_height=64 --output_width
 VOLATILE_KEYS = ("created", "timings_s")
 #: Seconds allowed for the killed batch to reach its first stage marker.
 KILL_WAIT_S = 300.0
+#: Seconds a killed driver's own Ray instance (GCS, raylet, workers, stage children) gets to
+#: go away: they share the driver's fate (parent-death signal, pipes) and exit at once.
+RAY_CORE_GRACE_S = 15.0
+#: Seconds Ray's two per-node agents (dashboard and runtime-env agents) get: they notice the
+#: raylet's death at once but first try to report it to the (dead) GCS, which Ray gives up
+#: after a fixed 60 s (``publish_error_to_driver``), then exit.
+RAY_AGENT_GRACE_S = 90.0
+#: Ray's per-node agent processes (their process names).
+RAY_AGENT_NAMES = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +168,43 @@ def test_local_batch_killed_and_rerun_matches_ray(ray_batch, dataset):
                         == stable_provenance(local_files[name], out)), name
             else:
                 assert path.read_bytes() == local_files[name].read_bytes(), name
+
+
+def test_ray_batch_driver_killed_leaves_no_process_behind(dataset):
+    """A batch that started its own Ray instance is killed -9 while a stage task runs: every
+    process of that instance (GCS, raylet, workers, the stage's child) must exit by itself.
+    (Resuming after a kill is checked with the local pool above.)"""
+    psutil = pytest.importorskip("psutil")
+    cmd = [sys.executable, str(REPO_ROOT / "batch_run.py"), "--executor=ray", "--num_cpus=2",
+           *batch_argv(dataset, "out_ray_killed")]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_ADDRESS": ""}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = psutil.Process(proc.pid)
+    deadline = time.monotonic() + KILL_WAIT_S
+    stage_child = None
+    while stage_child is None and proc.poll() is None and time.monotonic() < deadline:
+        for child in driver.children(recursive=True):
+            try:
+                if "stereo4d.batch.child" in " ".join(child.cmdline()):
+                    stage_child = child
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+    assert stage_child is not None, "no stage task started under the batch's own Ray instance"
+    family = driver.children(recursive=True)
+    names = {p.name() for p in family if p.is_running()}
+    assert any("raylet" in n for n in names), names  # the batch's own instance, not the test's
+    agents = [p for p in family if p.name() in RAY_AGENT_NAMES]
+    core = [p for p in family if p not in agents]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for group, grace_s in ((core, RAY_CORE_GRACE_S), (agents, RAY_AGENT_GRACE_S)):
+        deadline = time.monotonic() + grace_s
+        alive = group
+        while alive and time.monotonic() < deadline:
+            alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            time.sleep(0.2)
+        assert not alive, f"outlived the killed batch by {grace_s} s: {[p.name() for p in alive]}"
 
 
 def test_rerun_skips_everything_and_keep_final_drops_intermediates(ray_batch, dataset):
