@@ -139,7 +139,8 @@ def budget_clip(paths: ClipPaths, hfov_deg: float = 60.0, variants=tuple(VARIANT
         _, track3d, visible = optimize_and_fill(lifted, lifted_visible, kept, cameras, imh, imw,
                                                 track_opt, opt_config.fill_gaps,
                                                 opt_config.snap_static,
-                                                opt_config.fill_min_lifted_frames)
+                                                opt_config.fill_min_lifted_frames,
+                                                opt_config.max_static_reprojection_px)
         truth = {k: v[keep] for k, v in truth_all.items()}
         scores = score_against_truth(track3d, visible, truth, hfov_deg)
         scores["jitter_ratio"] = scores["jitter_m"] / scores["gt_jitter_m"]

@@ -35,7 +35,8 @@ import numpy as np
 from stereo4d.geometry import PinholeCamera
 from stereo4d.track_opt import masked_percentile
 
-__all__ = ["fill_track_gaps", "seed_from_lifted", "snap_static_tracks", "static_tracks", "track_mean_points"]
+__all__ = ["drop_off_track_static_frames", "fill_track_gaps", "seed_from_lifted",
+           "snap_static_tracks", "static_reprojection_px", "static_tracks", "track_mean_points"]
 
 
 def static_tracks(motion_px: np.ndarray, mask: np.ndarray, threshold_px: float,
@@ -145,3 +146,52 @@ def fill_track_gaps(track3d_world: np.ndarray, visible: np.ndarray, tracks_xy: n
     filled = np.where(np.asarray(static, bool)[:, None, None], mean_point[:, None], along_ray)
     out = np.where(gaps[..., None], filled, out)
     return out.astype(np.float32), visible | gaps
+
+
+def static_reprojection_px(track3d_world: np.ndarray, tracks_xy: np.ndarray,
+                           cameras: PinholeCamera, imh: int, imw: int) -> np.ndarray:
+    """[N, T] distance (px) between each 3D point projected into its frame and the 2D track
+    there; inf where the point is behind the camera or not finite.
+
+    Args:
+      track3d_world: [N, T, 3] metres (NaN allowed); tracks_xy: [N, T, 2] (x, y) px.
+      cameras: per-frame world-to-camera [T, 3, 4] with normalised intrinsics.
+    """
+    w2c = np.asarray(cameras.world_to_camera, np.float64)  # [T, 3, 4]
+    points = np.asarray(track3d_world, np.float64)
+    cam = np.einsum("tij,ntj->nti", w2c[:, :, :3], np.nan_to_num(points)) + w2c[None, :, :, 3]
+    depth = cam[..., 2]
+    ahead = np.isfinite(points).all(axis=-1) & (depth > 0)
+    safe = np.where(ahead, depth, 1.0)
+    x = cameras.fx * imw * cam[..., 0] / safe + cameras.cx * imw
+    y = cameras.fy * imh * cam[..., 1] / safe + cameras.cy * imh
+    dist = np.hypot(x - tracks_xy[..., 0], y - tracks_xy[..., 1])
+    return np.where(ahead, dist, np.inf)
+
+
+def drop_off_track_static_frames(track3d_world: np.ndarray, visible: np.ndarray,
+                                 tracks_xy: np.ndarray, static: np.ndarray,
+                                 cameras: PinholeCamera, imh: int, imw: int,
+                                 max_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of a ``static`` track whose (snapped or filled) point projects more than
+    ``max_px`` from the 2D track become empty.
+
+    A static track is one world point, so its point must project onto the 2D track in every
+    frame. Where it does not, the 2D track is on another surface than the one that point
+    came from (an occlusion the tracker missed, a drift onto a nearer or farther surface),
+    and snapping or gap filling would put a point metres away from the truth there.
+
+    Args:
+      track3d_world: [N, T, 3] (NaN off ``visible``); visible: [N, T] bool;
+      tracks_xy: [N, T, 2] (x, y) px; static: [N] bool; max_px: <= 0 turns the test off.
+    Returns:
+      (track3d [N, T, 3] float32, NaN off the new visibility; visible [N, T] bool).
+    """
+    visible = np.asarray(visible, bool)
+    out = np.asarray(track3d_world, np.float32)
+    if max_px <= 0:
+        return out, visible
+    off = static_reprojection_px(track3d_world, np.asarray(tracks_xy, np.float64), cameras,
+                                 imh, imw) > max_px
+    keep = visible & ~(np.asarray(static, bool)[:, None] & off)
+    return np.where(keep[..., None], out, np.nan).astype(np.float32), keep

@@ -145,3 +145,43 @@ def test_tracks_without_optimised_frames_are_seeded_from_lifted_points():
     np.testing.assert_array_equal(vis.sum(axis=1), [T, 0, T])
     # lifted depths 5.94, 6.06, 5.94: the mean point is 0.02 m from the truth in every frame
     np.testing.assert_allclose(out[0], np.broadcast_to(point + [0, 0, -0.02], (T, 3)), atol=1e-5)
+
+
+def test_static_points_off_their_2d_track_are_dropped():
+    from stereo4d.track_fill import drop_off_track_static_frames, static_reprojection_px
+
+    cams = _cameras()
+    facade = np.array([0.4, -0.1, 20.0])  # far point the query was on
+    occluder = np.array([0.3, -0.05, 2.0])  # near point the 2D track moves onto at frame 3
+    on_facade, _, _ = cams.project(np.broadcast_to(facade, (T, 3))[None], SIZE, SIZE)
+    on_occluder, _, _ = cams.project(np.broadcast_to(occluder, (T, 3))[None], SIZE, SIZE)
+    switched = np.concatenate([on_facade[0, :3], on_occluder[0, 3:]])  # [T, 2]
+    tracks_xy = np.stack([switched, switched, on_facade[0]])
+    # Track 0: static, snapped to the occluder (where its depth was valid) in every frame;
+    # track 1: the same points but moving (never dropped); track 2: a consistent static track.
+    track3d = np.stack([np.broadcast_to(occluder, (T, 3)), np.broadcast_to(occluder, (T, 3)),
+                        np.broadcast_to(facade, (T, 3))]).astype(np.float64)
+    visible = np.ones((3, T), bool)
+    static = np.array([True, False, True])
+
+    dist = static_reprojection_px(track3d, tracks_xy, cams, SIZE, SIZE)
+    np.testing.assert_allclose(dist[0, 3:], 0.0, atol=1e-6)
+    assert dist[0, :3].min() > 1.0  # 0.2 m/frame of walking: the near point moves away
+    np.testing.assert_allclose(dist[2], 0.0, atol=1e-6)
+
+    out, kept = drop_off_track_static_frames(track3d, visible, tracks_xy, static, cams, SIZE,
+                                             SIZE, max_px=1.0)
+    expected = visible.copy()
+    expected[0, :3] = dist[0, :3] <= 1.0
+    np.testing.assert_array_equal(kept, expected)
+    assert not expected[0, :3].all()
+    assert np.isnan(out[~kept]).all() and np.isfinite(out[kept]).all()
+    np.testing.assert_allclose(out[kept], track3d[kept].astype(np.float32))
+
+    # Behind the camera counts as off the track; 0 turns the test off.
+    behind = track3d.copy()
+    behind[2, 1] = [0.0, 0.0, -1.0]
+    assert np.isinf(static_reprojection_px(behind, tracks_xy, cams, SIZE, SIZE)[2, 1])
+    _, kept_off = drop_off_track_static_frames(track3d, visible, tracks_xy, static, cams, SIZE,
+                                               SIZE, max_px=0.0)
+    assert kept_off.all()

@@ -5,7 +5,7 @@ Example: python track_optimization.py --vid=9876543210b_66957
 
 import sys
 
-from stereo4d.cli import hfov_deg, int_in_range, run_cli, stage_parser
+from stereo4d.cli import float_in_range, hfov_deg, int_in_range, run_cli, stage_parser
 from stereo4d.stages import optimization
 from stereo4d.track_opt import TrackOptConfig
 
@@ -35,12 +35,18 @@ def main(argv=None):
                         help="give a static track its mean optimised point in every frame "
                              "(removes the 2D tracks' sub-pixel noise from static points; "
                              "false: one point per frame on its ray, as the reference)")
+    parser.add_argument("--max_static_reprojection_px", type=float_in_range(0.0),
+                        default=optimization.MAX_STATIC_REPROJECTION_PX,
+                        help="with --snap_static or --fill_gaps, drop a static track's point from "
+                             "the frames where it projects farther than this (px) from the 2D "
+                             "track: an occlusion or drift the tracker missed (0: keep all)")
     args = parser.parse_args(argv)
     optimization.run(optimization.OptimizationConfig(
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
         gt_folder=args.gt_folder, hfov_deg=args.hfov, write_videos=not args.skip_videos,
         fill_gaps=args.fill_gaps == "true", snap_static=args.snap_static == "true",
         fill_min_lifted_frames=args.fill_min_lifted_frames,
+        max_static_reprojection_px=args.max_static_reprojection_px,
         track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges),
         jax_cache_dir=args.jax_cache_dir))
 

@@ -50,6 +50,7 @@ from stereo4d.stages.common import (
 )
 from stereo4d.stages.health import optimization_health
 from stereo4d.track_fill import (
+    drop_off_track_static_frames,
     fill_track_gaps,
     seed_from_lifted,
     snap_static_tracks,
@@ -72,6 +73,10 @@ DYNAMIC_THRESHOLD_PX = 16.0
 """A track is shown in the dyna videos when its scene motion exceeds this in some frame."""
 MAX_DISPLAY_TRACKS = 256
 """At most this many moving tracks are drawn in the dyna videos (the reference's 256)."""
+MAX_STATIC_REPROJECTION_PX = 4.0
+"""A static track's snapped or filled point is dropped from the frames where it projects farther
+than this from the 2D track (``track_fill.drop_off_track_static_frames``). Chosen on the
+suite's tuning clips and a scratch long tuning clip, see README ("What changed")."""
 FILL_MIN_LIFTED_FRAMES = 3
 """Gap filling also fills tracks without an optimised frame that have at least this many frames
 of valid depth, from their lifted points. Chosen on the suite's tuning clips (on t1: 3D coverage
@@ -106,6 +111,10 @@ class OptimizationConfig:
         mean optimised point in every frame instead of one point per frame on that frame's
         ray, which keeps the 2D tracks' sub-pixel noise as lateral jitter
         (``track_fill.snap_static_tracks``; not in the reference, False reproduces it).
+      max_static_reprojection_px: with ``snap_static`` or ``fill_gaps``, a static track's point
+        is dropped from the frames where it projects farther than this (px) from the 2D track
+        (an occlusion or drift the tracker missed; ``track_fill.drop_off_track_static_frames``);
+        0 = keep every frame.
     """
 
     vid: str
@@ -123,6 +132,7 @@ class OptimizationConfig:
     fill_gaps: bool = True
     fill_min_lifted_frames: int = FILL_MIN_LIFTED_FRAMES
     snap_static: bool = True
+    max_static_reprojection_px: float = MAX_STATIC_REPROJECTION_PX
 
     @property
     def paths(self) -> ClipPaths:
@@ -239,11 +249,14 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
 
 def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tracks2D,
                       cameras: PinholeCamera, imh: int, imw: int, track_opt: TrackOptConfig,
-                      fill_gaps: bool, snap_static: bool = False, fill_min_lifted_frames: int = 0):
+                      fill_gaps: bool, snap_static: bool = False, fill_min_lifted_frames: int = 0,
+                      max_static_reprojection_px: float = 0.0):
     """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then (``fill_gaps`` and
     ``fill_min_lifted_frames``) tracks without an optimised frame seeded from their lifted
     points, (``snap_static``) the static tracks made one point and (``fill_gaps``) the gaps
-    filled (``track_fill``). Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
+    filled, then (``max_static_reprojection_px``) the static tracks' frames whose point is off
+    the 2D track dropped (``track_fill``). Returns (TrackOptResult, track3d [N, T, 3],
+    visible [N, T])."""
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
                              imh, imw, track_opt)
@@ -260,6 +273,8 @@ def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tr
     if fill_gaps:
         track3d, visible = fill_track_gaps(track3d, visible, tracks.tracks_xy, tracks.visibles,
                                            cameras, static, imh, imw)
+    track3d, visible = drop_off_track_static_frames(track3d, visible, tracks.tracks_xy, static,
+                                                    cameras, imh, imw, max_static_reprojection_px)
     return result, track3d, visible
 
 
@@ -294,7 +309,7 @@ def run(config: OptimizationConfig) -> dict:
     with timer("optimize"):
         result, optimized, optimized_visible = optimize_and_fill(
             lifted, lifted_visible, tracks, cameras, imh, imw, config.track_opt, config.fill_gaps,
-            config.snap_static, config.fill_min_lifted_frames)
+            config.snap_static, config.fill_min_lifted_frames, config.max_static_reprojection_px)
     optimised_finite = result.visible & np.all(np.isfinite(result.track3d), axis=-1)
     health = optimization_health(lifted_visible, optimized, optimized_visible, optimised_finite)
     health.enforce(str(paths.filtered_tracks.name))
