@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,17 @@ def load_make_weights():
 def parity_dir() -> Path:
     assert PARITY_DIR.is_dir(), f"parity kit missing at {PARITY_DIR}"
     return PARITY_DIR
+
+
+def still_running(processes: list, grace_s: float, poll_s: float = 0.05) -> list:
+    """The ``psutil.Process`` es of ``processes`` still running (zombies count as exited) after
+    waiting up to ``grace_s`` seconds for them all to exit."""
+    import psutil
+
+    deadline = time.monotonic() + grace_s
+    alive = list(processes)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if alive:
+            time.sleep(poll_s)
+    return alive

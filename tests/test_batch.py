@@ -27,7 +27,7 @@ from stereo4d.batch.task import error_line
 from stereo4d.commands import batch_run
 from stereo4d.io import ClipPaths, InputError
 from stereo4d.pipeline import clip_complete, pipeline_stages, stage_dependencies
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, still_running
 
 GOOD = ("syn0_100", "syn1_200")
 BAD = "broken_300"  # corrupt npz, video present
@@ -199,11 +199,7 @@ def test_ray_batch_driver_killed_leaves_no_process_behind(dataset):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     for group, grace_s in ((core, RAY_CORE_GRACE_S), (agents, RAY_AGENT_GRACE_S)):
-        deadline = time.monotonic() + grace_s
-        alive = group
-        while alive and time.monotonic() < deadline:
-            alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-            time.sleep(0.2)
+        alive = still_running(group, grace_s, poll_s=0.2)
         assert not alive, f"outlived the killed batch by {grace_s} s: {[p.name() for p in alive]}"
 
 

@@ -39,7 +39,7 @@ import pytest
 from stereo4d.io import ClipPaths, load_json
 from stereo4d.stages import filtering, optimization, rectify, stereo, tracking
 from stereo4d.synthetic import SyntheticClipConfig, make_synthetic_clip
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, still_running
 
 VID = "fault_33333"
 VIEW_PX = 96
@@ -152,11 +152,7 @@ def _kill_group(process: subprocess.Popen) -> tuple[list[psutil.Process], set[st
 
 
 def _assert_all_died(descendants: list[psutil.Process]) -> None:
-    deadline = time.monotonic() + CHILD_GRACE_S
-    alive = descendants
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.05)
+    alive = still_running(descendants, CHILD_GRACE_S)
     assert not alive, f"children outlived their stage: {[p.cmdline()[:1] for p in alive]}"
 
 
