@@ -137,10 +137,7 @@ def budget_clip(paths: ClipPaths, hfov_deg: float = 60.0, variants=tuple(VARIANT
         kept = tracks.subset(keep)
         lifted, lifted_visible = lift_tracks_to_3d(kept, depth_opt, cameras)
         _, track3d, visible = optimize_and_fill(lifted, lifted_visible, kept, cameras, imh, imw,
-                                                track_opt, opt_config.fill_gaps,
-                                                opt_config.snap_static,
-                                                opt_config.fill_min_lifted_frames,
-                                                opt_config.max_static_reprojection_px)
+                                                track_opt, opt_config.fill_settings)
         truth = {k: v[keep] for k, v in truth_all.items()}
         scores = score_against_truth(track3d, visible, truth, hfov_deg)
         scores["jitter_ratio"] = scores["jitter_m"] / scores["gt_jitter_m"]

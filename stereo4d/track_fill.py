@@ -30,13 +30,42 @@ at an unchanged APD3D (see README, "What changed").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from stereo4d.geometry import PinholeCamera
 from stereo4d.track_opt import masked_percentile
 
-__all__ = ["drop_off_track_static_frames", "fill_track_gaps", "seed_from_lifted",
+__all__ = ["FillSettings", "drop_off_track_static_frames", "fill_track_gaps", "seed_from_lifted",
            "snap_static_tracks", "static_reprojection_px", "static_tracks", "track_mean_points"]
+
+
+@dataclass(frozen=True)
+class FillSettings:
+    """What happens to the optimised tracks after the optimisation; the defaults change nothing
+    (the reference's output). The optimisation stage's defaults are in its config.
+
+    Attributes:
+      fill_gaps: fill the 2D-visible frames without an optimised point (``fill_track_gaps``).
+      min_lifted_frames: with ``fill_gaps``, tracks with no optimised frame but at least this
+        many lifted frames are filled from their lifted points (0: left empty;
+        ``seed_from_lifted``).
+      max_extrapolation_frames: with ``fill_gaps``, see ``fill_track_gaps`` (None: no limit).
+      snap_static: static tracks take their mean point in every frame (``snap_static_tracks``).
+      max_static_reprojection_px: with ``fill_gaps`` or ``snap_static``, see
+        ``drop_off_track_static_frames`` (0: off).
+    """
+
+    fill_gaps: bool = False
+    min_lifted_frames: int = 0
+    max_extrapolation_frames: int | None = None
+    snap_static: bool = False
+    max_static_reprojection_px: float = 0.0
+
+    @property
+    def changes_output(self) -> bool:
+        return self.fill_gaps or self.snap_static
 
 
 def static_tracks(motion_px: np.ndarray, mask: np.ndarray, threshold_px: float,
@@ -115,14 +144,21 @@ def _interpolate_in_time(values: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 def fill_track_gaps(track3d_world: np.ndarray, visible: np.ndarray, tracks_xy: np.ndarray,
                     visibles_2d: np.ndarray, cameras: PinholeCamera, static: np.ndarray,
-                    imh: int, imw: int) -> tuple[np.ndarray, np.ndarray]:
+                    imh: int, imw: int, max_extrapolation_frames: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Fills gaps of optimised tracks.
+
+    A moving track's gaps before its first or after its last optimised frame are filled at the
+    nearest optimised frame's depth only up to ``max_extrapolation_frames`` frames from it
+    (None: all): a 2D track that is still followed long after (or before) the frames it has
+    depth for has often moved onto another surface, at another depth.
 
     Args:
       track3d_world: [N, T, 3] optimised points (NaN off ``visible``); visible: [N, T] bool.
       tracks_xy: [N, T, 2] the 2D tracks (x, y) px; visibles_2d: [N, T] their visibility.
       cameras: per-frame world-to-camera [T, 3, 4] with normalised intrinsics.
       static: [N] bool (``static_tracks``).
+      max_extrapolation_frames: see above.
     Returns:
       (track3d [N, T, 3] float32, NaN off the new visibility; visible [N, T] bool): the
       optimised frames unchanged, plus every 2D-visible frame inside the image of a track that
@@ -133,6 +169,12 @@ def fill_track_gaps(track3d_world: np.ndarray, visible: np.ndarray, tracks_xy: n
     xy = np.asarray(tracks_xy, np.float64)
     inside = (xy[..., 0] >= 0) & (xy[..., 1] >= 0) & (xy[..., 0] < imw) & (xy[..., 1] < imh)
     gaps = np.asarray(visibles_2d, bool) & inside & ~visible & visible.any(axis=1)[:, None]
+    if max_extrapolation_frames is not None:  # moving tracks: no far extrapolation in time
+        frames = np.arange(visible.shape[1])
+        first = np.argmax(visible, axis=1)[:, None]
+        last = visible.shape[1] - 1 - np.argmax(visible[:, ::-1], axis=1)[:, None]
+        beyond = np.maximum(first - frames, frames - last)
+        gaps &= np.asarray(static, bool)[:, None] | (beyond <= max_extrapolation_frames)
     out = np.where(visible[..., None], track3d_world, np.nan)
     if not gaps.any():
         return out.astype(np.float32), visible

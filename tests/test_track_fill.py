@@ -4,7 +4,7 @@ at a time-interpolated depth; tracks without optimised frames stay empty."""
 import numpy as np
 
 from stereo4d.geometry import PinholeCamera
-from stereo4d.track_fill import _interpolate_in_time, fill_track_gaps, static_tracks
+from stereo4d.track_fill import FillSettings, _interpolate_in_time, fill_track_gaps, static_tracks
 
 SIZE = 64
 T = 6
@@ -49,6 +49,15 @@ def test_static_and_moving_gaps_are_filled():
     cam_z = out[1, 4:, 2] - 0.2 * np.arange(4, T)
     np.testing.assert_allclose(cam_z, [4.5, 4.5], atol=1e-5)
     np.testing.assert_allclose(out[1, 0], moving[0], atol=1e-6)  # optimised frames unchanged
+
+    # Extrapolation limit: the mover's frames 4, 5 lie 1, 2 frames past its last optimised
+    # frame (3); interior gaps and static tracks are filled whatever the limit.
+    for limit, expected in ((None, [1] * 6), (1, [1, 1, 1, 1, 1, 0]), (0, [1, 1, 1, 1, 0, 0])):
+        out_k, vis_k = fill_track_gaps(track3d, optimised, xy, visibles_2d, cams,
+                                       np.array([True, False, False]), SIZE, SIZE, limit)
+        np.testing.assert_array_equal(vis_k[1], expected)
+        np.testing.assert_array_equal(vis_k[0], vis[0])
+        np.testing.assert_allclose(out_k[vis_k], out[vis_k])
 
 
 def test_static_tracks_rule():
@@ -100,7 +109,8 @@ def test_snapping_static_tracks_removes_tracking_noise_jitter():
     config = TrackOptConfig(dynamic_edges="inside", num_workers=1)
     size = SIZE * 8
     runs = {snap: optimize_and_fill(lifted, tracks.visibles, tracks, cams, size, size, config,
-                                    fill_gaps=True, snap_static=snap) for snap in (False, True)}
+                                    FillSettings(fill_gaps=True, snap_static=snap))
+            for snap in (False, True)}
     (res_off, off, vis_off), (_, on, vis_on) = runs[False], runs[True]
     np.testing.assert_array_equal(vis_off, vis_on)  # same frames: only the points change
     static = ~moving
@@ -114,8 +124,8 @@ def test_snapping_static_tracks_removes_tracking_noise_jitter():
     assert res_off.motion_px[moving].max() > 20.0
     # The reference mode (no filling, no snapping) is the optimisation's output, unchanged.
     result, ref, ref_vis = optimize_and_fill(lifted, tracks.visibles, tracks, cams, size, size,
-                                             config, fill_gaps=False, snap_static=False,
-                                             fill_min_lifted_frames=3)
+                                             config, FillSettings(min_lifted_frames=3,
+                                                                  max_static_reprojection_px=4.0))
     np.testing.assert_array_equal(ref, result.track3d)
     np.testing.assert_array_equal(ref_vis, result.visible)
 

@@ -31,6 +31,10 @@ def main(argv=None):
                         help="with --fill_gaps, also fill tracks that have no optimised frame "
                              "but at least this many frames of valid depth, from their lifted "
                              "points (0: leave them empty)")
+    parser.add_argument("--fill_max_extrapolation_frames", type=int_in_range(-1),
+                        default=optimization.FILL_MAX_EXTRAPOLATION_FRAMES,
+                        help="with --fill_gaps, fill a moving track at most this many frames "
+                             "before its first / after its last optimised frame (-1: no limit)")
     parser.add_argument("--snap_static", default="true", choices=["true", "false"],
                         help="give a static track its mean optimised point in every frame "
                              "(removes the 2D tracks' sub-pixel noise from static points; "
@@ -47,6 +51,8 @@ def main(argv=None):
         fill_gaps=args.fill_gaps == "true", snap_static=args.snap_static == "true",
         fill_min_lifted_frames=args.fill_min_lifted_frames,
         max_static_reprojection_px=args.max_static_reprojection_px,
+        fill_max_extrapolation_frames=(None if args.fill_max_extrapolation_frames < 0
+                                       else args.fill_max_extrapolation_frames),
         track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges),
         jax_cache_dir=args.jax_cache_dir))
 

@@ -50,6 +50,7 @@ from stereo4d.stages.common import (
 )
 from stereo4d.stages.health import optimization_health
 from stereo4d.track_fill import (
+    FillSettings,
     drop_off_track_static_frames,
     fill_track_gaps,
     seed_from_lifted,
@@ -77,6 +78,10 @@ MAX_STATIC_REPROJECTION_PX = 4.0
 """A static track's snapped or filled point is dropped from the frames where it projects farther
 than this from the 2D track (``track_fill.drop_off_track_static_frames``). Chosen on the
 suite's tuning clips and a scratch long tuning clip, see README ("What changed")."""
+FILL_MAX_EXTRAPOLATION_FRAMES = 8
+"""Gap filling extends a moving track's depth at most this many frames before its first or
+after its last optimised frame. Chosen on the suite's tuning clips and a scratch long tuning
+clip, see README ("What changed")."""
 FILL_MIN_LIFTED_FRAMES = 3
 """Gap filling also fills tracks without an optimised frame that have at least this many frames
 of valid depth, from their lifted points. Chosen on the suite's tuning clips (on t1: 3D coverage
@@ -107,6 +112,9 @@ class OptimizationConfig:
       fill_min_lifted_frames: with ``fill_gaps``, a track with no optimised frame but at least
         this many frames of valid stereo depth is filled from its lifted points (0: left
         empty, as before; ``track_fill.seed_from_lifted``).
+      fill_max_extrapolation_frames: with ``fill_gaps``, a moving track's frames more than this
+        many frames before its first or after its last optimised frame stay empty (None: all
+        filled; ``track_fill.fill_track_gaps``).
       snap_static: a static track (the optimisation's rule: dynamic weight < 0.5) takes its
         mean optimised point in every frame instead of one point per frame on that frame's
         ray, which keeps the 2D tracks' sub-pixel noise as lateral jitter
@@ -131,8 +139,16 @@ class OptimizationConfig:
     jax_cache_dir: str | None = None
     fill_gaps: bool = True
     fill_min_lifted_frames: int = FILL_MIN_LIFTED_FRAMES
+    fill_max_extrapolation_frames: int | None = FILL_MAX_EXTRAPOLATION_FRAMES
     snap_static: bool = True
     max_static_reprojection_px: float = MAX_STATIC_REPROJECTION_PX
+
+    @property
+    def fill_settings(self) -> FillSettings:
+        return FillSettings(fill_gaps=self.fill_gaps, min_lifted_frames=self.fill_min_lifted_frames,
+                            max_extrapolation_frames=self.fill_max_extrapolation_frames,
+                            snap_static=self.snap_static,
+                            max_static_reprojection_px=self.max_static_reprojection_px)
 
     @property
     def paths(self) -> ClipPaths:
@@ -249,32 +265,31 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
 
 def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tracks2D,
                       cameras: PinholeCamera, imh: int, imw: int, track_opt: TrackOptConfig,
-                      fill_gaps: bool, snap_static: bool = False, fill_min_lifted_frames: int = 0,
-                      max_static_reprojection_px: float = 0.0):
-    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then (``fill_gaps`` and
-    ``fill_min_lifted_frames``) tracks without an optimised frame seeded from their lifted
-    points, (``snap_static``) the static tracks made one point and (``fill_gaps``) the gaps
-    filled, then (``max_static_reprojection_px``) the static tracks' frames whose point is off
-    the 2D track dropped (``track_fill``). Returns (TrackOptResult, track3d [N, T, 3],
-    visible [N, T])."""
+                      fill: FillSettings):
+    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then what ``fill`` asks
+    (``track_fill``): tracks without an optimised frame seeded from their lifted points, the
+    static tracks made one point, the gaps filled, and the static tracks' frames whose point
+    is off the 2D track dropped. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
                              imh, imw, track_opt)
-    if not (fill_gaps or snap_static):
+    if not fill.changes_output:
         return result, result.track3d, result.visible
     track3d, visible = result.track3d, result.visible
-    if fill_gaps and fill_min_lifted_frames > 0:
+    if fill.fill_gaps and fill.min_lifted_frames > 0:
         track3d, visible = seed_from_lifted(track3d, visible, lifted, lifted_visible,
-                                            fill_min_lifted_frames)
+                                            fill.min_lifted_frames)
     static = static_tracks(result.motion_px, visible, track_opt.motion_threshold_px,
                            track_opt.motion_percentile)
-    if snap_static:
+    if fill.snap_static:
         track3d = snap_static_tracks(track3d, visible, static)
-    if fill_gaps:
+    if fill.fill_gaps:
         track3d, visible = fill_track_gaps(track3d, visible, tracks.tracks_xy, tracks.visibles,
-                                           cameras, static, imh, imw)
+                                           cameras, static, imh, imw,
+                                           fill.max_extrapolation_frames)
     track3d, visible = drop_off_track_static_frames(track3d, visible, tracks.tracks_xy, static,
-                                                    cameras, imh, imw, max_static_reprojection_px)
+                                                    cameras, imh, imw,
+                                                    fill.max_static_reprojection_px)
     return result, track3d, visible
 
 
@@ -308,8 +323,8 @@ def run(config: OptimizationConfig) -> dict:
         colors = sample_colors(video, tracks.query_points_tyx)
     with timer("optimize"):
         result, optimized, optimized_visible = optimize_and_fill(
-            lifted, lifted_visible, tracks, cameras, imh, imw, config.track_opt, config.fill_gaps,
-            config.snap_static, config.fill_min_lifted_frames, config.max_static_reprojection_px)
+            lifted, lifted_visible, tracks, cameras, imh, imw, config.track_opt,
+            config.fill_settings)
     optimised_finite = result.visible & np.all(np.isfinite(result.track3d), axis=-1)
     health = optimization_health(lifted_visible, optimized, optimized_visible, optimised_finite)
     health.enforce(str(paths.filtered_tracks.name))
