@@ -155,17 +155,20 @@ def _sample(image: np.ndarray, rotated_rays: np.ndarray, translation: np.ndarray
             disparity_px: np.ndarray, focal_px: float, fb_px_m: float
             ) -> tuple[np.ndarray, np.ndarray]:
     """``image`` [H, W] float32 sampled where the neighbour sees each pixel lifted with
-    ``disparity_px``. Returns (values, inside) float32 [H, W] each."""
+    ``disparity_px`` (rotated_rays [3, H, W] R ray, translation [3]; float32 arithmetic).
+    Returns (values, inside) float32 [H, W] each."""
     height, width = image.shape
-    rho = disparity_px / fb_px_m
-    z = rotated_rays[2] + rho * translation[2]
+    rays = np.asarray(rotated_rays, np.float32)
+    rho = np.asarray(disparity_px, np.float32) * np.float32(1.0 / fb_px_m)
+    tx, ty, tz = (np.float32(v) for v in translation)
+    z = rays[2] + rho * tz
     ahead = z > _MIN_DEPTH
-    with np.errstate(invalid="ignore", divide="ignore"):
-        map_x = focal_px * (rotated_rays[0] + rho * translation[0]) / z + (width - 1) / 2.0
-        map_y = focal_px * (rotated_rays[1] + rho * translation[1]) / z + (height - 1) / 2.0
+    scale = np.float32(focal_px) / np.where(ahead, z, np.float32(1.0))
+    map_x = (rays[0] + rho * tx) * scale + np.float32((width - 1) / 2.0)
+    map_y = (rays[1] + rho * ty) * scale + np.float32((height - 1) / 2.0)
     inside = ahead & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-    map_x = np.where(inside, map_x, -1.0).astype(np.float32)
-    map_y = np.where(inside, map_y, -1.0).astype(np.float32)
+    map_x[~inside] = -1.0
+    map_y[~inside] = -1.0
     values = cv2.remap(image, map_x, map_y, INTERPOLATION, borderMode=cv2.BORDER_REPLICATE)
     return values, inside.astype(np.float32)
 
@@ -207,6 +210,7 @@ def temporal_estimate(t: int, gray: np.ndarray, disparity_px: np.ndarray, sigma_
     ref_mean = _box(reference, window)
     ref_std = np.sqrt(np.maximum(_box(reference * reference, window) - ref_mean**2, 0.0))
     step = _sweep_steps(np.where(has, sigma_px, np.nan), settings).astype(np.float64)
+    base32, step32 = d_base.astype(np.float32), step.astype(np.float32)
     half = settings.half_hypotheses
     offsets = np.arange(-half, half + 1)
     rays = _rays(height, width, focal_px)
@@ -217,15 +221,16 @@ def temporal_estimate(t: int, gray: np.ndarray, disparity_px: np.ndarray, sigma_
     for s in (s for s in neighbours if 0 <= s < count):
         rotation, translation = relative_pose(camera2world[t], camera2world[s])
         rotated = np.einsum("ij,jhw->ihw", rotation, rays)
+        rotated32 = rotated.astype(np.float32)
         curve = np.empty_like(total)
         image = gray[s].astype(np.float32)
         for j, offset in enumerate(offsets):
-            hypothesis = np.maximum(d_base + offset * step, 1e-3)
-            values, inside = _sample(image, rotated, translation, hypothesis, focal_px, fb_px_m)
+            hypothesis = np.maximum(base32 + np.float32(offset) * step32, np.float32(1e-3))
+            values, inside = _sample(image, rotated32, translation, hypothesis, focal_px, fb_px_m)
             curve[j] = zncc(ref_mean, ref_std, reference, values, inside, window)
         ratio = parallax_ratio(rotated, translation, d_base, focal_px, fb_px_m)
         counts = has & (curve.max(axis=0) >= settings.min_zncc) & (ratio >= MIN_PARALLAX_RATIO)
-        total += np.where(counts, curve, 0.0)
+        total += curve * counts.astype(np.float32)
         parallax_sq += np.where(counts, ratio**2, 0.0)
         views += counts
     best = np.argmax(total, axis=0)
