@@ -21,6 +21,9 @@ Per rectified frame pair:
    passes them) and ``fusion_radius_frames`` > 0, the test applies to the disparities
    and noise fused over the neighbouring frames (``stereo_fusion``): static surfaces
    are averaged over up to ``2 radius + 1`` views, so more of them pass the test.
+   With ``temporal_refine`` the fused disparities are then refined against the same view
+   6 and 12 frames before and after (``temporal_stereo``: the camera's own motion as a
+   wider baseline) and the test applies to the combined noise.
 5. Fill-in (``fill``): each rejected pixel takes the smaller (background) of the
    nearest kept disparities to its left and right on its row. Rejected pixels
    are then recognisable only by the pipeline's own checks: a filled occluded
