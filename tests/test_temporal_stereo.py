@@ -117,3 +117,41 @@ def test_refinement_beats_stereo_alone_and_leaves_a_mover():
     square_error = np.abs(refined - truth[FRAME])[square].mean()
     assert square_error <= np.abs(stereo - truth[FRAME])[square].mean() + 0.01
     assert np.mean(views[square] == 0) > 0.6
+
+
+def test_backend_refines_each_view_with_its_own_frames():
+    """The ``sgbm`` backend's flows are exactly: each view's measured disparities, fused, then
+    ``refine_sequence`` with that view's images and cameras (the right camera moved by the
+    baseline) and the single-frame noise, then the confidence test."""
+    from stereo4d.backends.classical_stereo import SgbmSettings, SgbmStereo
+    from stereo4d.backends.imageops import to_gray
+    from stereo4d.backends.stereo_fusion import fuse_sequence, right_camera2world
+    from stereo4d.backends.temporal_stereo import refine_sequence
+    from tests.test_stereo_fusion import FOCAL_PX as FUSION_FOCAL_PX
+    from tests.test_stereo_fusion import NOISY_GREY, _shifted_wall_clip
+
+    left, right, c2w = _shifted_wall_clip(5, 2.5, noise_grey=NOISY_GREY)
+    settings = SgbmSettings(max_disparity_px=16, fusion_radius_frames=1,
+                            temporal_offsets_frames=(2,))
+    backend = SgbmStereo(settings)
+    flows = backend.compute_flows(left, right, camera2world=c2w, focal_px=FUSION_FOCAL_PX)
+    measured = [backend.measure(lf, rf) for lf, rf in zip(left, right)]
+    cameras = (c2w, right_camera2world(c2w, depth_lib.BASELINE_M))
+    fb_px_m = FUSION_FOCAL_PX * depth_lib.BASELINE_M
+    changed = 0
+    for view, key, sign, images in ((0, "fwd", -1.0, left), (1, "bwd", 1.0, right)):
+        with np.errstate(invalid="ignore"):  # NaN disparity x inf noise: NaN sigma
+            frames = [(m[view], m[view + 2] * m[view]) for m in measured]
+        for (_, single), m in zip(frames, measured):
+            single[~(np.isfinite(m[view]) & np.isfinite(m[view + 2]))] = np.nan
+        fused = list(fuse_sequence(frames, cameras[view], 1, FUSION_FOCAL_PX, fb_px_m, 2.0, False))
+        refined = refine_sequence(
+            ((d, s, single) for (d, s, _), (_, single) in zip(fused, frames)),
+            np.stack([to_gray(image) for image in images]), cameras[view], FUSION_FOCAL_PX,
+            fb_px_m, settings.temporal)
+        for flow, (disparity, sigma), (fused_d, _, _) in zip(flows, refined, fused):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                expected = backend.finish(disparity, sigma / disparity)
+            np.testing.assert_array_equal(flow[key][..., 0], sign * np.nan_to_num(expected))
+            changed += np.sum(np.abs(np.nan_to_num(disparity) - np.nan_to_num(fused_d)) > 1e-4)
+    assert changed > 0  # the refinement did act on this clip
