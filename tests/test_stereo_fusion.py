@@ -60,9 +60,9 @@ def test_reprojection_is_exact_for_a_static_wall():
 
 
 def _pose(c2w_from, c2w_to):
-    from stereo4d.backends.stereo_fusion import _relative_pose
+    from stereo4d.backends.stereo_fusion import relative_pose
 
-    return _relative_pose(c2w_from, c2w_to)
+    return relative_pose(c2w_from, c2w_to)
 
 
 def test_fusion_averages_static_noise_and_does_not_smear_a_mover():
@@ -135,9 +135,11 @@ def test_sgbm_backend_fuses_both_views():
 
 
 def test_fusion_off_is_the_single_frame_result():
-    """--fusion_radius=0 with cameras, and no cameras at all, give the single-frame result."""
+    """--fusion_radius=0 --temporal_refine=false with cameras, and no cameras at all, give the
+    single-frame result."""
     left, right, c2w = _shifted_wall_clip(2, 4.0, noise_grey=2.0)
-    off = SgbmStereo(SgbmSettings(max_disparity_px=16, fusion_radius_frames=0))
+    off = SgbmStereo(SgbmSettings(max_disparity_px=16, fusion_radius_frames=0,
+                                  temporal_refine=False))
     with_cams = off.compute_flows(left, right, camera2world=c2w, focal_px=FOCAL_PX)
     without = SgbmStereo(SgbmSettings(max_disparity_px=16)).compute_flows(left, right)
     for a, b in zip(with_cams, without):

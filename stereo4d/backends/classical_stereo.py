@@ -21,6 +21,9 @@ Per rectified frame pair:
    passes them) and ``fusion_radius_frames`` > 0, the test applies to the disparities
    and noise fused over the neighbouring frames (``stereo_fusion``): static surfaces
    are averaged over up to ``2 radius + 1`` views, so more of them pass the test.
+   With ``temporal_refine`` the fused disparities are then refined against the same view
+   6 and 12 frames before and after (``temporal_stereo``: the camera's own motion as a
+   wider baseline) and the test applies to the combined noise.
 5. Fill-in (``fill``): each rejected pixel takes the smaller (background) of the
    nearest kept disparities to its left and right on its row. Rejected pixels
    are then recognisable only by the pipeline's own checks: a filled occluded
@@ -48,6 +51,7 @@ from stereo4d.backends.stereo_refine import (
     relative_disparity_noise,
     remove_local_mean,
 )
+from stereo4d.backends.temporal_stereo import TemporalSettings, refine_sequence
 from stereo4d.depth import BASELINE_M
 
 __all__ = [
@@ -117,6 +121,13 @@ class SgbmSettings:
         within this many combined predicted sigmas of the frame's own.
       fusion_fill_holes: pixels without a disparity of their own take the neighbours'
         when at least two of them agree.
+      temporal_refine: after the fusion, refine each frame's disparities with the same
+        view of the frames ``temporal_offsets_frames`` before and after it
+        (``temporal_stereo``: the camera's motion as a wider baseline; needs the cameras,
+        as the fusion); the confidence test then applies to the combined noise.
+      temporal_offsets_frames: frame distances of the temporal neighbours (each side).
+      temporal_window_px: ZNCC window of the temporal match (odd).
+      temporal_min_zncc: a temporal neighbour counts where its best ZNCC reaches this.
     """
 
     max_disparity_px: int = 64
@@ -141,6 +152,10 @@ class SgbmSettings:
     fusion_radius_frames: int = 6
     fusion_consistency_sigmas: float = 2.0
     fusion_fill_holes: bool = False
+    temporal_refine: bool = True
+    temporal_offsets_frames: tuple[int, ...] = TemporalSettings.offsets
+    temporal_window_px: int = TemporalSettings.window_px
+    temporal_min_zncc: float = TemporalSettings.min_zncc
 
     def __post_init__(self):
         if self.mode not in SGBM_MODES:
@@ -158,6 +173,14 @@ class SgbmSettings:
             raise ValueError("fusion_radius_frames must be >= 0 (0: off)")
         if self.fusion_consistency_sigmas <= 0:
             raise ValueError("fusion_consistency_sigmas must be positive")
+        _ = self.temporal  # constructing them validates the temporal settings
+
+    @property
+    def temporal(self) -> TemporalSettings:
+        """The temporal refinement's settings."""
+        return TemporalSettings(offsets=tuple(self.temporal_offsets_frames),
+                                window_px=self.temporal_window_px,
+                                min_zncc=self.temporal_min_zncc)
 
     @property
     def num_disparities(self) -> int:
@@ -258,6 +281,11 @@ class SgbmStereo:
     def __init__(self, settings: SgbmSettings = SgbmSettings()):
         self.config = settings
 
+    @property
+    def uses_cameras(self) -> bool:
+        """True when the multi-frame fusion or the temporal refinement is on."""
+        return bool(self.config.fusion_radius_frames) or self.config.temporal_refine
+
     def settings(self) -> dict:
         return {"backend": self.name, **asdict(self.config)}
 
@@ -314,13 +342,13 @@ class SgbmStereo:
 
         Args:
           left, right: uint8 [T, H, W, 3] RGB rectified views.
-          camera2world: [T, 3, 4] rectified left cameras, for the multi-frame fusion (None:
-            every frame on its own).
+          camera2world: [T, 3, 4] rectified left cameras, for the multi-frame fusion and the
+            temporal refinement (None: every frame on its own).
           focal_px: focal length of the rectified views (needed with ``camera2world``).
         Returns:
           per frame ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}`` float32 pixels.
         """
-        if camera2world is None or not self.config.fusion_radius_frames:
+        if camera2world is None or not self.uses_cameras:
             pairs = (self.disparities(lf, rf) for lf, rf in zip(left, right))
         else:
             pairs = self._fused_disparities(left, right, camera2world, focal_px)
@@ -342,22 +370,39 @@ class SgbmStereo:
         s = self.config
         measured = itertools.tee((self.measure(lf, rf) for lf, rf in zip(left, right)), 2)
         cameras = (camera2world, right_camera2world(camera2world, BASELINE_M))
-        fused_views = []
-        for view, (stream, c2w) in enumerate(zip(measured, cameras)):
-            frames = _view_frames(stream, view)
-            fused_views.append(fuse_sequence(frames, c2w, s.fusion_radius_frames, focal_px,
-                                             focal_px * BASELINE_M, s.fusion_consistency_sigmas,
-                                             s.fusion_fill_holes))
-        for (d_left, sig_left, _), (d_right, sig_right, _) in zip(*fused_views):
+        fb_px_m = focal_px * BASELINE_M
+        views = []
+        for view, (stream, c2w, images) in enumerate(zip(measured, cameras, (left, right))):
+            match_sigma: dict[int, np.ndarray] = {}  # single-frame noise, until refined
+            frames = _view_frames(stream, view, match_sigma)
+            fused = fuse_sequence(frames, c2w, s.fusion_radius_frames, focal_px, fb_px_m,
+                                  s.fusion_consistency_sigmas, s.fusion_fill_holes)
+            if s.temporal_refine:
+                fused = refine_sequence(
+                    _with_match_sigma(fused, match_sigma), np.stack([to_gray(image) for image in images]), c2w, focal_px, fb_px_m,
+                    s.temporal)
+            views.append(fused)
+        for (d_left, sig_left, *_), (d_right, sig_right, *_) in zip(*views):
             with np.errstate(divide="ignore", invalid="ignore"):
                 yield (self.finish(d_left, sig_left / d_left),
                        self.finish(d_right, sig_right / d_right))
 
 
-def _view_frames(measured, view: int):
-    """(disparity, sigma_px) of one view (0 left, 1 right) from ``measure`` results."""
-    for m in measured:
-        yield m[view], _sigma_px(m[view], m[view + 2])
+def _with_match_sigma(fused, sigma_by_frame: dict):
+    """(disparity, sigma, single-frame sigma) per frame from ``fuse_sequence``'s results and
+    the single-frame sigmas stored by ``_view_frames`` (each dropped once used)."""
+    for t, (disparity, sigma, _) in enumerate(fused):
+        yield disparity, sigma, sigma_by_frame.pop(t)
+
+
+def _view_frames(measured, view: int, sigma_by_frame: dict | None = None):
+    """(disparity, sigma_px) of one view (0 left, 1 right) from ``measure`` results; each
+    frame's sigma is also stored in ``sigma_by_frame`` under its index (when given)."""
+    for t, m in enumerate(measured):
+        sigma_px = _sigma_px(m[view], m[view + 2])
+        if sigma_by_frame is not None:
+            sigma_by_frame[t] = sigma_px
+        yield m[view], sigma_px
 
 
 def _sigma_px(disparity: np.ndarray, relative_noise: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ __all__ = [
     "forward_splat_disparity",
     "fuse_frame",
     "fuse_sequence",
+    "relative_pose",
     "reprojected_disparity",
     "right_camera2world",
 ]
@@ -75,7 +76,7 @@ def right_camera2world(camera2world: np.ndarray, baseline_m: float) -> np.ndarra
     return c2w
 
 
-def _relative_pose(c2w_from: np.ndarray, c2w_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def relative_pose(c2w_from: np.ndarray, c2w_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(R [3, 3], t [3]) with X_to = R X_from + t (camera coordinates)."""
     w2c_to = invert_rigid(np.asarray(c2w_to, np.float64)[:3, :4])
     rotation = w2c_to[:3, :3] @ c2w_from[:3, :3]
@@ -190,14 +191,14 @@ def fuse_frame(own_px: np.ndarray, own_sigma_px: np.ndarray, neighbours: list[tu
     has_own = np.isfinite(own) & np.isfinite(own_sigma) & (own_sigma > 0)
     guess = own
     if fill_holes and neighbours:
-        splats = np.stack([forward_splat_disparity(d, _relative_pose(c2w, c2w_own), focal_px,
+        splats = np.stack([forward_splat_disparity(d, relative_pose(c2w, c2w_own), focal_px,
                                                    fb_px_m) for d, _, c2w in neighbours])
         holes = ~has_own
         guess = own.copy()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
             guess[holes] = np.nanmedian(splats[:, holes], axis=0)
-    estimates = [reprojected_disparity(guess, d, s, _relative_pose(c2w_own, c2w), focal_px,
+    estimates = [reprojected_disparity(guess, d, s, relative_pose(c2w_own, c2w), focal_px,
                                        fb_px_m) for d, s, c2w in neighbours]
     weight_sum = np.where(has_own, 1.0 / np.where(has_own, own_sigma, 1.0) ** 2, 0.0)
     value_sum = np.where(has_own, own * weight_sum, 0.0)

@@ -36,6 +36,10 @@ def main(argv=None):
                              "this far before and after it, using the clip's cameras "
                              "(camera2world of <vid>.npz; static surfaces gain, moving objects "
                              "fail the consistency test); 0: off, every frame on its own")
+    parser.add_argument("--temporal_refine", default="true", choices=["true", "false"],
+                        help="sgbm: after the fusion, refine each frame's disparities with the "
+                             "frames 6 and 12 before and after it (the camera's own motion as "
+                             "a wider baseline; static surfaces, needs the clip's cameras)")
     parser.add_argument("--stereo_format", default=stereo.StereoConfig.stereo_format,
                         choices=list(stereo.STEREO_FORMATS),
                         help="compact: <vid>-stereo.npz (forward flow to 1/1024 px and the "
@@ -49,7 +53,8 @@ def main(argv=None):
                             mode=args.sgbm_mode, refine_iterations=args.refine_iterations,
                             refine_window_px=args.refine_window,
                             max_relative_noise=args.max_relative_noise, fill=args.fill,
-                            fusion_radius_frames=args.fusion_radius)
+                            fusion_radius_frames=args.fusion_radius,
+                            temporal_refine=args.temporal_refine == "true")
     except ValueError as exc:
         parser.error(str(exc))
     stereo.run(stereo.StereoConfig(

@@ -137,7 +137,7 @@ def _fusion_inputs(paths: ClipPaths, config: StereoConfig, backend: str, num_fra
     left cameras (``camera2world`` of ``<vid>.npz``) and the focal length; {} when the fusion
     is off or not applicable (other backends). Without cameras the fusion is switched off
     with one warning line (recorded in the provenance as ``fusion: off``)."""
-    if backend != "sgbm" or not config.sgbm.fusion_radius_frames:
+    if backend != "sgbm" or not (config.sgbm.fusion_radius_frames or config.sgbm.temporal_refine):
         return {}
     if not paths.npz.is_file():
         print(f"warning: {paths.npz} not found: no cameras, so the multi-frame stereo fusion is "
