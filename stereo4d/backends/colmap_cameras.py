@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from stereo4d.backends.rig_covariance import RigObservations, rig_precision
 from stereo4d.backends.rig_motion import MotionSettings, PairMatches, segment_motion
 from stereo4d.io import InputError
 from stereo4d.timing import Timer
@@ -92,6 +95,10 @@ class ColmapSettings:
     mapper_retriangulation: bool = False
     mapper_ba_max_iterations: int = 25
     final_ba_max_iterations: int = 10
+    mapper_skip_fixed_rotation_ba: bool = False
+    cross_eye_temporal_pairs: bool = False
+    rig_precision: bool = True
+    mapper_tracks_per_view: int = 0
     random_seed: int = 0
     log_level: int = 2
     motion: MotionSettings = field(default_factory=MotionSettings)
@@ -120,6 +127,24 @@ class RigPoses:
     stats: dict
 
 
+class _StepClock:
+    """Wall-clock (``Timer``) and CPU seconds (this process, every thread: COLMAP's too) per
+    named step: on a shared machine the CPU seconds are what a step costs."""
+
+    def __init__(self):
+        self.wall = Timer()
+        self.cpu_s: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        cpu0 = time.process_time()
+        with self.wall(name):
+            try:
+                yield
+            finally:
+                self.cpu_s[name] = self.cpu_s.get(name, 0.0) + time.process_time() - cpu0
+
+
 def _write_images(root: Path, eyes: np.ndarray) -> list[str]:
     names = []
     for e, folder in enumerate(EYE_FOLDERS):
@@ -129,6 +154,37 @@ def _write_images(root: Path, eyes: np.ndarray) -> list[str]:
             cv2.imwrite(str(root / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             names.append(name)
     return names
+
+
+def _pair_names(num_frames: int, overlap_frames: int) -> list[tuple[str, str]]:
+    """Image pairs to match: each frame's stereo pair and, within each eye, every frame with the
+    ``overlap_frames`` next ones (no left-right pairs across time)."""
+    names = [[f"{folder}/{t:06d}.png" for t in range(num_frames)] for folder in EYE_FOLDERS]
+    pairs = [(names[0][t], names[1][t]) for t in range(num_frames)]
+    for eye in names:
+        pairs += [(eye[t], eye[t + k]) for k in range(1, overlap_frames + 1)
+                  for t in range(num_frames - k)]
+    return pairs
+
+
+def _match(pycolmap, database: Path, root: Path, num_frames: int, settings, verification):
+    """Feature matching and two-view verification of the pairs ``settings`` asks for."""
+    matching = pycolmap.FeatureMatchingOptions(num_threads=settings.num_threads)
+    if settings.cross_eye_temporal_pairs:
+        pycolmap.match_sequential(
+            database, matching_options=matching,
+            pairing_options=pycolmap.SequentialPairingOptions(
+                overlap=settings.overlap_frames, quadratic_overlap=False,
+                num_threads=settings.num_threads),
+            verification_options=verification, device=pycolmap.Device.cpu)
+        return
+    pair_file = root / "pairs.txt"
+    pair_file.write_text("".join(f"{a} {b}\n" for a, b in _pair_names(
+        num_frames, settings.overlap_frames)))
+    pycolmap.match_image_pairs(
+        database, matching_options=matching,
+        pairing_options=pycolmap.ImportedPairingOptions(match_list_path=str(pair_file)),
+        verification_options=verification, device=pycolmap.Device.cpu)
 
 
 def _read_matches(pycolmap, database_path: Path, num_frames: int):
@@ -197,6 +253,32 @@ def _set_rig_pose(pycolmap, database_path: Path, right_from_left: np.ndarray) ->
             db.update_rig(rig)
 
 
+def _rig_observations(rec) -> RigObservations:
+    """The solved reconstruction's frames, rig, points and observations as arrays."""
+    frames = sorted((f for f in rec.frames.values() if f.has_pose), key=lambda f: f.frame_id)
+    frame_index = {f.frame_id: i for i, f in enumerate(frames)}
+    rig = next(iter(rec.rigs.values()))
+    point_ids = np.array(list(rec.points3D.keys()), np.int64)
+    point_index = dict(zip(point_ids.tolist(), range(len(point_ids))))
+    per_image = []
+    for image in rec.images.values():
+        if not image.has_pose:
+            continue
+        obs = image.get_observation_points2D()
+        per_image.append((np.array([o.xy for o in obs]).reshape(-1, 2),
+                          np.array([point_index[o.point3D_id] for o in obs], np.int64),
+                          np.full(len(obs), frame_index[image.frame_id]),
+                          np.full(len(obs), 0 if image.is_ref_in_frame() else 1)))
+    xy, points, frame, eye = (np.concatenate(c) for c in zip(*per_image))
+    camera = next(iter(rec.cameras.values()))  # PINHOLE: fx, fy, cx, cy (both eyes the same)
+    return RigObservations(
+        rig_from_world=np.stack([f.rig_from_world.matrix() for f in frames]),
+        right_from_left=rig.sensor_from_rig(next(iter(rig.non_ref_sensors))).matrix(),
+        points_xyz=np.stack([rec.points3D[int(p)].xyz for p in point_ids]),
+        point_index=points, frame_index=frame, eye=eye, xy_px=xy,
+        focal_px=float(camera.params[0]), principal_xy=np.asarray(camera.params[2:4], float))
+
+
 def _interpolate_missing(cam_from_world: np.ndarray, registered: np.ndarray) -> np.ndarray:
     """Fills unregistered frames [T, 3, 4]: rotations slerped, camera centres linear."""
     from scipy.spatial.transform import Rotation, Slerp
@@ -235,7 +317,7 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
 
     pycolmap.logging.minloglevel = settings.log_level
     num_frames, height, width = eyes.shape[1:4]
-    timer = Timer()
+    timer = _StepClock()
     with tempfile.TemporaryDirectory(prefix="stereo4d-colmap-") as tmp:
         root = Path(workdir) if workdir else Path(tmp)
         image_dir, database = root / "images", root / "database.db"
@@ -266,14 +348,7 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
             with pycolmap.Database.open(str(database)) as db:
                 pycolmap.apply_rig_config([rig], db)
             with timer("matching"):
-                pycolmap.match_sequential(
-                    database,
-                    matching_options=pycolmap.FeatureMatchingOptions(
-                        num_threads=settings.num_threads),
-                    pairing_options=pycolmap.SequentialPairingOptions(
-                        overlap=settings.overlap_frames, quadratic_overlap=False,
-                        num_threads=settings.num_threads),
-                    verification_options=verification, device=pycolmap.Device.cpu)
+                _match(pycolmap, database, root, num_frames, settings, verification)
             if workdir:
                 shutil.copy(database, matched)
         with timer("motion_segmentation"):
@@ -298,6 +373,9 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
         options.mapper.bundle_adjustment.refine_extra_params = False
         options.mapper.ba_num_iterations = settings.mapper_ba_iterations
         options.mapper.skip_retriangulation = not settings.mapper_retriangulation
+        options.mapper.ba_skip_fixed_rotation_stage = settings.mapper_skip_fixed_rotation_ba
+        if settings.mapper_tracks_per_view:
+            options.mapper.track_required_tracks_per_view = settings.mapper_tracks_per_view
         options.mapper.bundle_adjustment.ceres.solver_options.max_num_iterations = (
             settings.mapper_ba_max_iterations)
         if settings.fixed_rig_in_mapper:
@@ -321,7 +399,14 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
             pycolmap.bundle_adjustment(rec, ba)
         poses = _poses_from_reconstruction(rec, num_frames, baseline_m, settings, motion, removed,
                                            sum(len(k) for k in keypoints))
-        poses.stats["timings_s"] = timer.seconds
+        if settings.rig_precision:
+            with timer("rig_precision"):
+                precision = rig_precision(_rig_observations(rec))
+            poses.stats.update(rig_sigma_px=precision.sigma_px,
+                               rig_baseline_dir_std_deg=precision.baseline_dir_std_deg,
+                               rig_relative_rot_std_deg=precision.relative_rot_std_deg)
+        poses.stats["timings_s"] = timer.wall.seconds
+        poses.stats["cpu_s"] = timer.cpu_s
         return poses
 
 
