@@ -92,13 +92,13 @@ class ColmapSettings:
     fixed_rig_in_mapper: bool = False
     rig_from_stereo: bool = False
     mapper_ba_iterations: int = 1
-    mapper_retriangulation: bool = False
+    mapper_retriangulation: bool = True
     mapper_ba_max_iterations: int = 25
     final_ba_max_iterations: int = 10
-    mapper_skip_fixed_rotation_ba: bool = False
-    cross_eye_temporal_pairs: bool = False
+    mapper_skip_fixed_rotation_ba: bool = True
+    cross_overlap_frames: int = 3
     rig_precision: bool = True
-    mapper_tracks_per_view: int = 0
+    mapper_tracks_per_view: int = 200
     random_seed: int = 0
     log_level: int = 2
     motion: MotionSettings = field(default_factory=MotionSettings)
@@ -156,33 +156,29 @@ def _write_images(root: Path, eyes: np.ndarray) -> list[str]:
     return names
 
 
-def _pair_names(num_frames: int, overlap_frames: int) -> list[tuple[str, str]]:
-    """Image pairs to match: each frame's stereo pair and, within each eye, every frame with the
-    ``overlap_frames`` next ones (no left-right pairs across time)."""
+def _pair_names(num_frames: int, overlap_frames: int,
+                cross_overlap_frames: int) -> list[tuple[str, str]]:
+    """Image pairs to match: each frame's stereo pair; within each eye, every frame with the
+    ``overlap_frames`` next ones; across the eyes, with the ``cross_overlap_frames`` next ones
+    (both equal: every image pair of frames up to ``overlap_frames`` apart, as COLMAP's
+    sequential matching of a rig)."""
     names = [[f"{folder}/{t:06d}.png" for t in range(num_frames)] for folder in EYE_FOLDERS]
     pairs = [(names[0][t], names[1][t]) for t in range(num_frames)]
-    for eye in names:
-        pairs += [(eye[t], eye[t + k]) for k in range(1, overlap_frames + 1)
+    for first, second, overlap in ((0, 0, overlap_frames), (1, 1, overlap_frames),
+                                   (0, 1, cross_overlap_frames), (1, 0, cross_overlap_frames)):
+        pairs += [(names[first][t], names[second][t + k]) for k in range(1, overlap + 1)
                   for t in range(num_frames - k)]
     return pairs
 
 
 def _match(pycolmap, database: Path, root: Path, num_frames: int, settings, verification):
-    """Feature matching and two-view verification of the pairs ``settings`` asks for."""
-    matching = pycolmap.FeatureMatchingOptions(num_threads=settings.num_threads)
-    if settings.cross_eye_temporal_pairs:
-        pycolmap.match_sequential(
-            database, matching_options=matching,
-            pairing_options=pycolmap.SequentialPairingOptions(
-                overlap=settings.overlap_frames, quadratic_overlap=False,
-                num_threads=settings.num_threads),
-            verification_options=verification, device=pycolmap.Device.cpu)
-        return
+    """Feature matching and two-view verification of the ``_pair_names`` pairs."""
     pair_file = root / "pairs.txt"
     pair_file.write_text("".join(f"{a} {b}\n" for a, b in _pair_names(
-        num_frames, settings.overlap_frames)))
+        num_frames, settings.overlap_frames, settings.cross_overlap_frames)))
     pycolmap.match_image_pairs(
-        database, matching_options=matching,
+        database, matching_options=pycolmap.FeatureMatchingOptions(
+            num_threads=settings.num_threads),
         pairing_options=pycolmap.ImportedPairingOptions(match_list_path=str(pair_file)),
         verification_options=verification, device=pycolmap.Device.cpu)
 
