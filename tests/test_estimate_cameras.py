@@ -68,6 +68,15 @@ def test_round_trip_on_a_synthetic_clip(clip):
     rig_errors, _ = camera_metrics.rig_rotation_errors_deg(est["rectified2rig"],
                                                            true["rectified2rig"])
     assert np.all(rig_errors <= 1.0), rig_errors  # the baseline direction: far from the target
+    # The bundle adjustment's own standard deviations (provenance): the baseline direction's
+    # error is of the order of its standard deviation (what the data allow), the relative
+    # rotation's far smaller.
+    stats = sio.load_json(sio.ClipPaths(VID, est_folder, clip.raw_video_folder,
+                                        clip.output_folder).provenance("cameras"))["summary"]
+    parts = camera_metrics.rig_error_parts_deg(est["rectified2rig"], true["rectified2rig"])
+    assert 0.1 < stats["rig_sigma_px"] < 1.0, stats
+    assert 0.0 < stats["rig_relative_rot_std_deg"] < 0.1 * stats["rig_baseline_dir_std_deg"]
+    assert parts["baseline_deg"] < 4.0 * stats["rig_baseline_dir_std_deg"], (parts, stats)
     assert camera_metrics.vertical_disparity_px(est["rectified2rig"], true["rectified2rig"],
                                                 CLIP.baseline_m) <= 0.3
     # An existing npz is never overwritten without --force.

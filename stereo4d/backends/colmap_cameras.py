@@ -1,18 +1,22 @@
 """Camera poses of a stereo rig from its two perspective eye videos, with COLMAP (pycolmap).
 
-The only module that touches COLMAP objects (database, rig, reconstruction): frames go in as
-arrays, poses come out as arrays. Steps:
+With ``colmap_database`` (the database's images, pairs and matches) the only module that
+touches COLMAP objects (database, rig, reconstruction): frames go in as arrays, poses come out
+as arrays. Steps:
 
 1. SIFT features on every crop (both eyes, every frame), one PINHOLE camera per eye with the
    crops' known intrinsics (held fixed).
 2. The eyes as a COLMAP rig (left = reference sensor; one frame = the two eyes' images at one
-   time), sequential matching (stereo pairs of a frame and temporal pairs within
+   time), matching of a list of pairs (each frame's stereo pair and temporal pairs within
    ``overlap_frames``), geometric verification.
 3. Moving objects removed: ``rig_motion.segment_motion`` flags keypoints on moving objects from
    the matches, and every match touching one is deleted from the database's verified matches.
-4. Global mapping (GLOMAP in COLMAP) with the rig's sensor pose refined, then a final robust
-   bundle adjustment of poses, points and the rig. Metric scale from the rig: the reconstruction
-   is scaled so that the eyes are ``baseline_m`` apart.
+4. Global mapping (GLOMAP in COLMAP) with the rig's sensor pose refined: global positioning on
+   a subset of the feature tracks, one adjustment round, every track re-triangulated; then a
+   final robust bundle adjustment of poses, points and the rig. Metric scale from the rig: the
+   reconstruction is scaled so that the eyes are ``baseline_m`` apart.
+5. The rig's precision (``rig_covariance``): standard deviations of the eyes' relative rotation
+   and of the baseline's direction from the final adjustment's covariance (in ``stats``).
 
 Conventions: keypoints and intrinsics in continuous pixel coordinates (COLMAP's too: the first
 pixel's centre is (0.5, 0.5)); ``cam_from_world`` ``[R | t]`` with ``x_cam = R x_world + t``.
@@ -27,19 +31,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from stereo4d.backends.colmap_database import (
+    EYE_FOLDERS,
+    check_features,
+    match_pairs,
+    read_matches,
+    remove_moving_matches,
+    set_rig_pose,
+    write_images,
+)
 from stereo4d.backends.rig_covariance import RigObservations, rig_precision
-from stereo4d.backends.rig_motion import MotionSettings, PairMatches, segment_motion
+from stereo4d.backends.rig_motion import MotionSettings, segment_motion
 from stereo4d.io import InputError
 from stereo4d.timing import Timer
 
 __all__ = ["ColmapSettings", "RigPoses", "estimate_rig_poses"]
-
-#: Image folders of the two eyes (COLMAP rig image prefixes); frames share file names.
-EYE_FOLDERS = ("left", "right")
-
 
 @dataclass(frozen=True)
 class ColmapSettings:
@@ -50,7 +58,10 @@ class ColmapSettings:
       sift_first_octave: SIFT's first octave (-1, COLMAP's default, doubles the image first:
         four times the pixels to scan, for the finest features of small images; 0 is enough for
         the 640 px crops and cuts the extraction time by about 3x).
-      overlap_frames: temporal matching window (frames on each side).
+      overlap_frames: temporal matching window (frames ahead) within each eye.
+      cross_overlap_frames: the same between the left and the right eye (3, as COLMAP's
+        sequential matching of a rig; 1: 15 % less CPU, but RPE 0.009 instead of 0.005
+        deg/frame on the tuning clip; 0: 28 % less, the same RPE as 1).
       verify_max_error_px: RANSAC threshold of the two-view verification (pixels).
       ba_loss_scale_px: Huber scale of the final bundle adjustment (pixels).
       min_registered_fraction: fewer registered frames than this is an error.
@@ -69,12 +80,21 @@ class ColmapSettings:
         0.17 px); the relative rotation is what rectification depends on.
       mapper_ba_iterations: bundle adjustment rounds inside the global mapper (COLMAP: 3); the
         final robust bundle adjustment follows anyway.
-      mapper_retriangulation: let the global mapper re-triangulate after its adjustment (more
-        points for the final adjustment, at a cost; off: the tuning clip's accuracy was the same).
+      mapper_tracks_per_view: global positioning (GLOMAP's; it starts from random positions)
+        uses a subset of the feature tracks, about this many per image (0: all). On the
+        tuning clip (seed 3, 48 frames) all 7779 tracks cost 74 Ceres iterations and about 30
+        CPU s; 200 per view kept 205 tracks, took 3 s, and the adjustment after it converged
+        to the same poses once ``mapper_retriangulation`` brought every track back.
+      mapper_retriangulation: let the global mapper re-triangulate every track after its
+        adjustment (and adjust again): the points of the final adjustment (without it, only the
+        positioning's subset: ATE 1.1 cm, scale 2.5 %, baseline direction 0.37 degrees).
+      mapper_skip_fixed_rotation_ba: skip the mapper's first adjustment stage (rotations held);
+        the joint stage follows (6 CPU s less, same accuracy on the tuning clip).
       mapper_ba_max_iterations, final_ba_max_iterations: iteration caps of the mapper's and the
         final bundle adjustments (COLMAP's defaults: 200 and 100; on the tuning clip the final
-        one's result did not change from 10 iterations on, while it took a quarter of the run
-        at 100).
+        one's result did not change from 10 iterations on: 50 moved the baseline direction by
+        0.0002 degrees).
+      rig_precision: compute the rig's standard deviations (``rig_covariance``; about 1 CPU s).
       random_seed: COLMAP's random seed (runs are repeatable up to thread scheduling).
       log_level: COLMAP's log threshold (0 info, 1 warnings, 2 errors).
       motion: settings of the moving-object segmentation.
@@ -143,110 +163,6 @@ class _StepClock:
                 yield
             finally:
                 self.cpu_s[name] = self.cpu_s.get(name, 0.0) + time.process_time() - cpu0
-
-
-def _write_images(root: Path, eyes: np.ndarray) -> list[str]:
-    names = []
-    for e, folder in enumerate(EYE_FOLDERS):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for t, image in enumerate(eyes[e]):
-            name = f"{folder}/{t:06d}.png"
-            cv2.imwrite(str(root / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            names.append(name)
-    return names
-
-
-def _pair_names(num_frames: int, overlap_frames: int,
-                cross_overlap_frames: int) -> list[tuple[str, str]]:
-    """Image pairs to match: each frame's stereo pair; within each eye, every frame with the
-    ``overlap_frames`` next ones; across the eyes, with the ``cross_overlap_frames`` next ones
-    (both equal: every image pair of frames up to ``overlap_frames`` apart, as COLMAP's
-    sequential matching of a rig)."""
-    names = [[f"{folder}/{t:06d}.png" for t in range(num_frames)] for folder in EYE_FOLDERS]
-    pairs = [(names[0][t], names[1][t]) for t in range(num_frames)]
-    for first, second, overlap in ((0, 0, overlap_frames), (1, 1, overlap_frames),
-                                   (0, 1, cross_overlap_frames), (1, 0, cross_overlap_frames)):
-        pairs += [(names[first][t], names[second][t + k]) for k in range(1, overlap + 1)
-                  for t in range(num_frames - k)]
-    return pairs
-
-
-def _match(pycolmap, database: Path, root: Path, num_frames: int, settings, verification):
-    """Feature matching and two-view verification of the ``_pair_names`` pairs."""
-    pair_file = root / "pairs.txt"
-    pair_file.write_text("".join(f"{a} {b}\n" for a, b in _pair_names(
-        num_frames, settings.overlap_frames, settings.cross_overlap_frames)))
-    pycolmap.match_image_pairs(
-        database, matching_options=pycolmap.FeatureMatchingOptions(
-            num_threads=settings.num_threads),
-        pairing_options=pycolmap.ImportedPairingOptions(match_list_path=str(pair_file)),
-        verification_options=verification, device=pycolmap.Device.cpu)
-
-
-def _read_matches(pycolmap, database_path: Path, num_frames: int):
-    """Keypoints, (eye, frame) per image, verified pairs; ids -> our image indices."""
-    with pycolmap.Database.open(str(database_path)) as db:
-        images = db.read_all_images()
-        index = {}
-        eye_frame = np.zeros((len(images), 2), np.int64)
-        for image in images:
-            folder, stem = image.name.split("/")
-            i = EYE_FOLDERS.index(folder) * num_frames + int(stem.split(".")[0])
-            index[image.image_id] = i
-            eye_frame[i] = (EYE_FOLDERS.index(folder), int(stem.split(".")[0]))
-        keypoints = [None] * len(images)
-        for image_id, i in index.items():
-            keypoints[i] = db.read_keypoints(image_id)[:, :2].astype(np.float64)
-        pair_ids, geometries = db.read_two_view_geometries()
-        pairs, raw = [], []
-        for pair_id, geometry in zip(pair_ids, geometries):
-            id1, id2 = pycolmap.pair_id_to_image_pair(pair_id)
-            matches = np.asarray(geometry.inlier_matches, np.int64).reshape(-1, 2)
-            if len(matches):
-                pairs.append(PairMatches(index[id1], index[id2], matches))
-                raw.append((id1, id2, geometry))
-    return keypoints, eye_frame, pairs, raw
-
-
-#: Fewest SIFT features (median per image) of a usable video.
-MIN_FEATURES_PER_IMAGE = 100
-
-
-def _check_features(keypoints: list[np.ndarray], eye_frame: np.ndarray) -> None:
-    """InputError when the images have too few features (textureless, sky, black frames)."""
-    counts = np.array([len(k) for k in keypoints])
-    if np.median(counts) < MIN_FEATURES_PER_IMAGE:
-        worst = np.argsort(counts)[:5]
-        where = ", ".join(f"{EYE_FOLDERS[eye_frame[i, 0]]} frame {eye_frame[i, 1]} ({counts[i]})"
-                          for i in worst)
-        raise InputError(f"too little texture: median {np.median(counts):.0f} features per image "
-                         f"(need {MIN_FEATURES_PER_IMAGE}; fewest: {where})")
-
-
-def _remove_moving(pycolmap, database_path: Path, raw, pairs, moving, min_inliers: int) -> int:
-    """Deletes verified matches touching moving keypoints; returns the matches removed."""
-    removed = 0
-    with pycolmap.Database.open(str(database_path)) as db:
-        for (id1, id2, geometry), pair in zip(raw, pairs):
-            keep = ~(moving[pair.image1][pair.matches[:, 0]] | moving[pair.image2][pair.matches[:, 1]])
-            if keep.all():
-                continue
-            removed += int((~keep).sum())
-            kept = pair.matches[keep] if keep.sum() >= min_inliers else pair.matches[:0]
-            geometry.inlier_matches = kept.astype(np.uint32)
-            db.update_two_view_geometry(id1, id2, geometry)
-    return removed
-
-
-def _set_rig_pose(pycolmap, database_path: Path, right_from_left: np.ndarray) -> None:
-    """Stores the stereo estimate of the right eye's pose in the rig (the mapper starts from
-    it, the final bundle adjustment refines it)."""
-    with pycolmap.Database.open(str(database_path)) as db:
-        for rig in db.read_all_rigs():
-            for sensor in rig.non_ref_sensors:
-                rig.set_sensor_from_rig(sensor, pycolmap.Rigid3d(
-                    pycolmap.Rotation3d(right_from_left[:, :3]), right_from_left[:, 3].copy()))
-            db.update_rig(rig)
 
 
 def _rig_observations(rec) -> RigObservations:
@@ -325,7 +241,7 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
             shutil.copy(matched, database)
         else:
             with timer("write_images"):
-                _write_images(image_dir, eyes)
+                write_images(image_dir, eyes)
             reader = pycolmap.ImageReaderOptions(
                 camera_model="PINHOLE",
                 camera_params=f"{focal_px},{focal_px},{width / 2},{height / 2}")
@@ -344,12 +260,14 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
             with pycolmap.Database.open(str(database)) as db:
                 pycolmap.apply_rig_config([rig], db)
             with timer("matching"):
-                _match(pycolmap, database, root, num_frames, settings, verification)
+                match_pairs(pycolmap, database, root / "pairs.txt", num_frames,
+                            settings.overlap_frames, settings.cross_overlap_frames,
+                            settings.num_threads, verification)
             if workdir:
                 shutil.copy(database, matched)
         with timer("motion_segmentation"):
-            keypoints, eye_frame, pairs, raw = _read_matches(pycolmap, database, num_frames)
-            _check_features(keypoints, eye_frame)
+            keypoints, eye_frame, pairs, raw = read_matches(pycolmap, database, num_frames)
+            check_features(keypoints, eye_frame)
             motion = segment_motion(keypoints, eye_frame, pairs, focal_px,
                                     (width / 2, height / 2), baseline_m, settings.motion)
             path_m = float(np.nansum(motion.frame_motion_m))
@@ -358,11 +276,11 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
                     f"the camera barely moves: {path_m * 100:.1f} cm over {num_frames} frames "
                     f"(need {settings.min_path_m * 100:.0f} cm): a static camera has no path "
                     "to estimate")
-            _set_rig_pose(pycolmap, database, motion.right_from_left)
+            set_rig_pose(pycolmap, database, motion.right_from_left)
             removed = 0
             if settings.remove_moving:
-                removed = _remove_moving(pycolmap, database, raw, pairs, motion.moving,
-                                         verification.min_num_inliers)
+                removed = remove_moving_matches(pycolmap, database, raw, pairs, motion.moving,
+                                                verification.min_num_inliers)
         options = pycolmap.GlobalPipelineOptions(num_threads=settings.num_threads,
                                                  random_seed=settings.random_seed)
         options.mapper.bundle_adjustment.refine_focal_length = False

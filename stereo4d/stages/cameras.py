@@ -210,7 +210,9 @@ def run(config: CamerasConfig) -> dict:
     write_provenance(paths.provenance(STAGE_NAME), stage=STAGE_NAME,
                      backend="pycolmap-global-rig", settings=config, timings_s=summary["timings_s"],
                      summary={k: v for k, v in summary.items() if k != "timings_s"})
+    precision = (f", baseline direction +- {poses.stats['rig_baseline_dir_std_deg']:.3f} deg"
+                 if "rig_baseline_dir_std_deg" in poses.stats else "")
     print(f"estimate_cameras: {num_frames} frames, path {path_m:.2f} m, "
-          f"{poses.stats['registered_frames']} registered, {summary['timings_s']['total']:.1f} s "
-          f"-> {paths.npz}")
+          f"{poses.stats['registered_frames']} registered{precision}, "
+          f"{summary['timings_s']['total']:.1f} s -> {paths.npz}")
     return summary
