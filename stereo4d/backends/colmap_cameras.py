@@ -112,13 +112,14 @@ class ColmapSettings:
     fixed_rig_in_mapper: bool = False
     rig_from_stereo: bool = False
     mapper_ba_iterations: int = 1
-    mapper_retriangulation: bool = True
+    mapper_retriangulation: bool = False
     mapper_ba_max_iterations: int = 25
     final_ba_max_iterations: int = 10
     mapper_skip_fixed_rotation_ba: bool = True
-    cross_overlap_frames: int = 3
+    cross_overlap_frames: int = 1
     rig_precision: bool = True
-    mapper_tracks_per_view: int = 200
+    mapper_tracks_per_view: int = 1000
+    retriangulation_max_error_px: float = 0.0
     random_seed: int = 0
     log_level: int = 2
     motion: MotionSettings = field(default_factory=MotionSettings)
@@ -288,6 +289,11 @@ def estimate_rig_poses(eyes: np.ndarray, focal_px: float, baseline_m: float,
         options.mapper.ba_num_iterations = settings.mapper_ba_iterations
         options.mapper.skip_retriangulation = not settings.mapper_retriangulation
         options.mapper.ba_skip_fixed_rotation_stage = settings.mapper_skip_fixed_rotation_ba
+        if settings.retriangulation_max_error_px:
+            options.mapper.retriangulation.merge_max_reproj_error = (
+                settings.retriangulation_max_error_px)
+            options.mapper.retriangulation.complete_max_reproj_error = (
+                settings.retriangulation_max_error_px)
         if settings.mapper_tracks_per_view:
             options.mapper.track_required_tracks_per_view = settings.mapper_tracks_per_view
         options.mapper.bundle_adjustment.ceres.solver_options.max_num_iterations = (
