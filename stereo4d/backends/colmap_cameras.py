@@ -59,9 +59,9 @@ class ColmapSettings:
         four times the pixels to scan, for the finest features of small images; 0 is enough for
         the 640 px crops and cuts the extraction time by about 3x).
       overlap_frames: temporal matching window (frames ahead) within each eye.
-      cross_overlap_frames: the same between the left and the right eye (3, as COLMAP's
-        sequential matching of a rig; 1: 15 % less CPU, but RPE 0.009 instead of 0.005
-        deg/frame on the tuning clip; 0: 28 % less, the same RPE as 1).
+      cross_overlap_frames: the same between the left and the right eye (3 = COLMAP's sequential
+        matching of a rig). 1 matches 25 % fewer pairs (about 9 CPU s less on 48 frames) with
+        the same ATE, RPE and relative rotation on tuning seed 1.
       verify_max_error_px: RANSAC threshold of the two-view verification (pixels).
       ba_loss_scale_px: Huber scale of the final bundle adjustment (pixels).
       min_registered_fraction: fewer registered frames than this is an error.
@@ -81,13 +81,18 @@ class ColmapSettings:
       mapper_ba_iterations: bundle adjustment rounds inside the global mapper (COLMAP: 3); the
         final robust bundle adjustment follows anyway.
       mapper_tracks_per_view: global positioning (GLOMAP's; it starts from random positions)
-        uses a subset of the feature tracks, about this many per image (0: all). On the
-        tuning clip (seed 3, 48 frames) all 7779 tracks cost 74 Ceres iterations and about 30
-        CPU s; 200 per view kept 205 tracks, took 3 s, and the adjustment after it converged
-        to the same poses once ``mapper_retriangulation`` brought every track back.
+        uses a subset of the feature tracks, about this many per image (0: all). On tuning
+        seed 3 (48 frames) all 7779 tracks cost 74 Ceres iterations, about two thirds of the
+        mapping's 45 CPU s; 1000 per view: mapping 23-25 CPU s on seeds 3 and 1, with ATE,
+        RPE and the relative rotation as with all tracks (seed 1: 0.034 vs 0.050 cm, 0.0036
+        vs 0.0036 deg/frame, 0.0020 vs 0.0016 deg). 200 per view was faster still but its
+        points are too few for the final adjustment (seed 3: ATE 1.1 cm, scale 2.5 %).
       mapper_retriangulation: let the global mapper re-triangulate every track after its
-        adjustment (and adjust again): the points of the final adjustment (without it, only the
-        positioning's subset: ATE 1.1 cm, scale 2.5 %, baseline direction 0.37 degrees).
+        adjustment (and adjust again). Off: with 200 tracks per view it restored the points,
+        but the re-triangulated tracks left a 0.010 degree relative-rotation error on seed 1
+        (standard deviation 0.0016), 0.0075 with 2 px triangulation thresholds.
+      retriangulation_max_error_px: with ``mapper_retriangulation``, COLMAP's merge / complete
+        reprojection thresholds of the re-triangulation (0: COLMAP's 15 px).
       mapper_skip_fixed_rotation_ba: skip the mapper's first adjustment stage (rotations held);
         the joint stage follows (6 CPU s less, same accuracy on the tuning clip).
       mapper_ba_max_iterations, final_ba_max_iterations: iteration caps of the mapper's and the
