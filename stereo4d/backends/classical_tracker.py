@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from stereo4d.backends.flow_sampling import forward_backward_consistent, sample_field
 from stereo4d.backends.imageops import MIN_TEXTURE_LEVELS_PER_PX, texture_at_points, to_gray
-from stereo4d.backends.track_drift import anchor_to_query, keyframe_step
+from stereo4d.backends.track_drift import anchor_to_query, keyframe_step, redetect_query
 
 __all__ = [
     "FLOW_METHODS",
@@ -110,6 +110,12 @@ class ClassicalTrackerConfig:
         (j+1)k are computed too, and at each keyframe a point's position comes from its position
         k frames earlier by that flow when it was visible there and the step passes the
         forward-backward and colour tests (the longest such k wins).
+      redetect_every: every this many frames of a sweep (0 = never), each point is searched for
+        by normalised cross-correlation of its query-frame patch (``redetect_patch_px`` side) over
+        ``redetect_radius_px`` each way around its chained position, and moved to the best match
+        when its correlation is at least ``redetect_min_ncc`` and exceeds that of every match
+        farther than ``redetect_exclusion_px`` by ``redetect_min_margin`` (``track_drift``).
+      redetect_readmit: a re-detected point that was occluded becomes visible again.
       min_query_texture: local texture (grey levels per px, ``imageops.texture_map``) a query
         point needs to be tracked at all; below it the track is visible at its query only.
       progress: show a tqdm bar over frames.
@@ -137,6 +143,13 @@ class ClassicalTrackerConfig:
     anchor_max_error: float = 12.0
     anchor_max_shift_px: float = 8.0
     skip_frames: tuple[int, ...] = ()
+    redetect_every: int = 0
+    redetect_patch_px: int = 15
+    redetect_radius_px: int = 16
+    redetect_min_ncc: float = 0.8
+    redetect_min_margin: float = 0.1
+    redetect_exclusion_px: int = 3
+    redetect_readmit: bool = False
     min_query_texture: float = MIN_TEXTURE_LEVELS_PER_PX
     progress: bool = True
 
@@ -254,6 +267,9 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
         if skip_flows:
             moved = keyframe_step(skip_flows, forward, nxt, active, query_t, tracks_xy, visibles, images,
                                c, moved, config)
+        if config.redetect_every and (nxt % config.redetect_every == 0):
+            moved, found = redetect_query(gray, nxt, query_t[active], query_xy[active], moved, config)
+            ok |= found & (ok | config.redetect_readmit)
         if config.anchor_every and (nxt % config.anchor_every == 0):
             moved, anchored = anchor_to_query(gray, nxt, query_t[active], query_xy[active], moved, config)
             ok |= anchored
@@ -327,7 +343,8 @@ class ClassicalTracker:
             return tracks_xy, visibles
         sigma = self.config.color_blur_px
         images = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) if sigma > 0 else f for f in frames])
-        gray = np.stack([to_gray(f) for f in frames]) if self.config.anchor_every else None
+        gray = (np.stack([to_gray(f) for f in frames])
+                if self.config.anchor_every or self.config.redetect_every else None)
         _sweep(query_t, query_xy, forward, backward, images, gray, True, self.config, tracks_xy, visibles,
                skip_flows)
         _sweep(query_t, query_xy, backward, forward, images, gray, False, self.config, tracks_xy,
