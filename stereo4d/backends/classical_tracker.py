@@ -113,8 +113,9 @@ class ClassicalTrackerConfig:
       redetect_every: every this many frames of a sweep (0 = never), each point is searched for
         by normalised cross-correlation of its query-frame patch (``redetect_patch_px`` side) over
         ``redetect_radius_px`` each way around its chained position, and moved to the best match
-        when its correlation is at least ``redetect_min_ncc`` and exceeds that of every match
-        farther than ``redetect_exclusion_px`` by ``redetect_min_margin`` (``track_drift``).
+        when its correlation is at least ``redetect_min_ncc``, exceeds that of every match
+        farther than ``redetect_exclusion_px`` by ``redetect_min_margin`` and that at the chained
+        position by ``redetect_min_gain`` (``track_drift.redetect_query``).
       redetect_readmit: a re-detected point that was occluded becomes visible again.
       min_query_texture: local texture (grey levels per px, ``imageops.texture_map``) a query
         point needs to be tracked at all; below it the track is visible at its query only.
@@ -149,6 +150,7 @@ class ClassicalTrackerConfig:
     redetect_min_ncc: float = 0.8
     redetect_min_margin: float = 0.1
     redetect_exclusion_px: int = 3
+    redetect_min_gain: float = 0.0
     redetect_readmit: bool = False
     min_query_texture: float = MIN_TEXTURE_LEVELS_PER_PX
     progress: bool = True

@@ -174,9 +174,10 @@ def redetect_query(gray: np.ndarray, frame: int, query_t: np.ndarray, query_xy: 
 
     Unlike ``anchor_to_query`` (a local Lucas-Kanade step, kept when small) this searches
     ``redetect_radius_px`` each way by normalised cross-correlation and moves the point to the
-    best match when it is both good (``redetect_min_ncc``) and distinctive: better than any
-    match farther than ``redetect_exclusion_px`` by ``redetect_min_margin``. So drift that
-    re-anchoring has refused to correct is removed at the next keyframe.
+    best match when it is good (``redetect_min_ncc``), distinctive (better than any match
+    farther than ``redetect_exclusion_px`` by ``redetect_min_margin``) and clearly better than
+    the chained position itself (by ``redetect_min_gain``). So drift that re-anchoring has
+    refused to correct can be removed at the next keyframe.
 
     Args:
       gray: [T, H, W] uint8 frames; query_t [M], query_xy [M, 2] of the points; xy [M, 2] their
@@ -196,8 +197,9 @@ def redetect_query(gray: np.ndarray, frame: int, query_t: np.ndarray, query_xy: 
         regions = grey_patches(frame_f32, xy[block], side + 2 * radius)
         ncc = normalised_correlation(templates[block], regions)
         offset, best, second = _peaks(ncc, config.redetect_exclusion_px)
+        here = ncc[:, radius, radius]  # the template at the chained position itself
         good = ((best >= config.redetect_min_ncc) & (best - second >= config.redetect_min_margin)
-                & (query_t[block] != frame))
+                & (best - here >= config.redetect_min_gain) & (query_t[block] != frame))
         out[block][good] = xy[block][good] + offset[good]
         accepted[block] = good
     return out, accepted
