@@ -187,11 +187,11 @@ def main(argv=None) -> int:
     parser.add_argument("--figure_clip", default=None, help="clip id of --figure (default: first)")
     args = parser.parse_args(argv)
     try:
+        if args.flow_cache and TRACKING_BACKENDS.resolve(args.backend).needs_weights:
+            raise InputError(f"--flow_cache needs a classical backend (optical flow), not {args.backend}")
         entry, tracker = TRACKING_BACKENDS.build(args.backend, path=args.path, device=args.device,
                                                  progress=False)
         print(f"backend {entry.name}: {tracker.settings()}")
-        if args.flow_cache and not isinstance(tracker, ClassicalTracker):
-            raise InputError(f"--flow_cache needs a classical backend (optical flow), not {entry.name}")
         if args.figure:
             clips = list_clips(args.clips_dir, args.split if args.split != "both" else "test")[0]
             chosen = [c for c in clips if args.figure_clip in (None, c.clip_id)]
