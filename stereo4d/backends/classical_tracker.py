@@ -30,7 +30,12 @@ How it works
 7. Optional (``skip_frames``, 4 in ``flow-anchor``): flow is also computed between keyframes
    k frames apart, and at each keyframe a point comes straight from its position k frames
    earlier by that flow (when consistent), so drift builds up over fewer steps.
-8. A query point without texture (``imageops.texture_map`` below ``min_query_texture``)
+8. Optional (``redetect_every``): at keyframes each point's query-frame patch is searched for
+   by normalised cross-correlation over a wider window (``redetect_radius_px`` each way) and the
+   point moves to the best match when that match is good, distinctive and clearly better than
+   the chained position, so drift that Lucas-Kanade re-anchoring refused (a correction above
+   ``anchor_max_shift_px``) does not stay in place for ever.
+9. A query point without texture (``imageops.texture_map`` below ``min_query_texture``)
    has nothing to follow: on a blank patch both flows are zero and every test above
    passes trivially, so such a track is visible at its query frame only.
 
