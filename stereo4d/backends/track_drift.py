@@ -109,6 +109,19 @@ def grey_patches(gray: np.ndarray, xy: np.ndarray, side: int) -> np.ndarray:
     return sample_field(gray.astype(np.float32), points).reshape(len(xy), side, side)
 
 
+def _fast_fft_length(size: int) -> int:
+    """Smallest length >= size with no prime factor above 5 (a fast FFT size)."""
+    n = size
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def normalised_correlation(templates: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """Zero-mean normalised cross-correlation of each template over its own search region (FFT).
 
@@ -124,8 +137,9 @@ def normalised_correlation(templates: np.ndarray, regions: np.ndarray) -> np.nda
     area = float(side * side)
     centred = templates - templates.mean(axis=(1, 2), keepdims=True)
     t_norm = np.sqrt(np.sum(centred**2, axis=(1, 2)))  # [M]
-    spectrum = np.fft.rfft2(regions, s=(size, size)) * np.conj(np.fft.rfft2(centred, s=(size, size)))
-    corr = np.fft.irfft2(spectrum, s=(size, size))[:, :valid, :valid]
+    n = _fast_fft_length(size)  # circular correlation of length >= size: no wrap-around in [0, valid)
+    spectrum = np.fft.rfft2(regions, s=(n, n)) * np.conj(np.fft.rfft2(centred, s=(n, n)))
+    corr = np.fft.irfft2(spectrum, s=(n, n))[:, :valid, :valid]
     # Window sums by integral images: sum and sum of squares of each P x P window.
     sums = []
     for values in (regions.astype(np.float64), regions.astype(np.float64) ** 2):
