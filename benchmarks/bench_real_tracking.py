@@ -118,15 +118,22 @@ def track_with_flow_cache(tracker: ClassicalTracker, frames: np.ndarray, queries
 
 def evaluate_split(clips_dir: str, split: str, tracker, max_clips: int | None = None,
                    max_frames: int | None = None, shift_px: float = 0.0, first_clip: int = 0,
-                   verbose: bool = True, flow_cache: str | None = None) -> dict:
+                   verbose: bool = True, flow_cache: str | None = None,
+                   clip_ids: list[str] | None = None) -> dict:
     """Tracks and scores the clips of one split. Returns ``{"per_clip", "mean", "skipped", ...}``.
 
+    ``clip_ids``: only these clips of the split (all of them must exist).
     ``flow_cache`` (classical trackers only): folder of cached flows, see ``track_with_flow_cache``.
 
     ``shift_px`` is added to the released coordinates (queries and tracks) before
     tracking, to test their pixel convention (0 = same convention as ours).
     """
     clips, missing = list_clips(clips_dir, split)
+    if clip_ids:
+        unknown = set(clip_ids) - {c.clip_id for c in clips}
+        if unknown:
+            raise InputError(f"no {split} clip(s) {', '.join(sorted(unknown))} in {clips_dir}")
+        clips = [c for c in clips if c.clip_id in clip_ids]
     clips = clips[first_clip:][:max_clips] if max_clips else clips[first_clip:]
     if missing and verbose:
         print(f"{split}: skipped {len(missing)} clip(s) without a video or npz: {', '.join(missing)}")
@@ -174,6 +181,8 @@ def main(argv=None) -> int:
     parser.add_argument("--path", default=None, help="BootsTAPIR checkpoint (.pt or .npy)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max_clips", type=int_in_range(1), default=None, help="first N clips of each split")
+    parser.add_argument("--clips", default=None,
+                        help="comma-separated clip ids: only these (e.g. a fixed set of train clips)")
     parser.add_argument("--first_clip", type=int_in_range(0), default=0, help="skip the first N clips of each split")
     parser.add_argument("--max_frames", type=int_in_range(2), default=None, help="first N frames of each clip")
     parser.add_argument("--shift_px", type=float, default=0.0,
@@ -202,7 +211,8 @@ def main(argv=None) -> int:
         splits = SPLITS if args.split == "both" else (args.split,)
         results = {split: evaluate_split(args.clips_dir, split, tracker, args.max_clips,
                                          args.max_frames, args.shift_px, args.first_clip,
-                                         flow_cache=args.flow_cache)
+                                         flow_cache=args.flow_cache,
+                                         clip_ids=args.clips.split(",") if args.clips else None)
                    for split in splits}
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

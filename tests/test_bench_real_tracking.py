@@ -154,3 +154,12 @@ def test_bench_flow_cache(clips_dir, tmp_path, capsys):
     assert bench.main(["--clips_dir", str(clips_dir), "--backend", "bootstapir",
                        "--flow_cache", str(cache)]) == 2
     assert "--flow_cache needs a classical backend" in capsys.readouterr().err
+
+
+def test_bench_named_clips(clips_dir, tmp_path, capsys):
+    out = tmp_path / "named.json"
+    assert _bench().main(["--clips_dir", str(clips_dir), "--split", "train", "--clips", "aaaa_1",
+                          "--max_frames", "4", "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())["results"]["train"]["per_clip"]) == ["aaaa_1"]
+    assert _bench().main(["--clips_dir", str(clips_dir), "--split", "train", "--clips", "aaaa_1,zzzz_9"]) == 2
+    assert "no train clip(s) zzzz_9" in capsys.readouterr().err
