@@ -122,8 +122,6 @@ class ClassicalTrackerConfig:
         farther than ``redetect_exclusion_px`` by ``redetect_min_margin`` and that at the chained
         position by ``redetect_min_gain`` (``track_drift.redetect_query``).
       redetect_readmit: a re-detected point that was occluded becomes visible again.
-      redetect_refused_only: re-detect only the points whose re-anchoring (``anchor_every``) was
-        refused at the frame before (the others are on their query patch already).
       min_query_texture: local texture (grey levels per px, ``imageops.texture_map``) a query
         point needs to be tracked at all; below it the track is visible at its query only.
       progress: show a tqdm bar over frames.
@@ -159,7 +157,6 @@ class ClassicalTrackerConfig:
     redetect_exclusion_px: int = 3
     redetect_min_gain: float = 0.0
     redetect_readmit: bool = False
-    redetect_refused_only: bool = False
     min_query_texture: float = MIN_TEXTURE_LEVELS_PER_PX
     progress: bool = True
 
@@ -239,7 +236,6 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
     velocity = np.zeros_like(position)
     color = np.zeros((len(query_t), 3), np.float32)  # colour when last seen
     tracked = np.ones(len(query_t), dtype=bool)  # visible at the current frame
-    anchored_last = np.zeros(len(query_t), dtype=bool)  # re-anchoring accepted at the last frame
     for t in frames:
         nxt = t + 1 if forward else t - 1
         pair = t if forward else t - 1
@@ -279,14 +275,11 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
             moved = keyframe_step(skip_flows, forward, nxt, active, query_t, tracks_xy, visibles, images,
                                c, moved, config)
         if config.redetect_every and (nxt % config.redetect_every == 0):
-            pick = np.flatnonzero(~anchored_last[active] | (not config.redetect_refused_only))
-            moved[pick], found = redetect_query(gray, nxt, query_t[active][pick], query_xy[active][pick],
-                                                moved[pick], config)
-            ok[pick] |= found & (ok[pick] | config.redetect_readmit)
+            moved, found = redetect_query(gray, nxt, query_t[active], query_xy[active], moved, config)
+            ok |= found & (ok | config.redetect_readmit)
         if config.anchor_every and (nxt % config.anchor_every == 0):
             moved, anchored = anchor_to_query(gray, nxt, query_t[active], query_xy[active], moved, config)
             ok |= anchored
-            anchored_last[active] = anchored
         ok &= _inside(moved, height, width)
         c = np.where(ok[:, None], new_color, c)
         position[active], velocity[active], tracked[active], color[active] = moved, v, ok, c
