@@ -123,3 +123,43 @@ def test_bench_figure(clips_dir, tmp_path):
     assert image.shape == (panel, 2 * panel + 8, 3)
     # Both panels show the same (well tracked) texture and trails: nearly identical pixels.
     assert np.mean(np.abs(image[:, :panel].astype(int) - image[:, -panel:])) < 3
+
+
+def test_bench_flow_cache(clips_dir, tmp_path, capsys):
+    """Flows are written once (float16, keyed by the flow settings), read back, and reused by a
+    shorter run; the figures match those of a run without the cache."""
+    bench = _bench()
+    _, tracker = bench.TRACKING_BACKENDS.build("flow-anchor", progress=False)
+    cache = tmp_path / "flows"
+    plain = bench.evaluate_split(str(clips_dir), "test", tracker, verbose=False)
+    first = bench.evaluate_split(str(clips_dir), "test", tracker, verbose=False, flow_cache=str(cache))
+    folder = bench.flow_cache_folder(cache, tracker, "cccc_3")
+    stored = np.load(folder / "forward_skip1.npy")
+    assert stored.dtype == np.float16 and stored.shape == (FRAMES - 1, HEIGHT, WIDTH, 2)
+    assert np.load(folder / "backward_skip4.npy").shape == ((FRAMES - 1) // 4, HEIGHT, WIDTH, 2)
+    np.testing.assert_allclose(np.median(stored[:, 16:-16, 16:-16].astype(np.float32), axis=(1, 2)),
+                               np.broadcast_to(VELOCITY_XY, (FRAMES - 1, 2)), atol=0.1)  # mp4 noise
+    stamp = (folder / "forward_skip1.npy").stat().st_mtime_ns
+    again = bench.evaluate_split(str(clips_dir), "test", tracker, verbose=False, flow_cache=str(cache))
+    short = bench.evaluate_split(str(clips_dir), "test", tracker, max_frames=5, verbose=False,
+                                 flow_cache=str(cache))
+    assert (folder / "forward_skip1.npy").stat().st_mtime_ns == stamp  # read, not recomputed
+    for result in (first, again):
+        for key in ("delta_avg", "occlusion_accuracy"):
+            assert abs(result["mean"][key] - plain["mean"][key]) < 0.01
+    assert short["mean"]["delta_avg"] > 0.95
+    # Other flow settings, other key; the neural backend has no flow to cache.
+    _, finer = bench.TRACKING_BACKENDS.build("flow-anchor", progress=False, dis_patch_size=8)
+    assert bench.flow_cache_folder(cache, finer, "cccc_3") != folder
+    assert bench.main(["--clips_dir", str(clips_dir), "--backend", "bootstapir",
+                       "--flow_cache", str(cache)]) == 2
+    assert "--flow_cache needs a classical backend" in capsys.readouterr().err
+
+
+def test_bench_named_clips(clips_dir, tmp_path, capsys):
+    out = tmp_path / "named.json"
+    assert _bench().main(["--clips_dir", str(clips_dir), "--split", "train", "--clips", "aaaa_1",
+                          "--max_frames", "4", "--json", str(out)]) == 0
+    assert list(json.loads(out.read_text())["results"]["train"]["per_clip"]) == ["aaaa_1"]
+    assert _bench().main(["--clips_dir", str(clips_dir), "--split", "train", "--clips", "aaaa_1,zzzz_9"]) == 2
+    assert "no train clip(s) zzzz_9" in capsys.readouterr().err

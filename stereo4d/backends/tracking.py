@@ -84,6 +84,6 @@ TRACKING_BACKENDS.register(BackendEntry(
     name="flow-anchor",
     target="stereo4d.backends.classical_tracker:build_flow_anchor_tracker",
     description="dis-flow tuned on real footage: 4-frame keyframe chaining, Lucas-Kanade "
-                "re-anchoring to the query patch, "
+                "re-anchoring to the query patch, re-detection of that patch every 4 frames, "
                 "occluded points follow consistent flow (no weights)",
 ))
