@@ -193,7 +193,7 @@ def fill_track_gaps(track3d_world: np.ndarray, visible: np.ndarray, tracks_xy: n
 def static_reprojection_px(track3d_world: np.ndarray, tracks_xy: np.ndarray,
                            cameras: PinholeCamera, imh: int, imw: int) -> np.ndarray:
     """[N, T] distance (px) between each 3D point projected into its frame and the 2D track
-    there; inf where the point is behind the camera or not finite.
+    there; inf where the point is behind the camera, NaN where it is not finite.
 
     Args:
       track3d_world: [N, T, 3] metres (NaN allowed); tracks_xy: [N, T, 2] (x, y) px.
@@ -203,12 +203,13 @@ def static_reprojection_px(track3d_world: np.ndarray, tracks_xy: np.ndarray,
     points = np.asarray(track3d_world, np.float64)
     cam = np.einsum("tij,ntj->nti", w2c[:, :, :3], np.nan_to_num(points)) + w2c[None, :, :, 3]
     depth = cam[..., 2]
-    ahead = np.isfinite(points).all(axis=-1) & (depth > 0)
+    finite = np.isfinite(points).all(axis=-1)
+    ahead = finite & (depth > 0)
     safe = np.where(ahead, depth, 1.0)
     x = cameras.fx * imw * cam[..., 0] / safe + cameras.cx * imw
     y = cameras.fy * imh * cam[..., 1] / safe + cameras.cy * imh
     dist = np.hypot(x - tracks_xy[..., 0], y - tracks_xy[..., 1])
-    return np.where(ahead, dist, np.inf)
+    return np.where(ahead, dist, np.where(finite, np.inf, np.nan))
 
 
 def drop_off_track_static_frames(track3d_world: np.ndarray, visible: np.ndarray,
@@ -233,6 +234,7 @@ def drop_off_track_static_frames(track3d_world: np.ndarray, visible: np.ndarray,
     out = np.asarray(track3d_world, np.float32)
     if max_px <= 0:
         return out, visible
+    # A non-finite point is not "off": it stays visible, for the stage's health check to refuse.
     off = static_reprojection_px(track3d_world, np.asarray(tracks_xy, np.float64), cameras,
                                  imh, imw) > max_px
     keep = visible & ~(np.asarray(static, bool)[:, None] & off)

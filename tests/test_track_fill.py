@@ -192,6 +192,13 @@ def test_static_points_off_their_2d_track_are_dropped():
     behind = track3d.copy()
     behind[2, 1] = [0.0, 0.0, -1.0]
     assert np.isinf(static_reprojection_px(behind, tracks_xy, cams, SIZE, SIZE)[2, 1])
+    # A non-finite point marked visible is not hidden: the stage's health check refuses it.
+    poisoned = track3d.copy()
+    poisoned[2, 4] = np.nan
+    assert np.isnan(static_reprojection_px(poisoned, tracks_xy, cams, SIZE, SIZE)[2, 4])
+    _, kept_nan = drop_off_track_static_frames(poisoned, visible, tracks_xy, static, cams, SIZE,
+                                               SIZE, max_px=1.0)
+    assert kept_nan[2, 4]
     _, kept_off = drop_off_track_static_frames(track3d, visible, tracks_xy, static, cams, SIZE,
                                                SIZE, max_px=0.0)
     assert kept_off.all()
