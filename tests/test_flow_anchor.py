@@ -16,10 +16,17 @@ from stereo4d.backends.tracking import TRACKING_BACKENDS
 from stereo4d.metrics.tapvid import compute_tapvid_metrics
 from stereo4d.queries import QueryConfig, sample_video_queries
 
+#: Query points (x, y) px of the drift tests on the translating clip, at frame 0.
+QUERY_XY = np.array([[30.5, 20.5], [50.25, 35.0], [60.0, 25.5]], np.float32)
+
+
+def _translating_gray() -> np.ndarray:
+    """[T, H, W] grey frames of the translating test clip."""
+    return np.stack([to_gray(f) for f in _translating_frames()])
+
 
 def test_anchor_pulls_drifted_points_back():
-    gray = np.stack([to_gray(f) for f in _translating_frames()])
-    query_xy = np.array([[30.5, 20.5], [50.25, 35.0], [60.0, 25.5]], np.float32)
+    gray, query_xy = _translating_gray(), QUERY_XY.copy()
     truth = query_xy + 5 * VELOCITY_XY
     drifted = truth + np.array([[2.0, -1.5], [-1.0, 1.0], [1.5, 1.5]], np.float32)
     config = ClassicalTrackerConfig(anchor_every=1)
@@ -34,8 +41,7 @@ def test_anchor_pulls_drifted_points_back():
 
 def test_flow_anchor_refuses_corrections_above_two_px():
     """flow-anchor re-anchors every frame, so it keeps only small corrections (< 2 px)."""
-    gray = np.stack([to_gray(f) for f in _translating_frames()])
-    query_xy = np.array([[30.5, 20.5], [50.25, 35.0], [60.0, 25.5]], np.float32)
+    gray, query_xy = _translating_gray(), QUERY_XY.copy()
     truth = query_xy + 5 * VELOCITY_XY
     config = build_flow_anchor_tracker(progress=False).config
     assert config.anchor_window_px == 15 and config.anchor_max_shift_px == 2.0
@@ -101,8 +107,7 @@ def test_flow_anchor_redetects_drift_the_re_anchoring_refuses():
     """flow-anchor's re-detection (every 4 frames, 8 px each way) puts back points 3-6 px off."""
     from stereo4d.backends.track_drift import redetect_query
 
-    gray = np.stack([to_gray(f) for f in _translating_frames()])
-    query_xy = np.array([[30.5, 20.5], [50.25, 35.0], [60.0, 25.5]], np.float32)
+    gray, query_xy = _translating_gray(), QUERY_XY.copy()
     truth = query_xy + 4 * VELOCITY_XY
     config = build_flow_anchor_tracker(progress=False).config
     assert config.redetect_every == 4 and config.redetect_radius_px == 8
