@@ -199,16 +199,11 @@ def static_reprojection_px(track3d_world: np.ndarray, tracks_xy: np.ndarray,
       track3d_world: [N, T, 3] metres (NaN allowed); tracks_xy: [N, T, 2] (x, y) px.
       cameras: per-frame world-to-camera [T, 3, 4] with normalised intrinsics.
     """
-    w2c = np.asarray(cameras.world_to_camera, np.float64)  # [T, 3, 4]
     points = np.asarray(track3d_world, np.float64)
-    cam = np.einsum("tij,ntj->nti", w2c[:, :, :3], np.nan_to_num(points)) + w2c[None, :, :, 3]
-    depth = cam[..., 2]
     finite = np.isfinite(points).all(axis=-1)
+    xy, depth, _ = cameras.project(np.nan_to_num(points), imh, imw)  # frame t's camera per [:, t]
     ahead = finite & (depth > 0)
-    safe = np.where(ahead, depth, 1.0)
-    x = cameras.fx * imw * cam[..., 0] / safe + cameras.cx * imw
-    y = cameras.fy * imh * cam[..., 1] / safe + cameras.cy * imh
-    dist = np.hypot(x - tracks_xy[..., 0], y - tracks_xy[..., 1])
+    dist = np.linalg.norm(xy - np.asarray(tracks_xy, np.float64), axis=-1)
     return np.where(ahead, dist, np.where(finite, np.inf, np.nan))
 
 
