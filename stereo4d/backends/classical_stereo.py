@@ -378,9 +378,9 @@ class SgbmStereo:
             fused = fuse_sequence(frames, c2w, s.fusion_radius_frames, focal_px, fb_px_m,
                                   s.fusion_consistency_sigmas, s.fusion_fill_holes)
             if s.temporal_refine:
-                fused = refine_sequence(
-                    _with_match_sigma(fused, match_sigma), np.stack([to_gray(image) for image in images]), c2w, focal_px, fb_px_m,
-                    s.temporal)
+                gray = np.stack([to_gray(image) for image in images])
+                fused = refine_sequence(_with_match_sigma(fused, match_sigma), gray, c2w,
+                                        focal_px, fb_px_m, s.temporal)
             views.append(fused)
         for (d_left, sig_left, *_), (d_right, sig_right, *_) in zip(*views):
             with np.errstate(divide="ignore", invalid="ignore"):
