@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rectify as rectify_script
-from stereo4d import videoio
+from stereo4d import video_threads, videoio
 from stereo4d.io import load_dataset_npz
 from stereo4d.stages import rectify
 from tests.test_rectify import _argv, _make_clip
@@ -20,7 +20,7 @@ def _frames(count: int, height: int = 48, width: int = 64) -> list[np.ndarray]:
 
 def test_prefetcher_yields_the_same_frames_and_raises_at_the_failing_one():
     frames = _frames(6)
-    with videoio.FramePrefetcher(iter(frames), depth=2) as prefetched:
+    with video_threads.FramePrefetcher(iter(frames), depth=2) as prefetched:
         got = list(prefetched)
     assert len(got) == 6 and all(a is b for a, b in zip(got, frames, strict=True))
 
@@ -28,7 +28,7 @@ def test_prefetcher_yields_the_same_frames_and_raises_at_the_failing_one():
         yield from frames[:3]
         raise ValueError("corrupt frame 3")
 
-    prefetched = videoio.FramePrefetcher(broken(), depth=1)
+    prefetched = video_threads.FramePrefetcher(broken(), depth=1)
     assert [next(prefetched) is f for f in frames[:3]] == [True] * 3
     with pytest.raises(ValueError, match="corrupt frame 3"):
         next(prefetched)
@@ -45,12 +45,12 @@ def test_prefetcher_close_stops_a_long_iterator_early():
         finally:
             closed.append(True)
 
-    prefetched = videoio.FramePrefetcher(endless(), depth=2)
+    prefetched = video_threads.FramePrefetcher(endless(), depth=2)
     next(prefetched)
     prefetched.close()
     assert closed == [True]
     # ``limit``: exactly that many frames, then the iterator is closed (no decoding ahead).
-    with videoio.FramePrefetcher(endless(), depth=8, limit=3) as limited:
+    with video_threads.FramePrefetcher(endless(), depth=8, limit=3) as limited:
         assert len(list(limited)) == 3
     assert closed == [True, True]
 
@@ -58,7 +58,7 @@ def test_prefetcher_close_stops_a_long_iterator_early():
 def test_background_writer_writes_the_same_bytes(tmp_path):
     frames = _frames(5)
     videoio.write_video(tmp_path / "direct.mp4", frames)
-    with videoio.BackgroundVideoWriter(videoio.VideoWriter(tmp_path / "queued.mp4"),
+    with video_threads.BackgroundVideoWriter(videoio.VideoWriter(tmp_path / "queued.mp4"),
                                        depth=2) as writer:
         for frame in frames:
             writer.append(frame)
@@ -76,7 +76,7 @@ class _FailingWriter(videoio.VideoWriter):
 
 
 def test_background_writer_errors_discard_the_file(tmp_path):
-    writer = videoio.BackgroundVideoWriter(_FailingWriter(tmp_path / "bad.mp4"), depth=1)
+    writer = video_threads.BackgroundVideoWriter(_FailingWriter(tmp_path / "bad.mp4"), depth=1)
     with pytest.raises(BrokenPipeError, match="ffmpeg died"):
         for frame in _frames(8):  # raised by a later append, or else by close
             writer.append(frame)
@@ -84,7 +84,7 @@ def test_background_writer_errors_discard_the_file(tmp_path):
     writer.close(commit=False)  # the stage's cleanup path: no second error
     assert not (tmp_path / "bad.mp4").exists()
     assert not list(tmp_path.glob("*.tmp*"))
-    discarded = videoio.BackgroundVideoWriter(videoio.VideoWriter(tmp_path / "gone.mp4"))
+    discarded = video_threads.BackgroundVideoWriter(videoio.VideoWriter(tmp_path / "gone.mp4"))
     discarded.append(_frames(1)[0])
     discarded.close(commit=False)
     assert not (tmp_path / "gone.mp4").exists()

@@ -28,10 +28,9 @@ from stereo4d import geometry
 from stereo4d.io import ClipPaths, InputError, load_dataset_npz
 from stereo4d.stages.common import Timer, stage_output_paths, start_stage, write_provenance
 from stereo4d.stages.health import rectify_health, textured_fraction
+from stereo4d.video_threads import BackgroundVideoWriter, FramePrefetcher
 from stereo4d.videoio import (
     DEFAULT_PRESET,
-    BackgroundVideoWriter,
-    FramePrefetcher,
     VideoWriter,
     iter_video_frames,
     probe_video,
