@@ -54,6 +54,7 @@ from tqdm import tqdm
 from stereo4d.backends.flow_sampling import forward_backward_consistent, sample_field
 from stereo4d.backends.imageops import MIN_TEXTURE_LEVELS_PER_PX, texture_at_points, to_gray
 from stereo4d.backends.track_drift import anchor_to_query, keyframe_step, redetect_query
+from stereo4d.backends.track_rigidity import rigidity_step
 
 __all__ = [
     "FLOW_METHODS",
@@ -122,6 +123,11 @@ class ClassicalTrackerConfig:
         farther than ``redetect_exclusion_px`` by ``redetect_min_margin`` and that at the chained
         position by ``redetect_min_gain`` (``track_drift.redetect_query``).
       redetect_readmit: a re-detected point that was occluded becomes visible again.
+      rigidity_neighbours: local rigidity prior (0 = off, ``track_rigidity``): each point's step is
+        compared with the median step of this many nearest visible points within
+        ``rigidity_radius_px``; a visible point off by more than ``rigidity_tol_px +
+        rigidity_rel_tol |median|`` for ``rigidity_patience`` frames in a row moves by the median,
+        and with ``rigidity_occluded`` an occluded point always does.
       min_query_texture: local texture (grey levels per px, ``imageops.texture_map``) a query
         point needs to be tracked at all; below it the track is visible at its query only.
       progress: show a tqdm bar over frames.
@@ -157,6 +163,12 @@ class ClassicalTrackerConfig:
     redetect_exclusion_px: int = 3
     redetect_min_gain: float = 0.0
     redetect_readmit: bool = False
+    rigidity_neighbours: int = 0
+    rigidity_radius_px: float = 32.0
+    rigidity_tol_px: float = 2.0
+    rigidity_rel_tol: float = 0.5
+    rigidity_patience: int = 2
+    rigidity_occluded: bool = False
     min_query_texture: float = MIN_TEXTURE_LEVELS_PER_PX
     progress: bool = True
 
@@ -236,6 +248,7 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
     velocity = np.zeros_like(position)
     color = np.zeros((len(query_t), 3), np.float32)  # colour when last seen
     tracked = np.ones(len(query_t), dtype=bool)  # visible at the current frame
+    streak = np.zeros(len(query_t), np.int64)  # frames in a row off the neighbours' motion
     for t in frames:
         nxt = t + 1 if forward else t - 1
         pair = t if forward else t - 1
@@ -274,6 +287,8 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
         if skip_flows:
             moved = keyframe_step(skip_flows, forward, nxt, active, query_t, tracks_xy, visibles, images,
                                c, moved, config)
+        if config.rigidity_neighbours:
+            moved, streak[active], _ = rigidity_step(p, moved, seen, streak[active], config)
         if config.redetect_every and (nxt % config.redetect_every == 0):
             moved, found = redetect_query(gray, nxt, query_t[active], query_xy[active], moved, config)
             ok |= found & (ok | config.redetect_readmit)
