@@ -1,8 +1,9 @@
 """Local rigidity prior of the chained-flow tracker (``track_rigidity``): neighbour medians, pulls."""
 
 import numpy as np
+from test_tracking_stage import VELOCITY_XY, _translating_frames
 
-from stereo4d.backends.classical_tracker import ClassicalTrackerConfig
+from stereo4d.backends.classical_tracker import ClassicalTracker, ClassicalTrackerConfig
 from stereo4d.backends.track_rigidity import (
     RIGIDITY_MIN_NEIGHBOURS,
     neighbour_median_step,
@@ -51,3 +52,27 @@ def test_a_point_off_its_neighbours_is_pulled_after_the_patience_and_an_occluded
     out, _, pulled = rigidity_step(GRID_XY, moved, seen, np.zeros_like(streak), occluded)
     assert np.flatnonzero(pulled).tolist() == [CENTRE]
     np.testing.assert_allclose(out[CENTRE], GRID_XY[CENTRE] + STEP_XY, atol=1e-6)
+
+
+def test_tracker_with_the_prior_keeps_a_point_on_its_neighbours_through_a_wrong_flow_patch():
+    """A patch of wrong flow (+5 px) under one point at one frame: chaining alone keeps the 5 px
+    error (and coasts on the wrong velocity once occluded); with the prior the point stays exact."""
+    frames = _translating_frames()  # [10, 64, 96, 3], moving by VELOCITY_XY per frame
+    num_frames = len(frames)
+    shape = (num_frames - 1, *frames.shape[1:3], 2)
+    forward = np.broadcast_to(VELOCITY_XY, shape).astype(np.float32).copy()
+    backward = -forward
+    grid_xy = GRID_XY + np.float32([30.5, 20.5])  # 5 x 5 points 6 px apart, at frame 0
+    queries = np.concatenate([np.zeros((len(grid_xy), 1)), grid_xy[:, ::-1]], axis=1)  # (t, y, x)
+    truth = (grid_xy[:, None] + np.arange(num_frames)[None, :, None] * VELOCITY_XY).astype(np.float32)
+    x, y = np.floor(truth[CENTRE, 3]).astype(int)
+    forward[3, y - 1:y + 2, x - 1:x + 2] += [5.0, 0.0]  # wrong flow under the centre point only
+    base = {"anchor_every": 0, "accel_check": False, "min_query_texture": 0.0, "color_tol": 1e9,
+            "progress": False}
+    plain, _ = ClassicalTracker(ClassicalTrackerConfig(**base)).track_with_flows(
+        frames, queries, forward, backward)
+    prior = ClassicalTrackerConfig(**base, rigidity_neighbours=6, rigidity_tol_px=0.5,
+                                   rigidity_patience=1, rigidity_occluded=True)
+    kept, _ = ClassicalTracker(prior).track_with_flows(frames, queries, forward, backward)
+    assert np.abs(plain[CENTRE, -1] - truth[CENTRE, -1]).max() > 4.9
+    assert np.abs(kept - truth).max() < 1e-3

@@ -288,7 +288,8 @@ def _sweep(query_t: np.ndarray, query_xy: np.ndarray, step_flows: np.ndarray, ch
             moved = keyframe_step(skip_flows, forward, nxt, active, query_t, tracks_xy, visibles, images,
                                c, moved, config)
         if config.rigidity_neighbours:
-            moved, streak[active], _ = rigidity_step(p, moved, seen, streak[active], config)
+            moved, streak[active], pulled = rigidity_step(p, moved, seen, streak[active], config)
+            v = np.where(pulled[:, None], moved - p, v)
         if config.redetect_every and (nxt % config.redetect_every == 0):
             moved, found = redetect_query(gray, nxt, query_t[active], query_xy[active], moved, config)
             ok |= found & (ok | config.redetect_readmit)
