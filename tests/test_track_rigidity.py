@@ -30,6 +30,20 @@ def test_neighbour_median_ignores_the_point_itself_and_an_outlier_neighbour():
     assert np.isnan(median).all() and RIGIDITY_MIN_NEIGHBOURS > 0
 
 
+def test_neighbours_must_have_moved_alike_when_asked():
+    """At an object's edge: the centre's column (but itself) and those right of it are background
+    (another step); with previous velocities given, only the centre's own mover enters its median."""
+    right = (GRID_XY[:, 0] >= GRID_XY[CENTRE, 0]) & (np.arange(len(GRID_XY)) != CENTRE)
+    step = np.where(right[:, None], np.float32([-4.0, 0.0]), STEP_XY).astype(np.float32)
+    velocity = step.copy()  # each point moved the same way the frame before
+    seen = np.ones(len(GRID_XY), bool)
+    mixed, _ = neighbour_median_step(GRID_XY, step, seen, 8, 10.0)
+    alike, count = neighbour_median_step(GRID_XY, step, seen, 8, 10.0, velocity, similar_px=1.0)
+    np.testing.assert_allclose(mixed[CENTRE], [-4.0, 0.0], atol=1e-6)  # 5 of 8 are background
+    np.testing.assert_allclose(alike[CENTRE], STEP_XY, atol=1e-6)
+    assert count[CENTRE] == 3
+
+
 def test_a_point_off_its_neighbours_is_pulled_after_the_patience_and_an_occluded_one_at_once():
     moved = GRID_XY + STEP_XY
     moved[CENTRE] += [6, 0]  # slipped 6 px off the body's motion (limit 2 + 0.5 |step| = 3.6 px)
