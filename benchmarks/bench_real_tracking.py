@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stereo4d.backends.classical_tracker import ClassicalTracker, compute_flow
+from stereo4d.backends.classical_tracker import ClassicalTracker
+from stereo4d.backends.dense_flow import compute_flow
 from stereo4d.backends.tracking import TRACKING_BACKENDS
 from stereo4d.cli import int_in_range
 from stereo4d.io import InputError, atomic_path, save_json

@@ -8,8 +8,8 @@ from stereo4d.backends.classical_tracker import (
     ClassicalTracker,
     ClassicalTrackerConfig,
     build_flow_anchor_tracker,
-    compute_flow,
 )
+from stereo4d.backends.dense_flow import compute_flow
 from stereo4d.backends.imageops import to_gray
 from stereo4d.backends.track_drift import anchor_to_query
 from stereo4d.backends.tracking import TRACKING_BACKENDS

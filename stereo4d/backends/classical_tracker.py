@@ -49,37 +49,21 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from stereo4d.backends.dense_flow import DIS_PRESETS, FLOW_METHODS, compute_flow
 from stereo4d.backends.flow_sampling import forward_backward_consistent, sample_field
 from stereo4d.backends.imageops import MIN_TEXTURE_LEVELS_PER_PX, texture_at_points, to_gray
 from stereo4d.backends.track_drift import anchor_to_query, keyframe_step, redetect_query
 from stereo4d.backends.track_rigidity import rigidity_step
 
 __all__ = [
-    "FLOW_METHODS",
     "REAL_FOOTAGE_SETTINGS",
     "ClassicalTracker",
     "ClassicalTrackerConfig",
     "build_classical_tracker",
     "build_flow_anchor_tracker",
-    "compute_flow",
     "sample_field",
 ]
-
-#: Supported dense flow methods.
-FLOW_METHODS = ("dis", "farneback")
-_DIS_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
-#: Settings of ``cv2.calcOpticalFlowFarneback`` (``flow_method="farneback"``): a 5-level
-#: pyramid halving each level, 15 px averaging window, 3 iterations per level, polynomial
-#: expansion over 5 px neighbourhoods with Gaussian sigma 1.2 px.
-FARNEBACK_PARAMS = {"pyr_scale": 0.5, "levels": 5, "winsize": 15, "iterations": 3, "poly_n": 5,
-                    "poly_sigma": 1.2, "flags": 0}
-
 
 @dataclass(frozen=True)
 class ClassicalTrackerConfig:
@@ -179,55 +163,12 @@ class ClassicalTrackerConfig:
             raise ValueError(f"flow_method must be one of {FLOW_METHODS}, got {self.flow_method!r}")
         if any(int(k) != k or k < 2 for k in self.skip_frames):
             raise ValueError(f"skip_frames must be integers >= 2, got {self.skip_frames!r}")
-        if self.dis_preset not in _DIS_PRESETS:
-            raise ValueError(f"dis_preset must be one of {tuple(_DIS_PRESETS)}, got {self.dis_preset!r}")
+        if self.dis_preset not in DIS_PRESETS:
+            raise ValueError(f"dis_preset must be one of {tuple(DIS_PRESETS)}, got {self.dis_preset!r}")
 
     def consistent(self, f: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Forward-backward test of flow steps f, b [M, 2] -> [M] bool with these tolerances."""
         return forward_backward_consistent(f, b, self.fb_rel_tol, self.fb_abs_tol_px)
-
-
-class _FlowEngine:
-    """Computes dense flow between two grey uint8 images [H, W] -> [H, W, 2] float32 (dx, dy) px."""
-
-    def __init__(self, config: ClassicalTrackerConfig):
-        self.config = config
-        if config.flow_method == "dis":
-            dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[config.dis_preset])
-            dis.setFinestScale(config.dis_finest_scale)
-            dis.setPatchSize(config.dis_patch_size)
-            dis.setPatchStride(config.dis_patch_stride)
-            dis.setVariationalRefinementIterations(config.dis_refinement_iters)
-            dis.setUseSpatialPropagation(True)
-            self._dis = dis
-
-    def __call__(self, gray0: np.ndarray, gray1: np.ndarray) -> np.ndarray:
-        if self.config.flow_method == "dis":
-            return self._dis.calc(gray0, gray1, None)
-        return cv2.calcOpticalFlowFarneback(gray0, gray1, None, **FARNEBACK_PARAMS)
-
-
-def compute_flow(frames_rgb: np.ndarray, config: ClassicalTrackerConfig = ClassicalTrackerConfig(),
-                 skip: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Forward and backward flow of consecutive frames, or of keyframes ``skip`` apart.
-
-    Args:
-      frames_rgb: [T, H, W, 3] uint8.
-      skip: 1 for every pair ``t -> t+1``; k > 1 for the keyframe pairs ``jk -> (j+1)k`` only.
-    Returns:
-      forward [P, H, W, 2] float32 (pair j: frame jk -> jk+k), backward [P, H, W, 2]
-      (jk+k -> jk); P = T-1 for skip 1, floor((T-1) / k) for skip k.
-    """
-    engine = _FlowEngine(config)
-    gray = [to_gray(f) for f in frames_rgb]
-    num_pairs = max((len(gray) - 1) // skip, 0)
-    shape = (num_pairs, *gray[0].shape, 2)
-    forward, backward = np.empty(shape, np.float32), np.empty(shape, np.float32)
-    desc = "optical flow" if skip == 1 else f"optical flow ({skip}-frame keyframes)"
-    for j in tqdm(range(num_pairs), desc=desc, disable=not config.progress):
-        forward[j] = engine(gray[j * skip], gray[(j + 1) * skip])
-        backward[j] = engine(gray[(j + 1) * skip], gray[j * skip])
-    return forward, backward
 
 
 def _inside(xy: np.ndarray, height: int, width: int) -> np.ndarray:
