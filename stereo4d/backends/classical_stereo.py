@@ -16,9 +16,10 @@ Per rectified frame pair:
    the same way, so the pipeline's left-right check still holds.
 4. Confidence: pixels whose predicted single-pixel disparity noise exceeds
    ``max_relative_noise`` times their disparity (texture-less walls, mismatches,
-   far surfaces with weak texture) are rejected in both views. On a clip whose left-right
-   disagreement (px, measured on a few frames: ``stereo_noise``) is larger than clean
-   video's, as in low-bitrate compressed video, the threshold is lowered.
+   far surfaces with weak texture) are rejected in both views. The clip's median left-right
+   disagreement (px, measured on a few frames: ``stereo_noise``) is recorded; with
+   ``noise_threshold_exponent`` > 0 the threshold is lowered on a clip where it is larger
+   than clean video's, as in low-bitrate compressed video.
    With the clip's cameras (``compute_flows(..., camera2world, focal_px)``, as the stage
    passes them) and ``fusion_radius_frames`` > 0, the test applies to the disparities
    and noise fused over the neighbouring frames (``stereo_fusion``): static surfaces
@@ -125,8 +126,10 @@ class SgbmSettings:
         the texture-less wall.
       noise_threshold_exponent: on a clip whose median left-right disagreement (px,
         ``stereo_noise``) exceeds ``noise_clean_px``, the confidence threshold is multiplied by
-        ``(noise_clean_px / disagreement) ** noise_threshold_exponent`` (0: off). 0.25: on t4
-        (0.035 px) the threshold becomes 0.32 (density 0.838 -> 0.815, AbsRel 4.32 -> 4.08 %).
+        ``(noise_clean_px / disagreement) ** noise_threshold_exponent`` (0: off, the
+        default). A poor trade on compressed video: with 0.25, t4 (0.035 px) gets 0.32
+        (density 0.838 -> 0.817, AbsRel 4.32 -> 4.10 %), but two scratch crf-30 clips (0.054,
+        0.071 px) lose 0.12 / 0.16 of density for 0.6 / 0.8 points of AbsRel.
       noise_clean_px: the disagreement up to which a clip counts as clean video.
       fill: fill rejected pixels with the background disparity of their row.
       fusion_radius_frames: fuse each frame's disparities with those of the frames up to
@@ -164,7 +167,7 @@ class SgbmSettings:
     refine_damping: float = 1.0
     refine_slope_damping: float = 1.0
     max_relative_noise: float = 0.4
-    noise_threshold_exponent: float = 0.25
+    noise_threshold_exponent: float = 0.0
     noise_clean_px: float = CLEAN_DISAGREEMENT_PX
     fill: bool = False
     fusion_radius_frames: int = 6
@@ -407,7 +410,7 @@ class SgbmStereo:
           ({frame: ``measure`` result} of the sample frames, to be reused; threshold).
         """
         s = self.config
-        if not (s.max_relative_noise and s.noise_threshold_exponent):
+        if not s.max_relative_noise:
             return {}, s.max_relative_noise
         samples = {t: self.measure(left[t], right[t]) for t in noise_sample_frames(len(left))}
         self.noise_px = clip_disagreement_px([
