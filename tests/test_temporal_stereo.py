@@ -122,7 +122,7 @@ def test_refinement_beats_stereo_alone_and_leaves_a_mover():
 def test_backend_refines_each_view_with_its_own_frames():
     """The ``sgbm`` backend's flows are exactly: each view's measured disparities, fused, then
     ``refine_sequence`` with that view's images and cameras (the right camera moved by the
-    baseline) and the single-frame noise, then the confidence test."""
+    baseline) and the single-frame noise, then the confidence test at the clip's threshold."""
     from stereo4d.backends.classical_stereo import SgbmSettings, SgbmStereo
     from stereo4d.backends.imageops import to_gray
     from stereo4d.backends.stereo_fusion import fuse_sequence, right_camera2world
@@ -136,6 +136,7 @@ def test_backend_refines_each_view_with_its_own_frames():
     backend = SgbmStereo(settings)
     flows = backend.compute_flows(left, right, camera2world=c2w, focal_px=FUSION_FOCAL_PX)
     measured = [backend.measure(lf, rf) for lf, rf in zip(left, right)]
+    threshold = backend.settings()["clip_max_relative_noise"]  # the clip's (``stereo_noise``)
     cameras = (c2w, right_camera2world(c2w, depth_lib.BASELINE_M))
     fb_px_m = FUSION_FOCAL_PX * depth_lib.BASELINE_M
     changed = 0
@@ -151,7 +152,7 @@ def test_backend_refines_each_view_with_its_own_frames():
             fb_px_m, settings.temporal)
         for flow, (disparity, sigma), (fused_d, _, _) in zip(flows, refined, fused):
             with np.errstate(divide="ignore", invalid="ignore"):
-                expected = backend.finish(disparity, sigma / disparity)
+                expected = backend.finish(disparity, sigma / disparity, threshold)
             np.testing.assert_array_equal(flow[key][..., 0], sign * np.nan_to_num(expected))
             changed += np.sum(np.abs(np.nan_to_num(disparity) - np.nan_to_num(fused_d)) > 1e-4)
     assert changed > 0  # the refinement did act on this clip

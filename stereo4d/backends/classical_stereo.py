@@ -16,7 +16,10 @@ Per rectified frame pair:
    the same way, so the pipeline's left-right check still holds.
 4. Confidence: pixels whose predicted single-pixel disparity noise exceeds
    ``max_relative_noise`` times their disparity (texture-less walls, mismatches,
-   far surfaces with weak texture) are rejected in both views.
+   far surfaces with weak texture) are rejected in both views. The clip's median left-right
+   disagreement (px, measured on a few frames: ``stereo_noise``) is recorded; with
+   ``noise_threshold_exponent`` > 0 the threshold is lowered on a clip where it is larger
+   than clean video's, as in low-bitrate compressed video.
    With the clip's cameras (``compute_flows(..., camera2world, focal_px)``, as the stage
    passes them) and ``fusion_radius_frames`` > 0, the test applies to the disparities
    and noise fused over the neighbouring frames (``stereo_fusion``): static surfaces
@@ -45,6 +48,13 @@ import numpy as np
 
 from stereo4d.backends.imageops import to_gray
 from stereo4d.backends.stereo_fusion import fuse_sequence, right_camera2world
+from stereo4d.backends.stereo_noise import (
+    CLEAN_DISAGREEMENT_PX,
+    clip_disagreement_px,
+    left_right_disagreement_px,
+    noise_sample_frames,
+    scaled_noise_threshold,
+)
 from stereo4d.backends.stereo_refine import (
     refine_disparity,
     refine_disparity_two_scale,
@@ -85,7 +95,9 @@ class SgbmSettings:
     Attributes:
       max_disparity_px: largest disparity searched (rounded up to a multiple of 16
         by OpenCV's rule). 64 px at 512 px / 60 deg hfov covers depths >= 0.44 m.
-      block_size_px: SGBM matching window side (odd).
+      block_size_px: SGBM matching window side (odd). 5 (was 3) on the tuning clips t1-t5:
+        fewer wrong integer matches on low-bitrate video (t4: density 0.825 -> 0.838, AbsRel
+        4.54 % -> 4.32 %), the clean clips unchanged or slightly better.
       smoothness_p1, smoothness_p2: SGBM penalties for a 1 px / larger disparity
         change between neighbours, per pixel of the block (multiplied by block area).
       mode: one of ``SGBM_MODES``.
@@ -112,6 +124,13 @@ class SgbmSettings:
         this fraction of their disparity (0: off). Tuned on the synthetic demo clip:
         0.4 keeps ~92 % of its evaluation pixels (AbsRel 4.2 % -> 2.9 %) and drops
         the texture-less wall.
+      noise_threshold_exponent: on a clip whose median left-right disagreement (px,
+        ``stereo_noise``) exceeds ``noise_clean_px``, the confidence threshold is multiplied by
+        ``(noise_clean_px / disagreement) ** noise_threshold_exponent`` (0: off, the
+        default). A poor trade on compressed video: with 0.25, t4 (0.035 px) gets 0.32
+        (density 0.838 -> 0.817, AbsRel 4.32 -> 4.10 %), but two scratch crf-30 clips (0.054,
+        0.071 px) lose 0.12 / 0.16 of density for 0.6 / 0.8 points of AbsRel.
+      noise_clean_px: the disagreement up to which a clip counts as clean video.
       fill: fill rejected pixels with the background disparity of their row.
       fusion_radius_frames: fuse each frame's disparities with those of the frames up to
         this far before and after it, using the clip's cameras (``stereo_fusion``; 0: off,
@@ -131,7 +150,7 @@ class SgbmSettings:
     """
 
     max_disparity_px: int = 64
-    block_size_px: int = 3
+    block_size_px: int = 5
     smoothness_p1: int = 8
     smoothness_p2: int = 32
     mode: str = "sgbm_3way"
@@ -148,6 +167,8 @@ class SgbmSettings:
     refine_damping: float = 1.0
     refine_slope_damping: float = 1.0
     max_relative_noise: float = 0.4
+    noise_threshold_exponent: float = 0.0
+    noise_clean_px: float = CLEAN_DISAGREEMENT_PX
     fill: bool = False
     fusion_radius_frames: int = 6
     fusion_consistency_sigmas: float = 2.0
@@ -169,6 +190,8 @@ class SgbmSettings:
             raise ValueError("refine_iterations must be >= 0")
         if self.max_relative_noise < 0:
             raise ValueError("max_relative_noise must be >= 0 (0: off)")
+        if self.noise_threshold_exponent < 0 or self.noise_clean_px <= 0:
+            raise ValueError("noise_threshold_exponent must be >= 0 and noise_clean_px > 0")
         if self.fusion_radius_frames < 0:
             raise ValueError("fusion_radius_frames must be >= 0 (0: off)")
         if self.fusion_consistency_sigmas <= 0:
@@ -280,6 +303,8 @@ class SgbmStereo:
 
     def __init__(self, settings: SgbmSettings = SgbmSettings()):
         self.config = settings
+        self.noise_px = float("nan")
+        """The last clip's median left-right disagreement (px, ``clip_threshold``; NaN: none)."""
 
     @property
     def uses_cameras(self) -> bool:
@@ -287,7 +312,13 @@ class SgbmStereo:
         return bool(self.config.fusion_radius_frames) or self.config.temporal_refine
 
     def settings(self) -> dict:
-        return {"backend": self.name, **asdict(self.config)}
+        """The settings, and the last clip's noise level and confidence threshold if measured."""
+        clip = {} if np.isnan(self.noise_px) else {
+            "clip_disagreement_px": self.noise_px,
+            "clip_max_relative_noise": scaled_noise_threshold(
+                self.config.max_relative_noise, self.noise_px,
+                self.config.noise_threshold_exponent, self.config.noise_clean_px)}
+        return {"backend": self.name, **asdict(self.config), **clip}
 
     def measure(self, left_uint8: np.ndarray, right_uint8: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -319,11 +350,15 @@ class SgbmStereo:
         noise_right = relative_disparity_noise(rf, lf, disp_right, +1.0, s.refine_window_px)
         return disp_left, disp_right, noise_left, noise_right
 
-    def finish(self, disparity: np.ndarray, relative_noise: np.ndarray) -> np.ndarray:
-        """Confidence test (and fill-in) of one view: float32 [H, W] -> float32 [H, W]."""
+    def finish(self, disparity: np.ndarray, relative_noise: np.ndarray,
+               max_relative_noise: float | None = None) -> np.ndarray:
+        """Confidence test (and fill-in) of one view: float32 [H, W] -> float32 [H, W].
+        ``max_relative_noise``: the clip's threshold (None: the settings')."""
         disparity = np.array(disparity, np.float32)
-        if self.config.max_relative_noise:
-            disparity[~(relative_noise <= self.config.max_relative_noise)] = np.nan
+        threshold = self.config.max_relative_noise if max_relative_noise is None \
+            else max_relative_noise
+        if threshold:
+            disparity[~(relative_noise <= threshold)] = np.nan
         return fill_from_background(disparity) if self.config.fill else disparity
 
     def disparities(self, left_uint8: np.ndarray, right_uint8: np.ndarray
@@ -348,10 +383,15 @@ class SgbmStereo:
         Returns:
           per frame ``{'fwd': [H, W, 2], 'bwd': [H, W, 2]}`` float32 pixels.
         """
+        samples, threshold = self.clip_threshold(left, right)
+        measured = (samples.pop(t) if t in samples else self.measure(lf, rf)
+                    for t, (lf, rf) in enumerate(zip(left, right)))
         if camera2world is None or not self.uses_cameras:
-            pairs = (self.disparities(lf, rf) for lf, rf in zip(left, right))
+            pairs = ((self.finish(dl, nl, threshold), self.finish(dr, nr, threshold))
+                     for dl, dr, nl, nr in measured)
         else:
-            pairs = self._fused_disparities(left, right, camera2world, focal_px)
+            pairs = self._fused_disparities(measured, left, right, camera2world, focal_px,
+                                            threshold)
         flows = []
         for disp_left, disp_right in pairs:
             zeros = np.zeros_like(disp_left)
@@ -361,14 +401,33 @@ class SgbmStereo:
             })
         return flows
 
-    def _fused_disparities(self, left, right, camera2world, focal_px):
+    def clip_threshold(self, left: np.ndarray, right: np.ndarray) -> tuple[dict, float]:
+        """The clip's confidence threshold (``stereo_noise``), measured on a few frames.
+
+        Args:
+          left, right: uint8 [T, H, W, 3] rectified views.
+        Returns:
+          ({frame: ``measure`` result} of the sample frames, to be reused; threshold).
+        """
+        s = self.config
+        if not s.max_relative_noise:
+            return {}, s.max_relative_noise
+        samples = {t: self.measure(left[t], right[t]) for t in noise_sample_frames(len(left))}
+        self.noise_px = clip_disagreement_px([
+            left_right_disagreement_px(dl, dr, nl, s.max_relative_noise)
+            for dl, dr, nl, _ in samples.values()])
+        return samples, scaled_noise_threshold(s.max_relative_noise, self.noise_px,
+                                               s.noise_threshold_exponent, s.noise_clean_px)
+
+    def _fused_disparities(self, measured, left, right, camera2world, focal_px, threshold):
         """Yields per frame (disparity_left, disparity_right) [H, W] after ``stereo_fusion``
-        of both views and the confidence test on the fused noise (see ``compute_flows``)."""
+        of both views' ``measured`` results and the confidence test on the fused noise with
+        the clip's ``threshold`` (see ``compute_flows``)."""
         if len(camera2world) != len(left) or focal_px is None:
             raise ValueError(f"fusion needs one camera per frame ({len(camera2world)} for "
                              f"{len(left)} frames) and the focal length")
         s = self.config
-        measured = itertools.tee((self.measure(lf, rf) for lf, rf in zip(left, right)), 2)
+        measured = itertools.tee(measured, 2)
         cameras = (camera2world, right_camera2world(camera2world, BASELINE_M))
         fb_px_m = focal_px * BASELINE_M
         views = []
@@ -384,8 +443,8 @@ class SgbmStereo:
             views.append(fused)
         for (d_left, sig_left, *_), (d_right, sig_right, *_) in zip(*views):
             with np.errstate(divide="ignore", invalid="ignore"):
-                yield (self.finish(d_left, sig_left / d_left),
-                       self.finish(d_right, sig_right / d_right))
+                yield (self.finish(d_left, sig_left / d_left, threshold),
+                       self.finish(d_right, sig_right / d_right, threshold))
 
 
 def _with_match_sigma(fused, sigma_by_frame: dict):

@@ -30,6 +30,12 @@ def main(argv=None):
     parser.add_argument("--max_relative_noise", type=float_in_range(0.0), default=defaults.max_relative_noise,
                         help="sgbm: reject pixels whose predicted disparity noise exceeds this "
                              "fraction of their disparity (0: keep all)")
+    parser.add_argument("--noise_threshold_exponent", type=float_in_range(0.0),
+                        default=defaults.noise_threshold_exponent,
+                        help="sgbm: on a clip whose median left-right disagreement exceeds "
+                             "clean video's (compressed video), multiply --max_relative_noise "
+                             "by (clean / measured) ** this (0: off; 0.25 trades density for "
+                             "AbsRel)")
     parser.add_argument("--fusion_radius", type=int_in_range(0),
                         default=defaults.fusion_radius_frames,
                         help="sgbm: fuse each frame's disparities with those of the frames up to "
@@ -53,6 +59,7 @@ def main(argv=None):
                             mode=args.sgbm_mode, refine_iterations=args.refine_iterations,
                             refine_window_px=args.refine_window,
                             max_relative_noise=args.max_relative_noise, fill=args.fill,
+                            noise_threshold_exponent=args.noise_threshold_exponent,
                             fusion_radius_frames=args.fusion_radius,
                             temporal_refine=args.temporal_refine == "true")
     except ValueError as exc:
