@@ -13,12 +13,8 @@ import numpy as np
 import pytest
 
 from stereo4d import depth as depth_lib
-from stereo4d.backends.classical_stereo import (
-    SgbmSettings,
-    SgbmStereo,
-    fill_from_background,
-    left_right_consistent,
-)
+from stereo4d.backends.classical_stereo import SgbmSettings, SgbmStereo
+from stereo4d.backends.sgbm_matching import fill_from_background, left_right_consistent
 from stereo4d.backends.stereo_refine import (
     RESIDUAL_FLOOR_GREY2,
     disparity_spread,

@@ -5,7 +5,8 @@ Example: python inference_raft.py --vid=9876543210b_66957
 
 import sys
 
-from stereo4d.backends.classical_stereo import SGBM_MODES, SgbmSettings
+from stereo4d.backends.classical_stereo import SgbmSettings
+from stereo4d.backends.sgbm_matching import SGBM_MODES
 from stereo4d.backends.stereo import STEREO_BACKENDS
 from stereo4d.cli import add_backend_args, float_in_range, int_in_range, run_cli, stage_parser
 from stereo4d.stages import stereo
