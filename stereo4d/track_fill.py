@@ -35,10 +35,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from stereo4d.geometry import PinholeCamera
-from stereo4d.track_opt import masked_percentile
+from stereo4d.track_opt import camera_centres, masked_percentile
 
 __all__ = ["FillSettings", "drop_off_track_static_frames", "fill_track_gaps", "seed_from_lifted",
-           "snap_static_tracks", "static_reprojection_px", "static_tracks", "track_mean_points"]
+           "smooth_moving_tracks", "snap_static_tracks", "static_reprojection_px", "static_tracks",
+           "track_mean_points"]
+
+SMOOTH_FILLED_WEIGHT = 0.05
+"""``smooth_moving_tracks``: weight of a gap-filled frame's distance along its ray, relative to a
+measured (optimised or lifted) frame at the same distance. Small: a filled point is an
+interpolation, not a measurement, but it still anchors extrapolated ends."""
+SMOOTH_CHUNK_TRACKS = 512
+"""``smooth_moving_tracks`` solves this many tracks' [T, T] systems at once (memory bound)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class FillSettings:
       snap_static: static tracks take their mean point in every frame (``snap_static_tracks``).
       max_static_reprojection_px: with ``fill_gaps`` or ``snap_static``, see
         ``drop_off_track_static_frames`` (0: off).
+      smooth_moving: the ``smoothness`` of ``smooth_moving_tracks`` (0: off).
     """
 
     fill_gaps: bool = False
@@ -62,10 +71,11 @@ class FillSettings:
     max_extrapolation_frames: int | None = None
     snap_static: bool = False
     max_static_reprojection_px: float = 0.0
+    smooth_moving: float = 0.0
 
     @property
     def changes_output(self) -> bool:
-        return self.fill_gaps or self.snap_static
+        return self.fill_gaps or self.snap_static or self.smooth_moving > 0
 
 
 def static_tracks(motion_px: np.ndarray, mask: np.ndarray, threshold_px: float,
@@ -234,3 +244,70 @@ def drop_off_track_static_frames(track3d_world: np.ndarray, visible: np.ndarray,
                                  imh, imw) > max_px
     keep = visible & ~(np.asarray(static, bool)[:, None] & off)
     return np.where(keep[..., None], out, np.nan).astype(np.float32), keep
+
+
+def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measured: np.ndarray,
+                         static: np.ndarray, cameras: PinholeCamera,
+                         smoothness: float) -> np.ndarray:
+    """Moving tracks' points slid along their rays to a smooth path over every visible frame.
+
+    The optimisation smooths each run of optimised frames on its own; gap filling joins runs
+    (and extends them) by interpolating the camera depth, so the path bends where a filled
+    segment meets an optimised one, and a track seeded from its lifted points keeps the raw
+    stereo noise. Here each moving track's distance along its ray, ``s_t`` (so the 2D point is
+    kept), solves
+
+        min_s  sum_t w_t (s_t - s0_t)^2 / s0_t^4  +  smoothness * sum_t |P_{t+1} - 2 P_t + P_{t-1}|^2
+
+    with ``P_t = C_t + s_t u_t`` (camera centre, unit ray), the second differences over every
+    three consecutive visible frames, ``w_t`` 1 on ``measured`` frames and
+    ``SMOOTH_FILLED_WEIGHT`` on filled ones. The data term's ``1 / s^4`` is the stereo depth's
+    inverse variance (a disparity error moves a point by ``s^2 / (f B)`` times it), so a far
+    track, whose depth is noisier, is smoothed more; ``smoothness`` (1 / m^2) is then the ratio
+    of the disparity noise over f B (1 / m) to the expected acceleration (m per frame^2),
+    squared. One linear [T, T] system per track, solved in chunks.
+
+    Args:
+      track3d_world: [N, T, 3] metres (NaN off ``visible``); visible: [N, T] bool.
+      measured: [N, T] bool, the frames with an optimised or lifted point (the others filled).
+      static: [N] bool (left unchanged); smoothness: <= 0 turns this off.
+      cameras: per-frame world-to-camera [T, 3, 4].
+    Returns:
+      [N, T, 3] float32, NaN off ``visible``.
+    """
+    points = np.asarray(track3d_world, np.float64)
+    visible = np.asarray(visible, bool)
+    out = np.where(visible[..., None], points, np.nan)
+    num_frames = visible.shape[1]
+    triple = visible[:, 2:] & visible[:, 1:-1] & visible[:, :-2]  # [N, T-2], centred at t + 1
+    todo = np.flatnonzero(~np.asarray(static, bool) & triple.any(axis=1))
+    if smoothness <= 0 or todo.size == 0:
+        return out.astype(np.float32)
+    centres = camera_centres(np.asarray(cameras.world_to_camera))  # [T, 3]
+    frames = np.arange(num_frames)
+    inner = frames[1:-1]
+    coeff = (1.0, -2.0, 1.0)  # second difference at offsets -1, 0, +1
+    for start in range(0, todo.size, SMOOTH_CHUNK_TRACKS):
+        idx = todo[start:start + SMOOTH_CHUNK_TRACKS]
+        vis = visible[idx]
+        ray = np.where(vis[..., None], points[idx] - centres, 0.0)
+        dist = np.linalg.norm(ray, axis=-1)  # [n, T] s0
+        safe = np.where(vis & (dist > 0), dist, 1.0)
+        unit = ray / safe[..., None]
+        weight = np.where(np.asarray(measured, bool)[idx], 1.0, SMOOTH_FILLED_WEIGHT) / safe**4
+        weight = np.where(vis, weight, 1.0)  # off-track frames: s = 0, decoupled
+        ok = triple[idx].astype(np.float64) * smoothness  # [n, T-2]
+        accel_c = centres[2:] - 2.0 * centres[1:-1] + centres[:-2]  # [T-2, 3]
+        system = np.zeros((idx.size, num_frames, num_frames))
+        system[:, frames, frames] = weight
+        rhs = np.where(vis, weight * dist, 0.0)
+        for a, ca in zip((-1, 0, 1), coeff):
+            ua = unit[:, inner + a]  # [n, T-2, 3]
+            rhs[:, inner + a] -= ok * ca * np.einsum("nkc,kc->nk", ua, accel_c)
+            for b, cb in zip((-1, 0, 1), coeff):
+                dot = np.einsum("nkc,nkc->nk", ua, unit[:, inner + b])
+                system[:, inner + a, inner + b] += ok * ca * cb * dot
+        dist_new = np.linalg.solve(system, rhs[..., None])[..., 0]
+        smoothed = centres + dist_new[..., None] * unit
+        out[idx] = np.where(vis[..., None], smoothed, np.nan)
+    return out.astype(np.float32)

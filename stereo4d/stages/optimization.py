@@ -54,6 +54,7 @@ from stereo4d.track_fill import (
     drop_off_track_static_frames,
     fill_track_gaps,
     seed_from_lifted,
+    smooth_moving_tracks,
     snap_static_tracks,
     static_tracks,
 )
@@ -269,7 +270,8 @@ def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tr
     """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then what ``fill`` asks
     (``track_fill``): tracks without an optimised frame seeded from their lifted points, the
     static tracks made one point, the gaps filled, and the static tracks' frames whose point
-    is off the 2D track dropped. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
+    is off the 2D track dropped; the moving tracks smoothed over their optimised, seeded and
+    filled frames together. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
                              imh, imw, track_opt)
@@ -283,10 +285,14 @@ def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tr
                            track_opt.motion_percentile)
     if fill.snap_static:
         track3d = snap_static_tracks(track3d, visible, static)
+    measured = visible
     if fill.fill_gaps:
         track3d, visible = fill_track_gaps(track3d, visible, tracks.tracks_xy, tracks.visibles,
                                            cameras, static, imh, imw,
                                            fill.max_extrapolation_frames)
+    if fill.smooth_moving > 0:
+        track3d = smooth_moving_tracks(track3d, visible, measured, static, cameras,
+                                       fill.smooth_moving)
     track3d, visible = drop_off_track_static_frames(track3d, visible, tracks.tracks_xy, static,
                                                     cameras, imh, imw,
                                                     fill.max_static_reprojection_px)
