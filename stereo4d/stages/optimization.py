@@ -83,6 +83,10 @@ FILL_MAX_EXTRAPOLATION_FRAMES = 8
 """Gap filling extends a moving track's depth at most this many frames before its first or
 after its last optimised frame. Chosen on the suite's tuning clips and a scratch long tuning
 clip, see README ("What changed")."""
+SMOOTH_MOVING = 10.0
+"""Smoothness (1 / m^2) of ``track_fill.smooth_moving_tracks``: the moving tracks' distances along
+their rays are smoothed over their optimised, seeded and filled frames together. Chosen on the
+suite's tuning clips and a scratch long tuning clip, see README ("What changed")."""
 FILL_MIN_LIFTED_FRAMES = 3
 """Gap filling also fills tracks without an optimised frame that have at least this many frames
 of valid depth, from their lifted points. Chosen on the suite's tuning clips (on t1: 3D coverage
@@ -124,6 +128,10 @@ class OptimizationConfig:
         is dropped from the frames where it projects farther than this (px) from the 2D track
         (an occlusion or drift the tracker missed; ``track_fill.drop_off_track_static_frames``);
         0 = keep every frame.
+      smooth_moving: a moving track's points slide along their rays to a smooth path over all
+        its frames, optimised, seeded and filled (``track_fill.smooth_moving_tracks``; the
+        optimisation smooths each run of optimised frames on its own, gap filling joins them
+        with kinks); 0 = off, as the reference.
     """
 
     vid: str
@@ -143,13 +151,15 @@ class OptimizationConfig:
     fill_max_extrapolation_frames: int | None = FILL_MAX_EXTRAPOLATION_FRAMES
     snap_static: bool = True
     max_static_reprojection_px: float = MAX_STATIC_REPROJECTION_PX
+    smooth_moving: float = SMOOTH_MOVING
 
     @property
     def fill_settings(self) -> FillSettings:
         return FillSettings(fill_gaps=self.fill_gaps, min_lifted_frames=self.fill_min_lifted_frames,
                             max_extrapolation_frames=self.fill_max_extrapolation_frames,
                             snap_static=self.snap_static,
-                            max_static_reprojection_px=self.max_static_reprojection_px)
+                            max_static_reprojection_px=self.max_static_reprojection_px,
+                            smooth_moving=self.smooth_moving)
 
     @property
     def paths(self) -> ClipPaths:
