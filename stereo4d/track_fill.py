@@ -45,6 +45,9 @@ SMOOTH_FILLED_WEIGHT = 0.05
 """``smooth_moving_tracks``: weight of a gap-filled frame's distance along its ray, relative to a
 measured (optimised or lifted) frame at the same distance. Small: a filled point is an
 interpolation, not a measurement, but it still anchors extrapolated ends."""
+MIN_TYPICAL_DISTANCE_M = 0.1
+"""``smooth_moving_tracks``: a track's median distance is taken as at least this (keeps the data
+weight 1 / S^4 finite for a point at the camera)."""
 SMOOTH_CHUNK_TRACKS = 512
 """``smooth_moving_tracks`` solves this many tracks' [T, T] systems at once (memory bound)."""
 
@@ -249,7 +252,8 @@ def drop_off_track_static_frames(track3d_world: np.ndarray, visible: np.ndarray,
 def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measured: np.ndarray,
                          static: np.ndarray, cameras: PinholeCamera,
                          smoothness: float) -> np.ndarray:
-    """Moving tracks' points slid along their rays to a smooth path over every visible frame.
+    """Moving tracks' points slid along their rays so that their distance from the camera
+    changes smoothly over every visible frame, optimised, seeded and filled together.
 
     The optimisation smooths each run of optimised frames on its own; gap filling joins runs
     (and extends them) by interpolating the camera depth, so the path bends where a filled
@@ -257,15 +261,18 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
     stereo noise. Here each moving track's distance along its ray, ``s_t`` (so the 2D point is
     kept), solves
 
-        min_s  sum_t w_t (s_t - s0_t)^2 / s0_t^4  +  smoothness * sum_t |P_{t+1} - 2 P_t + P_{t-1}|^2
+        min_s  sum_t w_t (s_t - s0_t)^2 / S^4  +  smoothness * sum_t (s_{t+1} - 2 s_t + s_{t-1})^2
 
-    with ``P_t = C_t + s_t u_t`` (camera centre, unit ray), the second differences over every
-    three consecutive visible frames, ``w_t`` 1 on ``measured`` frames and
-    ``SMOOTH_FILLED_WEIGHT`` on filled ones. The data term's ``1 / s^4`` is the stereo depth's
-    inverse variance (a disparity error moves a point by ``s^2 / (f B)`` times it), so a far
-    track, whose depth is noisier, is smoothed more; ``smoothness`` (1 / m^2) is then the ratio
-    of the disparity noise over f B (1 / m) to the expected acceleration (m per frame^2),
-    squared. One linear [T, T] system per track, solved in chunks.
+    over every three consecutive visible frames, with ``w_t`` 1 on ``measured`` frames and
+    ``SMOOTH_FILLED_WEIGHT`` on filled ones and ``S`` the track's median distance: a disparity
+    error moves a point by ``S^2 / (f B)`` times it, so ``1 / S^4`` is the stereo depth's
+    inverse variance up to a constant and a far track, whose depth is noisier, is smoothed
+    more; ``smoothness`` (1 / m^2) is then (disparity noise / (f B)) / (expected change of
+    velocity along the ray, m per frame^2), squared. Penalising the second difference of the
+    distance rather than of the 3D point has no pull towards the camera (a 3D second difference
+    shrinks with the distance wherever the 2D track turns; on the scratch long clip that
+    version moved tracks whose 2D track changed surface metres towards the camera). One linear
+    [T, T] system per track, solved in chunks.
 
     Args:
       track3d_world: [N, T, 3] metres (NaN off ``visible``); visible: [N, T] bool.
@@ -286,27 +293,23 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
     centres = camera_centres(np.asarray(cameras.world_to_camera))  # [T, 3]
     frames = np.arange(num_frames)
     inner = frames[1:-1]
-    coeff = (1.0, -2.0, 1.0)  # second difference at offsets -1, 0, +1
+    coeff = {-1: 1.0, 0: -2.0, 1: 1.0}  # second difference at offsets -1, 0, +1
     for start in range(0, todo.size, SMOOTH_CHUNK_TRACKS):
         idx = todo[start:start + SMOOTH_CHUNK_TRACKS]
         vis = visible[idx]
         ray = np.where(vis[..., None], points[idx] - centres, 0.0)
         dist = np.linalg.norm(ray, axis=-1)  # [n, T] s0
-        safe = np.where(vis & (dist > 0), dist, 1.0)
-        unit = ray / safe[..., None]
-        weight = np.where(np.asarray(measured, bool)[idx], 1.0, SMOOTH_FILLED_WEIGHT) / safe**4
-        weight = np.where(vis, weight, 1.0)  # off-track frames: s = 0, decoupled
-        ok = triple[idx].astype(np.float64) * smoothness  # [n, T-2]
-        accel_c = centres[2:] - 2.0 * centres[1:-1] + centres[:-2]  # [T-2, 3]
+        unit = ray / np.where(vis & (dist > 0), dist, 1.0)[..., None]
+        typical = np.nanmedian(np.where(vis, dist, np.nan), axis=1)[:, None]  # [n, 1] metres
+        weight = np.where(np.asarray(measured, bool)[idx], 1.0, SMOOTH_FILLED_WEIGHT)
+        weight = np.where(vis, weight / np.maximum(typical, MIN_TYPICAL_DISTANCE_M) ** 4, 1.0)
+        ok = triple[idx] * smoothness  # [n, T-2]; off-track frames: s = 0, decoupled
         system = np.zeros((idx.size, num_frames, num_frames))
         system[:, frames, frames] = weight
+        for a, ca in coeff.items():
+            for b, cb in coeff.items():
+                system[:, inner + a, inner + b] += ok * ca * cb
         rhs = np.where(vis, weight * dist, 0.0)
-        for a, ca in zip((-1, 0, 1), coeff):
-            ua = unit[:, inner + a]  # [n, T-2, 3]
-            rhs[:, inner + a] -= ok * ca * np.einsum("nkc,kc->nk", ua, accel_c)
-            for b, cb in zip((-1, 0, 1), coeff):
-                dot = np.einsum("nkc,nkc->nk", ua, unit[:, inner + b])
-                system[:, inner + a, inner + b] += ok * ca * cb * dot
         dist_new = np.linalg.solve(system, rhs[..., None])[..., 0]
         smoothed = centres + dist_new[..., None] * unit
         out[idx] = np.where(vis[..., None], smoothed, np.nan)
