@@ -26,6 +26,10 @@ as lateral scatter (0.1 px at 20 m is 4.5 mm per frame, in a different direction
 the camera moves); a static surface point does not move, so its best estimate in every frame is
 one point. On the suite's tuning clip t2 this divides the jitter of the optimised tracks by 29
 at an unchanged APD3D (see README, "What changed").
+
+A last step (``smooth_moving_tracks``, off in ``--smooth_moving=0``) smooths each moving track's
+distance along its rays over its optimised, seeded and filled frames together: the optimisation
+smooths each run of optimised frames on its own, and gap filling joins the runs with bends.
 """
 
 from __future__ import annotations
