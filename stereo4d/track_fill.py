@@ -52,8 +52,7 @@ interpolation, not a measurement, but it still anchors extrapolated ends."""
 MIN_TYPICAL_DISTANCE_M = 0.1
 """``smooth_moving_tracks``: a track's median distance is taken as at least this (keeps the data
 weight 1 / S^4 finite for a point at the camera)."""
-SMOOTH_CHUNK_TRACKS = 512
-"""``smooth_moving_tracks`` solves this many tracks' [T, T] systems at once (memory bound)."""
+
 
 
 @dataclass(frozen=True)
@@ -275,8 +274,8 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
     velocity along the ray, m per frame^2), squared. Penalising the second difference of the
     distance rather than of the 3D point has no pull towards the camera (a 3D second difference
     shrinks with the distance wherever the 2D track turns; on the scratch long clip that
-    version moved tracks whose 2D track changed surface metres towards the camera). One linear
-    [T, T] system per track, solved in chunks.
+    version moved tracks whose 2D track changed surface metres towards the camera). One
+    pentadiagonal [T, T] system per track (``_solve_pentadiagonal``).
 
     Args:
       track3d_world: [N, T, 3] metres (NaN off ``visible``); visible: [N, T] bool.
@@ -295,26 +294,62 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
     if smoothness <= 0 or todo.size == 0:
         return out.astype(np.float32)
     centres = camera_centres(np.asarray(cameras.world_to_camera))  # [T, 3]
-    frames = np.arange(num_frames)
-    inner = frames[1:-1]
-    coeff = {-1: 1.0, 0: -2.0, 1: 1.0}  # second difference at offsets -1, 0, +1
-    for start in range(0, todo.size, SMOOTH_CHUNK_TRACKS):
-        idx = todo[start:start + SMOOTH_CHUNK_TRACKS]
-        vis = visible[idx]
-        ray = np.where(vis[..., None], points[idx] - centres, 0.0)
-        dist = np.linalg.norm(ray, axis=-1)  # [n, T] s0
-        unit = ray / np.where(vis & (dist > 0), dist, 1.0)[..., None]
-        typical = np.nanmedian(np.where(vis, dist, np.nan), axis=1)[:, None]  # [n, 1] metres
-        weight = np.where(np.asarray(measured, bool)[idx], 1.0, SMOOTH_FILLED_WEIGHT)
-        weight = np.where(vis, weight / np.maximum(typical, MIN_TYPICAL_DISTANCE_M) ** 4, 1.0)
-        ok = triple[idx] * smoothness  # [n, T-2]; off-track frames: s = 0, decoupled
-        system = np.zeros((idx.size, num_frames, num_frames))
-        system[:, frames, frames] = weight
-        for a, ca in coeff.items():
-            for b, cb in coeff.items():
-                system[:, inner + a, inner + b] += ok * ca * cb
-        rhs = np.where(vis, weight * dist, 0.0)
-        dist_new = np.linalg.solve(system, rhs[..., None])[..., 0]
-        smoothed = centres + dist_new[..., None] * unit
-        out[idx] = np.where(vis[..., None], smoothed, np.nan)
+    vis = visible[todo]
+    ray = np.where(vis[..., None], points[todo] - centres, 0.0)
+    dist = np.linalg.norm(ray, axis=-1)  # [n, T] s0
+    unit = ray / np.where(vis & (dist > 0), dist, 1.0)[..., None]
+    typical = np.nanmedian(np.where(vis, dist, np.nan), axis=1)[:, None]  # [n, 1] metres
+    weight = np.where(np.asarray(measured, bool)[todo], 1.0, SMOOTH_FILLED_WEIGHT)
+    weight = np.where(vis, weight / np.maximum(typical, MIN_TYPICAL_DISTANCE_M) ** 4, 1.0)
+    ok = triple[todo] * smoothness  # [n, T-2] centred at 1..T-2; off-track frames: s = 0
+    # The system is symmetric pentadiagonal: its diagonal and first two sub-diagonals,
+    # band[:, k, t] = A[t, t - k], from the second differences (1, -2, 1) at t - 1, t, t + 1.
+    band = np.zeros((todo.size, 3, num_frames))
+    band[:, 0] = weight
+    band[:, 0, :-2] += ok
+    band[:, 0, 1:-1] += 4.0 * ok
+    band[:, 0, 2:] += ok
+    band[:, 1, 1:-1] -= 2.0 * ok
+    band[:, 1, 2:] -= 2.0 * ok
+    band[:, 2, 2:] += ok
+    dist_new = _solve_pentadiagonal(band, np.where(vis, weight * dist, 0.0))
+    out[todo] = np.where(vis[..., None], centres + dist_new[..., None] * unit, np.nan)
     return out.astype(np.float32)
+
+
+def _solve_pentadiagonal(band: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solves N symmetric positive-definite pentadiagonal systems by banded Cholesky.
+
+    Args:
+      band: [N, 3, T], ``band[:, k, t] = A[t, t - k]`` (k = 0, 1, 2; unused where t < k).
+      rhs: [N, T].
+    Returns:
+      [N, T] x with A x = rhs. The loops run over the T frames, each step on all N systems.
+    """
+    num_frames = band.shape[-1]
+    diag = np.zeros_like(rhs)  # L[t, t]
+    low1 = np.zeros_like(rhs)  # L[t, t - 1]
+    low2 = np.zeros_like(rhs)  # L[t, t - 2]
+    for t in range(num_frames):
+        if t >= 2:
+            low2[:, t] = band[:, 2, t] / diag[:, t - 2]
+        if t >= 1:
+            low1[:, t] = (band[:, 1, t] - low2[:, t] * low1[:, t - 1]) / diag[:, t - 1]
+        diag[:, t] = np.sqrt(band[:, 0, t] - low1[:, t] ** 2 - low2[:, t] ** 2)
+    y = np.zeros_like(rhs)
+    for t in range(num_frames):
+        y[:, t] = rhs[:, t]
+        if t >= 1:
+            y[:, t] -= low1[:, t] * y[:, t - 1]
+        if t >= 2:
+            y[:, t] -= low2[:, t] * y[:, t - 2]
+        y[:, t] /= diag[:, t]
+    x = np.zeros_like(rhs)
+    for t in range(num_frames - 1, -1, -1):
+        x[:, t] = y[:, t]
+        if t + 1 < num_frames:
+            x[:, t] -= low1[:, t + 1] * x[:, t + 1]
+        if t + 2 < num_frames:
+            x[:, t] -= low2[:, t + 2] * x[:, t + 2]
+        x[:, t] /= diag[:, t]
+    return x

@@ -271,3 +271,22 @@ def test_smoothing_moving_tracks_lowers_jitter_against_truth():
     np.testing.assert_array_equal(kept, filled)
     np.testing.assert_array_equal(smooth_moving_tracks(filled, visible, measured, static, cams,
                                                        0.0), filled)
+
+
+def test_pentadiagonal_solver_matches_dense_solve():
+    from stereo4d.track_fill import _solve_pentadiagonal
+
+    rng = np.random.default_rng(1)
+    num, frames = 5, 9
+    band = np.zeros((num, 3, frames))
+    band[:, 1, 1:] = rng.normal(0.0, 1.0, (num, frames - 1))
+    band[:, 2, 2:] = rng.normal(0.0, 1.0, (num, frames - 2))
+    band[:, 0] = 5.0 + rng.uniform(0.0, 1.0, (num, frames))  # diagonally dominant: SPD
+    dense = np.zeros((num, frames, frames))
+    t = np.arange(frames)
+    dense[:, t, t] = band[:, 0]
+    dense[:, t[1:], t[:-1]] = dense[:, t[:-1], t[1:]] = band[:, 1, 1:]
+    dense[:, t[2:], t[:-2]] = dense[:, t[:-2], t[2:]] = band[:, 2, 2:]
+    rhs = rng.normal(0.0, 1.0, (num, frames))
+    np.testing.assert_allclose(_solve_pentadiagonal(band, rhs),
+                               np.linalg.solve(dense, rhs[..., None])[..., 0], atol=1e-10)
