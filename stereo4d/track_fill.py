@@ -255,27 +255,29 @@ def drop_off_track_static_frames(track3d_world: np.ndarray, visible: np.ndarray,
 def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measured: np.ndarray,
                          static: np.ndarray, cameras: PinholeCamera,
                          smoothness: float) -> np.ndarray:
-    """Moving tracks' points slid along their rays so that their distance from the camera
-    changes smoothly over every visible frame, optimised, seeded and filled together.
+    """Moving tracks' points slid along their rays to a path that is smooth along the rays over
+    every visible frame, optimised, seeded and filled together.
 
     The optimisation smooths each run of optimised frames on its own; gap filling joins runs
     (and extends them) by interpolating the camera depth, so the path bends where a filled
     segment meets an optimised one, and a track seeded from its lifted points keeps the raw
     stereo noise. Here each moving track's distance along its ray, ``s_t`` (so the 2D point is
-    kept), solves
+    kept; ``P_t = C_t + s_t u_t``, camera centre and unit ray), solves
 
-        min_s  sum_t w_t (s_t - s0_t)^2 / S^4  +  smoothness * sum_t (s_{t+1} - 2 s_t + s_{t-1})^2
+        min_s  sum_t w_t (s_t - s0_t)^2 / S^4
+               + smoothness * sum_t ((P_{t+1} - 2 P_t + P_{t-1}) . u_t)^2
 
     over every three consecutive visible frames, with ``w_t`` 1 on ``measured`` frames and
     ``SMOOTH_FILLED_WEIGHT`` on filled ones and ``S`` the track's median distance: a disparity
     error moves a point by ``S^2 / (f B)`` times it, so ``1 / S^4`` is the stereo depth's
     inverse variance up to a constant and a far track, whose depth is noisier, is smoothed
-    more; ``smoothness`` (1 / m^2) is then (disparity noise / (f B)) / (expected change of
-    velocity along the ray, m per frame^2), squared. Penalising the second difference of the
-    distance rather than of the 3D point has no pull towards the camera (a 3D second difference
-    shrinks with the distance wherever the 2D track turns; on the scratch long clip that
-    version moved tracks whose 2D track changed surface metres towards the camera). One
-    pentadiagonal [T, T] system per track (``_solve_pentadiagonal``).
+    more; ``smoothness`` (1 / m^2) is then (disparity noise / (f B)) / (expected acceleration
+    along the ray, m per frame^2), squared. The second difference is taken along the ray (the
+    optimisation's own dynamic term, stride 1): a point moving at constant velocity is kept
+    exactly, and there is no pull towards the camera (the whole 3D second difference shrinks
+    with the distance wherever the 2D track turns; on the scratch long clip that version moved
+    tracks whose 2D track changed surface metres towards the camera). One pentadiagonal
+    [T, T] system per track (``_solve_pentadiagonal``).
 
     Args:
       track3d_world: [N, T, 3] metres (NaN off ``visible``); visible: [N, T] bool.
@@ -302,17 +304,26 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
     weight = np.where(np.asarray(measured, bool)[todo], 1.0, SMOOTH_FILLED_WEIGHT)
     weight = np.where(vis, weight / np.maximum(typical, MIN_TYPICAL_DISTANCE_M) ** 4, 1.0)
     ok = triple[todo] * smoothness  # [n, T-2] centred at 1..T-2; off-track frames: s = 0
-    # The system is symmetric pentadiagonal: its diagonal and first two sub-diagonals,
-    # band[:, k, t] = A[t, t - k], from the second differences (1, -2, 1) at t - 1, t, t + 1.
+    # The normal equations are symmetric pentadiagonal: band[:, k, t] = A[t, t - k].
     band = np.zeros((todo.size, 3, num_frames))
+    rhs = np.where(vis, weight * dist, 0.0)
+    # Along-ray second difference at k: coef_before s_{k-1} - 2 s_k + coef_after s_{k+1} + base.
+    coef_before = np.einsum("nkc,nkc->nk", unit[:, :-2], unit[:, 1:-1])
+    coef_after = np.einsum("nkc,nkc->nk", unit[:, 2:], unit[:, 1:-1])
+    base = np.einsum("kc,nkc->nk", centres[2:] - 2.0 * centres[1:-1] + centres[:-2],
+                     unit[:, 1:-1])
+    cb, cc, ca = coef_before, -2.0, coef_after
     band[:, 0] = weight
-    band[:, 0, :-2] += ok
-    band[:, 0, 1:-1] += 4.0 * ok
-    band[:, 0, 2:] += ok
-    band[:, 1, 1:-1] -= 2.0 * ok
-    band[:, 1, 2:] -= 2.0 * ok
-    band[:, 2, 2:] += ok
-    dist_new = _solve_pentadiagonal(band, np.where(vis, weight * dist, 0.0))
+    band[:, 0, :-2] += ok * cb * cb
+    band[:, 0, 1:-1] += ok * cc * cc
+    band[:, 0, 2:] += ok * ca * ca
+    band[:, 1, 1:-1] += ok * cc * cb
+    band[:, 1, 2:] += ok * ca * cc
+    band[:, 2, 2:] += ok * ca * cb
+    rhs[:, :-2] -= ok * cb * base
+    rhs[:, 1:-1] -= ok * cc * base
+    rhs[:, 2:] -= ok * ca * base
+    dist_new = _solve_pentadiagonal(band, rhs)
     out[todo] = np.where(vis[..., None], centres + dist_new[..., None] * unit, np.nan)
     return out.astype(np.float32)
 
