@@ -26,6 +26,10 @@ as lateral scatter (0.1 px at 20 m is 4.5 mm per frame, in a different direction
 the camera moves); a static surface point does not move, so its best estimate in every frame is
 one point. On the suite's tuning clip t2 this divides the jitter of the optimised tracks by 29
 at an unchanged APD3D (see README, "What changed").
+
+A last step (``smooth_moving_tracks``, off in ``--smooth_moving=0``) smooths each moving track's
+distance along its rays over its optimised, seeded and filled frames together: the optimisation
+smooths each run of optimised frames on its own, and gap filling joins the runs with bends.
 """
 
 from __future__ import annotations
@@ -35,10 +39,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from stereo4d.geometry import PinholeCamera
-from stereo4d.track_opt import masked_percentile
+from stereo4d.track_opt import camera_centres, masked_percentile
 
 __all__ = ["FillSettings", "drop_off_track_static_frames", "fill_track_gaps", "seed_from_lifted",
-           "snap_static_tracks", "static_reprojection_px", "static_tracks", "track_mean_points"]
+           "smooth_moving_tracks", "snap_static_tracks", "static_reprojection_px", "static_tracks",
+           "track_mean_points"]
+
+SMOOTH_FILLED_WEIGHT = 0.05
+"""``smooth_moving_tracks``: weight of a gap-filled frame's distance along its ray, relative to a
+measured (optimised or lifted) frame at the same distance. Small: a filled point is an
+interpolation, not a measurement, but it still anchors extrapolated ends."""
+MIN_TYPICAL_DISTANCE_M = 0.1
+"""``smooth_moving_tracks``: a track's median distance is taken as at least this (keeps the data
+weight 1 / S^4 finite for a point at the camera)."""
+
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class FillSettings:
       snap_static: static tracks take their mean point in every frame (``snap_static_tracks``).
       max_static_reprojection_px: with ``fill_gaps`` or ``snap_static``, see
         ``drop_off_track_static_frames`` (0: off).
+      smooth_moving: the ``smoothness`` of ``smooth_moving_tracks`` (0: off).
     """
 
     fill_gaps: bool = False
@@ -62,10 +77,11 @@ class FillSettings:
     max_extrapolation_frames: int | None = None
     snap_static: bool = False
     max_static_reprojection_px: float = 0.0
+    smooth_moving: float = 0.0
 
     @property
     def changes_output(self) -> bool:
-        return self.fill_gaps or self.snap_static
+        return self.fill_gaps or self.snap_static or self.smooth_moving > 0
 
 
 def static_tracks(motion_px: np.ndarray, mask: np.ndarray, threshold_px: float,
@@ -234,3 +250,117 @@ def drop_off_track_static_frames(track3d_world: np.ndarray, visible: np.ndarray,
                                  imh, imw) > max_px
     keep = visible & ~(np.asarray(static, bool)[:, None] & off)
     return np.where(keep[..., None], out, np.nan).astype(np.float32), keep
+
+
+def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measured: np.ndarray,
+                         static: np.ndarray, cameras: PinholeCamera,
+                         smoothness: float) -> np.ndarray:
+    """Moving tracks' points slid along their rays to a path that is smooth along the rays over
+    every visible frame, optimised, seeded and filled together.
+
+    The optimisation smooths each run of optimised frames on its own; gap filling joins runs
+    (and extends them) by interpolating the camera depth, so the path bends where a filled
+    segment meets an optimised one, and a track seeded from its lifted points keeps the raw
+    stereo noise. Here each moving track's distance along its ray, ``s_t`` (so the 2D point is
+    kept; ``P_t = C_t + s_t u_t``, camera centre and unit ray), solves
+
+        min_s  sum_t w_t (s_t - s0_t)^2 / S^4
+               + smoothness * sum_t ((P_{t+1} - 2 P_t + P_{t-1}) . u_t)^2
+
+    over every three consecutive visible frames, with ``w_t`` 1 on ``measured`` frames and
+    ``SMOOTH_FILLED_WEIGHT`` on filled ones and ``S`` the track's median distance: a disparity
+    error moves a point by ``S^2 / (f B)`` times it, so ``1 / S^4`` is the stereo depth's
+    inverse variance up to a constant and a far track, whose depth is noisier, is smoothed
+    more; ``smoothness`` (1 / m^2) is then (disparity noise / (f B)) / (expected acceleration
+    along the ray, m per frame^2), squared. The second difference is taken along the ray (the
+    optimisation's own dynamic term, stride 1): a point moving at constant velocity is kept
+    exactly, and there is no pull towards the camera (the whole 3D second difference shrinks
+    with the distance wherever the 2D track turns; on the scratch long clip that version moved
+    tracks whose 2D track changed surface metres towards the camera). One pentadiagonal
+    [T, T] system per track (``_solve_pentadiagonal``).
+
+    Args:
+      track3d_world: [N, T, 3] metres (NaN off ``visible``); visible: [N, T] bool.
+      measured: [N, T] bool, the frames with an optimised or lifted point (the others filled).
+      static: [N] bool (left unchanged); smoothness: <= 0 turns this off.
+      cameras: per-frame world-to-camera [T, 3, 4].
+    Returns:
+      [N, T, 3] float32, NaN off ``visible``.
+    """
+    points = np.asarray(track3d_world, np.float64)
+    visible = np.asarray(visible, bool)
+    out = np.where(visible[..., None], points, np.nan)
+    num_frames = visible.shape[1]
+    triple = visible[:, 2:] & visible[:, 1:-1] & visible[:, :-2]  # [N, T-2], centred at t + 1
+    todo = np.flatnonzero(~np.asarray(static, bool) & triple.any(axis=1))
+    if smoothness <= 0 or todo.size == 0:
+        return out.astype(np.float32)
+    centres = camera_centres(np.asarray(cameras.world_to_camera))  # [T, 3]
+    vis = visible[todo]
+    ray = np.where(vis[..., None], points[todo] - centres, 0.0)
+    dist = np.linalg.norm(ray, axis=-1)  # [n, T] s0
+    unit = ray / np.where(vis & (dist > 0), dist, 1.0)[..., None]
+    typical = np.nanmedian(np.where(vis, dist, np.nan), axis=1)[:, None]  # [n, 1] metres
+    weight = np.where(np.asarray(measured, bool)[todo], 1.0, SMOOTH_FILLED_WEIGHT)
+    weight = np.where(vis, weight / np.maximum(typical, MIN_TYPICAL_DISTANCE_M) ** 4, 1.0)
+    ok = triple[todo] * smoothness  # [n, T-2] centred at 1..T-2; off-track frames: s = 0
+    # The normal equations are symmetric pentadiagonal: band[:, k, t] = A[t, t - k].
+    band = np.zeros((todo.size, 3, num_frames))
+    rhs = np.where(vis, weight * dist, 0.0)
+    # Along-ray second difference at k: coef_before s_{k-1} - 2 s_k + coef_after s_{k+1} + base.
+    coef_before = np.einsum("nkc,nkc->nk", unit[:, :-2], unit[:, 1:-1])
+    coef_after = np.einsum("nkc,nkc->nk", unit[:, 2:], unit[:, 1:-1])
+    base = np.einsum("kc,nkc->nk", centres[2:] - 2.0 * centres[1:-1] + centres[:-2],
+                     unit[:, 1:-1])
+    cb, cc, ca = coef_before, -2.0, coef_after
+    band[:, 0] = weight
+    band[:, 0, :-2] += ok * cb * cb
+    band[:, 0, 1:-1] += ok * cc * cc
+    band[:, 0, 2:] += ok * ca * ca
+    band[:, 1, 1:-1] += ok * cc * cb
+    band[:, 1, 2:] += ok * ca * cc
+    band[:, 2, 2:] += ok * ca * cb
+    rhs[:, :-2] -= ok * cb * base
+    rhs[:, 1:-1] -= ok * cc * base
+    rhs[:, 2:] -= ok * ca * base
+    dist_new = _solve_pentadiagonal(band, rhs)
+    out[todo] = np.where(vis[..., None], centres + dist_new[..., None] * unit, np.nan)
+    return out.astype(np.float32)
+
+
+def _solve_pentadiagonal(band: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solves N symmetric positive-definite pentadiagonal systems by banded Cholesky.
+
+    Args:
+      band: [N, 3, T], ``band[:, k, t] = A[t, t - k]`` (k = 0, 1, 2; unused where t < k).
+      rhs: [N, T].
+    Returns:
+      [N, T] x with A x = rhs. The loops run over the T frames, each step on all N systems.
+    """
+    num_frames = band.shape[-1]
+    diag = np.zeros_like(rhs)  # L[t, t]
+    low1 = np.zeros_like(rhs)  # L[t, t - 1]
+    low2 = np.zeros_like(rhs)  # L[t, t - 2]
+    for t in range(num_frames):
+        if t >= 2:
+            low2[:, t] = band[:, 2, t] / diag[:, t - 2]
+        if t >= 1:
+            low1[:, t] = (band[:, 1, t] - low2[:, t] * low1[:, t - 1]) / diag[:, t - 1]
+        diag[:, t] = np.sqrt(band[:, 0, t] - low1[:, t] ** 2 - low2[:, t] ** 2)
+    y = np.zeros_like(rhs)
+    for t in range(num_frames):
+        y[:, t] = rhs[:, t]
+        if t >= 1:
+            y[:, t] -= low1[:, t] * y[:, t - 1]
+        if t >= 2:
+            y[:, t] -= low2[:, t] * y[:, t - 2]
+        y[:, t] /= diag[:, t]
+    x = np.zeros_like(rhs)
+    for t in range(num_frames - 1, -1, -1):
+        x[:, t] = y[:, t]
+        if t + 1 < num_frames:
+            x[:, t] -= low1[:, t + 1] * x[:, t + 1]
+        if t + 2 < num_frames:
+            x[:, t] -= low2[:, t + 2] * x[:, t + 2]
+        x[:, t] /= diag[:, t]
+    return x

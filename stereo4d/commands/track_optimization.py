@@ -44,6 +44,11 @@ def main(argv=None):
                         help="with --snap_static or --fill_gaps, drop a static track's point from "
                              "the frames where it projects farther than this (px) from the 2D "
                              "track: an occlusion or drift the tracker missed (0: keep all)")
+    parser.add_argument("--smooth_moving", type=float_in_range(0.0),
+                        default=optimization.SMOOTH_MOVING,
+                        help="smoothness (1/m^2) of the moving tracks' paths along their rays over "
+                             "optimised, seeded and filled frames together, weighted by the "
+                             "stereo depth's noise (0: off, as the reference)")
     args = parser.parse_args(argv)
     optimization.run(optimization.OptimizationConfig(
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
@@ -51,6 +56,7 @@ def main(argv=None):
         fill_gaps=args.fill_gaps == "true", snap_static=args.snap_static == "true",
         fill_min_lifted_frames=args.fill_min_lifted_frames,
         max_static_reprojection_px=args.max_static_reprojection_px,
+        smooth_moving=args.smooth_moving,
         fill_max_extrapolation_frames=(None if args.fill_max_extrapolation_frames < 0
                                        else args.fill_max_extrapolation_frames),
         track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges),

@@ -54,6 +54,7 @@ from stereo4d.track_fill import (
     drop_off_track_static_frames,
     fill_track_gaps,
     seed_from_lifted,
+    smooth_moving_tracks,
     snap_static_tracks,
     static_tracks,
 )
@@ -82,6 +83,10 @@ FILL_MAX_EXTRAPOLATION_FRAMES = 8
 """Gap filling extends a moving track's depth at most this many frames before its first or
 after its last optimised frame. Chosen on the suite's tuning clips and a scratch long tuning
 clip, see README ("What changed")."""
+SMOOTH_MOVING = 10.0
+"""Smoothness (1 / m^2) of ``track_fill.smooth_moving_tracks``: the moving tracks' distances along
+their rays are smoothed over their optimised, seeded and filled frames together. Chosen on the
+suite's tuning clips and a scratch long tuning clip, see README ("What changed")."""
 FILL_MIN_LIFTED_FRAMES = 3
 """Gap filling also fills tracks without an optimised frame that have at least this many frames
 of valid depth, from their lifted points. Chosen on the suite's tuning clips (on t1: 3D coverage
@@ -123,6 +128,10 @@ class OptimizationConfig:
         is dropped from the frames where it projects farther than this (px) from the 2D track
         (an occlusion or drift the tracker missed; ``track_fill.drop_off_track_static_frames``);
         0 = keep every frame.
+      smooth_moving: a moving track's points slide along their rays to a smooth path over all
+        its frames, optimised, seeded and filled (``track_fill.smooth_moving_tracks``; the
+        optimisation smooths each run of optimised frames on its own, gap filling joins them
+        with kinks); 0 = off, as the reference.
     """
 
     vid: str
@@ -142,13 +151,15 @@ class OptimizationConfig:
     fill_max_extrapolation_frames: int | None = FILL_MAX_EXTRAPOLATION_FRAMES
     snap_static: bool = True
     max_static_reprojection_px: float = MAX_STATIC_REPROJECTION_PX
+    smooth_moving: float = SMOOTH_MOVING
 
     @property
     def fill_settings(self) -> FillSettings:
         return FillSettings(fill_gaps=self.fill_gaps, min_lifted_frames=self.fill_min_lifted_frames,
                             max_extrapolation_frames=self.fill_max_extrapolation_frames,
                             snap_static=self.snap_static,
-                            max_static_reprojection_px=self.max_static_reprojection_px)
+                            max_static_reprojection_px=self.max_static_reprojection_px,
+                            smooth_moving=self.smooth_moving)
 
     @property
     def paths(self) -> ClipPaths:
@@ -269,7 +280,8 @@ def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tr
     """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then what ``fill`` asks
     (``track_fill``): tracks without an optimised frame seeded from their lifted points, the
     static tracks made one point, the gaps filled, and the static tracks' frames whose point
-    is off the 2D track dropped. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
+    is off the 2D track dropped; the moving tracks smoothed over their optimised, seeded and
+    filled frames together. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
                              imh, imw, track_opt)
@@ -283,10 +295,14 @@ def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tr
                            track_opt.motion_percentile)
     if fill.snap_static:
         track3d = snap_static_tracks(track3d, visible, static)
+    measured = visible
     if fill.fill_gaps:
         track3d, visible = fill_track_gaps(track3d, visible, tracks.tracks_xy, tracks.visibles,
                                            cameras, static, imh, imw,
                                            fill.max_extrapolation_frames)
+    if fill.smooth_moving > 0:
+        track3d = smooth_moving_tracks(track3d, visible, measured, static, cameras,
+                                       fill.smooth_moving)
     track3d, visible = drop_off_track_static_frames(track3d, visible, tracks.tracks_xy, static,
                                                     cameras, imh, imw,
                                                     fill.max_static_reprojection_px)
