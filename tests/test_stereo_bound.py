@@ -76,3 +76,24 @@ def test_disparity_error_px():
     err = disparity_error_px(pred, true, FOCAL_PX, BASELINE_M)
     np.testing.assert_allclose(err[:2], [0.1, 0.0], atol=1e-12)
     assert np.isnan(err[2])
+
+
+def _bound_bench():
+    import importlib.util
+
+    from tests.conftest import REPO_ROOT
+    spec = importlib.util.spec_from_file_location(
+        "bench_stereo_bound", REPO_ROOT / "benchmarks/bench_stereo_bound.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bound_benchmark_refuses_bad_input(tmp_path, capsys):
+    bench = _bound_bench()
+    assert bench.main(["--clips=nope"]) == 2
+    assert bench.main(["--clips=h1", "--target=1.5"]) == 2
+    assert bench.main(["--root", str(tmp_path), "--clips=h1"]) == 2  # not processed
+    err = capsys.readouterr().err
+    assert "unknown clip" in err and "--target" in err and "is missing" in err
+    assert not any(tmp_path.iterdir())  # nothing written
