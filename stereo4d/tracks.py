@@ -23,6 +23,7 @@ __all__ = [
     "project_tracks",
     "sample_colors",
     "sample_tracks_for_display",
+    "select_dynamic_tracks",
 ]
 
 #: Depth range in which a lifted point counts as valid (the reference's 0 and 20).
@@ -105,6 +106,27 @@ class Tracks2D:
         tracks = np.asarray(data["tracks"], dtype=np.float32).reshape(num_tracks, num_frames, 2)
         return cls(tracks, np.asarray(data["visibles"]).reshape(num_tracks, num_frames),
                    np.asarray(data["query_points"]).reshape(num_tracks, 3))
+
+
+def select_dynamic_tracks(track3d_world: np.ndarray, visible: np.ndarray, motion_px: np.ndarray,
+                          threshold_px: float, max_tracks: int, seed: int = 0) -> np.ndarray:
+    """Indices of the moving tracks to display, ordered top to bottom (as the reference).
+
+    A track moves when its scene motion exceeds ``threshold_px`` in some frame; the movers are
+    sorted by the height (world y) of their first visible point and at most ``max_tracks`` of
+    them are kept at random (``seed``), keeping that order so trail colours run by height.
+
+    Args:
+      track3d_world: [N, T, 3]; visible: [N, T] bool; motion_px: [N, T] scene motion.
+    Returns:
+      [K] int indices, K <= max_tracks.
+    """
+    usable = np.asarray(visible, bool) & np.all(np.isfinite(track3d_world), axis=-1)
+    moving = np.flatnonzero((np.asarray(motion_px) > threshold_px).any(axis=1) & usable.any(axis=1))
+    first = np.argmax(usable[moving], axis=1)
+    height = np.asarray(track3d_world)[moving, first, 1]
+    ordered = moving[np.argsort(height, kind="stable")]
+    return ordered[sample_tracks_for_display(len(ordered), max_tracks, seed)]
 
 
 def _pixel_index(coord: np.ndarray, size: int) -> np.ndarray:

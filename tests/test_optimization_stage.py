@@ -17,8 +17,8 @@ from stereo4d.io import (
 )
 from stereo4d.metrics.tracks3d import score_against_truth
 from stereo4d.stages import optimization
-from stereo4d.stages.optimization import select_dynamic_tracks
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
+from stereo4d.tracks import select_dynamic_tracks
 from stereo4d.videoio import read_video, write_video
 
 HFOV_DEG = 60.0

@@ -59,15 +59,14 @@ from stereo4d.track_fill import (
     static_tracks,
 )
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
-from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, sample_tracks_for_display
+from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, select_dynamic_tracks
 from stereo4d.videoio import VideoWriter, read_video
 from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_range
 from stereo4d.viz.scene3d import SceneView, render_scene3d, render_scene_motion_2d
 from stereo4d.viz.trails import TRAIL_FRAMES, rainbow_colors
 
 __all__ = ["STAGE_NAME", "OptimizationConfig", "check_finite_output", "optimize_and_fill",
-           "output_paths", "run",
-           "select_dynamic_tracks"]
+           "output_paths", "run"]
 
 STAGE_NAME = "optimization"
 """Provenance name: ``<vid>-optimization.json``."""
@@ -168,27 +167,6 @@ class OptimizationConfig:
 
 
 # ------------------------------------------------------------------------------------ pieces
-
-
-def select_dynamic_tracks(track3d_world: np.ndarray, visible: np.ndarray, motion_px: np.ndarray,
-                          threshold_px: float, max_tracks: int, seed: int = 0) -> np.ndarray:
-    """Indices of the moving tracks to display, ordered top to bottom (as the reference).
-
-    A track moves when its scene motion exceeds ``threshold_px`` in some frame; the movers are
-    sorted by the height (world y) of their first visible point and at most ``max_tracks`` of
-    them are kept at random (``seed``), keeping that order so trail colours run by height.
-
-    Args:
-      track3d_world: [N, T, 3]; visible: [N, T] bool; motion_px: [N, T] scene motion.
-    Returns:
-      [K] int indices, K <= max_tracks.
-    """
-    usable = np.asarray(visible, bool) & np.all(np.isfinite(track3d_world), axis=-1)
-    moving = np.flatnonzero((np.asarray(motion_px) > threshold_px).any(axis=1) & usable.any(axis=1))
-    first = np.argmax(usable[moving], axis=1)
-    height = np.asarray(track3d_world)[moving, first, 1]
-    ordered = moving[np.argsort(height, kind="stable")]
-    return ordered[sample_tracks_for_display(len(ordered), max_tracks, seed)]
 
 
 def _load_oracle(paths: ClipPaths, imh: int, imw: int, hfov_deg: float):
