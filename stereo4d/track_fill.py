@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import solveh_banded
 
 from stereo4d.geometry import PinholeCamera
 from stereo4d.track_opt import camera_centres, masked_percentile
@@ -52,7 +53,6 @@ interpolation, not a measurement, but it still anchors extrapolated ends."""
 MIN_TYPICAL_DISTANCE_M = 0.1
 """``smooth_moving_tracks``: a track's median distance is taken as at least this (keeps the data
 weight 1 / S^4 finite for a point at the camera)."""
-
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,8 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
     weight = np.where(np.asarray(measured, bool)[todo], 1.0, SMOOTH_FILLED_WEIGHT)
     weight = np.where(vis, weight / np.maximum(typical, MIN_TYPICAL_DISTANCE_M) ** 4, 1.0)
     ok = triple[todo] * smoothness  # [n, T-2] centred at 1..T-2; off-track frames: s = 0
-    # The normal equations are symmetric pentadiagonal: band[:, k, t] = A[t, t - k].
+    # The normal equations are symmetric pentadiagonal, kept in LAPACK's lower band form:
+    # band[:, k, t] = A[t + k, t].
     band = np.zeros((todo.size, 3, num_frames))
     rhs = np.where(vis, weight * dist, 0.0)
     # Along-ray second difference at k: coef_before s_{k-1} - 2 s_k + coef_after s_{k+1} + base.
@@ -317,9 +318,9 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
     band[:, 0, :-2] += ok * cb * cb
     band[:, 0, 1:-1] += ok * cc * cc
     band[:, 0, 2:] += ok * ca * ca
-    band[:, 1, 1:-1] += ok * cc * cb
-    band[:, 1, 2:] += ok * ca * cc
-    band[:, 2, 2:] += ok * ca * cb
+    band[:, 1, :-2] += ok * cc * cb
+    band[:, 1, 1:-1] += ok * ca * cc
+    band[:, 2, :-2] += ok * ca * cb
     rhs[:, :-2] -= ok * cb * base
     rhs[:, 1:-1] -= ok * cc * base
     rhs[:, 2:] -= ok * ca * base
@@ -329,38 +330,13 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
 
 
 def _solve_pentadiagonal(band: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """Solves N symmetric positive-definite pentadiagonal systems by banded Cholesky.
+    """Solves N symmetric positive-definite pentadiagonal systems at once
+    (``scipy.linalg.solveh_banded``, batched over the first axis).
 
     Args:
-      band: [N, 3, T], ``band[:, k, t] = A[t, t - k]`` (k = 0, 1, 2; unused where t < k).
-      rhs: [N, T].
+      band: [N, 3, T], ``band[:, k, t] = A[t + k, t]`` (k = 0, 1, 2; unused where t + k >= T).
+      rhs: [N, T] (N >= 1).
     Returns:
-      [N, T] x with A x = rhs. The loops run over the T frames, each step on all N systems.
+      [N, T] x with A x = rhs.
     """
-    num_frames = band.shape[-1]
-    diag = np.zeros_like(rhs)  # L[t, t]
-    low1 = np.zeros_like(rhs)  # L[t, t - 1]
-    low2 = np.zeros_like(rhs)  # L[t, t - 2]
-    for t in range(num_frames):
-        if t >= 2:
-            low2[:, t] = band[:, 2, t] / diag[:, t - 2]
-        if t >= 1:
-            low1[:, t] = (band[:, 1, t] - low2[:, t] * low1[:, t - 1]) / diag[:, t - 1]
-        diag[:, t] = np.sqrt(band[:, 0, t] - low1[:, t] ** 2 - low2[:, t] ** 2)
-    y = np.zeros_like(rhs)
-    for t in range(num_frames):
-        y[:, t] = rhs[:, t]
-        if t >= 1:
-            y[:, t] -= low1[:, t] * y[:, t - 1]
-        if t >= 2:
-            y[:, t] -= low2[:, t] * y[:, t - 2]
-        y[:, t] /= diag[:, t]
-    x = np.zeros_like(rhs)
-    for t in range(num_frames - 1, -1, -1):
-        x[:, t] = y[:, t]
-        if t + 1 < num_frames:
-            x[:, t] -= low1[:, t + 1] * x[:, t + 1]
-        if t + 2 < num_frames:
-            x[:, t] -= low2[:, t + 2] * x[:, t + 2]
-        x[:, t] /= diag[:, t]
-    return x
+    return solveh_banded(band, rhs[..., None], lower=True)[..., 0]

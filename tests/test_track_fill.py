@@ -273,14 +273,14 @@ def test_pentadiagonal_solver_matches_dense_solve():
     rng = np.random.default_rng(1)
     num, frames = 5, 9
     band = np.zeros((num, 3, frames))
-    band[:, 1, 1:] = rng.normal(0.0, 1.0, (num, frames - 1))
-    band[:, 2, 2:] = rng.normal(0.0, 1.0, (num, frames - 2))
+    band[:, 1, :-1] = rng.normal(0.0, 1.0, (num, frames - 1))  # band[:, k, t] = A[t + k, t]
+    band[:, 2, :-2] = rng.normal(0.0, 1.0, (num, frames - 2))
     band[:, 0] = 5.0 + rng.uniform(0.0, 1.0, (num, frames))  # diagonally dominant: SPD
     dense = np.zeros((num, frames, frames))
     t = np.arange(frames)
     dense[:, t, t] = band[:, 0]
-    dense[:, t[1:], t[:-1]] = dense[:, t[:-1], t[1:]] = band[:, 1, 1:]
-    dense[:, t[2:], t[:-2]] = dense[:, t[:-2], t[2:]] = band[:, 2, 2:]
+    dense[:, t[1:], t[:-1]] = dense[:, t[:-1], t[1:]] = band[:, 1, :-1]
+    dense[:, t[2:], t[:-2]] = dense[:, t[:-2], t[2:]] = band[:, 2, :-2]
     rhs = rng.normal(0.0, 1.0, (num, frames))
     np.testing.assert_allclose(_solve_pentadiagonal(band, rhs),
                                np.linalg.solve(dense, rhs[..., None])[..., 0], atol=1e-10)
