@@ -72,6 +72,7 @@ from stereo4d.depth import BASELINE_M
 
 __all__ = ["SgbmSettings", "SgbmStereo"]
 
+
 @dataclass(frozen=True)
 class SgbmSettings:
     """Settings of the classical backend (all sizes in pixels of the input views).

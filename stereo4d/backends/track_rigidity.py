@@ -89,13 +89,13 @@ def rigidity_step(xy: np.ndarray, moved: np.ndarray, seen: np.ndarray, streak: n
     median, _ = neighbour_median_step(xy, step, seen, config.rigidity_neighbours,
                                       config.rigidity_radius_px, velocity, config.rigidity_similar_px)
     known = np.isfinite(median[:, 0])
-    deviation = np.linalg.norm(step - np.where(known[:, None], median, 0), axis=-1)
-    limit = config.rigidity_tol_px + config.rigidity_rel_tol * np.linalg.norm(
-        np.where(known[:, None], median, 0), axis=-1)
+    local = np.where(known[:, None], median, 0)  # the neighbours' step, 0 where unknown
+    deviation = np.linalg.norm(step - local, axis=-1)
+    limit = config.rigidity_tol_px + config.rigidity_rel_tol * np.linalg.norm(local, axis=-1)
     off = known & seen & (deviation > limit)
     streak = np.where(off, streak + 1, 0)
     pulled = off & (streak >= config.rigidity_patience)
     if config.rigidity_occluded:
         pulled |= known & ~seen
-    out = np.where(pulled[:, None], xy + np.where(known[:, None], median, 0), moved)
+    out = np.where(pulled[:, None], xy + local, moved)
     return out.astype(np.float32), streak, pulled
