@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from stereo4d.depth import BASELINE_M
-from stereo4d.geometry import focal_length_px
+from stereo4d.geometry import PinholeCamera, focal_length_px
 from stereo4d.io import InputError, load_dataset_npz, load_json, save_json
 from stereo4d.metrics.stereo_bound import disparity_error_px, expected_apd3d, sigma_for_apd3d
 from stereo4d.metrics.tracks3d import apd3d, eval_focal_px
@@ -35,11 +35,6 @@ from stereo4d.tracks import Tracks2D
 HFOV_DEG = 60.0
 #: Depth (m) beyond which a covered point counts as far in the table.
 FAR_DEPTH_M = 10.0
-
-
-def _camera_coords(world: np.ndarray, extrs: np.ndarray) -> np.ndarray:
-    """world: [N, T, 3]; extrs: [T, 3, 4] world -> camera. Returns [N, T, 3] camera coords."""
-    return np.einsum("tij,ntj->nti", extrs[:, :, :3], world) + extrs[None, :, :, 3]
 
 
 def bound_clip(paths, target: float) -> dict:
@@ -56,8 +51,9 @@ def bound_clip(paths, target: float) -> dict:
     with np.load(paths.gt, allow_pickle=False) as z:
         width_px = int(z["depth_m"].shape[-1])
     covered = np.all(np.isfinite(optimized), axis=-1) & np.asarray(truth["visibles"], bool)
-    gt_cam = _camera_coords(np.nan_to_num(truth["tracks3d_world"]), extrs)[covered]
-    pred_cam = _camera_coords(optimized, extrs)[covered]
+    cameras = PinholeCamera.from_hfov(extrs, HFOV_DEG)
+    gt_cam = cameras.to_camera(np.nan_to_num(truth["tracks3d_world"]))[covered]
+    pred_cam = cameras.to_camera(optimized)[covered]
     depth_m = gt_cam[:, 2]
     ray_norm = np.linalg.norm(gt_cam, axis=-1) / depth_m
     focal = focal_length_px(HFOV_DEG, width_px)

@@ -235,6 +235,12 @@ class PinholeCamera:
             [[self.fx * imw, 0, self.cx * imw], [0, self.fy * imh, self.cy * imh], [0, 0, 1.0]]
         )
 
+    def to_camera(self, xyz_world: np.ndarray) -> np.ndarray:
+        """World points [..., 3] -> camera coordinates [..., 3] (leading axes broadcast against
+        the camera's)."""
+        ext = self.world_to_camera
+        return np.einsum("...ij,...j->...i", ext[..., :3, :3], xyz_world) + ext[..., :3, 3]
+
     def project(self, xyz_world: np.ndarray, imh: int, imw: int, min_depth_m: float = MIN_DEPTH_M):
         """World points -> pixels.
 
@@ -245,8 +251,7 @@ class PinholeCamera:
           in_view: [...] bool, inside ``[0.5, W-0.5) x [0.5, H-0.5)`` with depth > ``min_depth_m``
           (the reference's test).
         """
-        ext = self.world_to_camera
-        xyz_cam = np.einsum("...ij,...j->...i", ext[..., :3, :3], xyz_world) + ext[..., :3, 3]
+        xyz_cam = self.to_camera(xyz_world)
         depth = xyz_cam[..., 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             x = self.fx * imw * xyz_cam[..., 0] / depth + self.cx * imw
