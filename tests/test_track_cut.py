@@ -1,0 +1,81 @@
+"""The surface-change cut (``stereo4d.track_cut``): a track whose stereo depth jumps to another
+surface for good is cut at the right frame, on either side of its query frame; tracks on one
+surface, moving ones and single stereo outliers are untouched."""
+
+import numpy as np
+
+from stereo4d.geometry import PinholeCamera
+from stereo4d.track_cut import SurfaceCutSettings, cut_surface_changes, surface_change_keep
+
+T = 40
+SIZE = 64
+WALK_M_PER_FRAME = 0.05  # 1.5 m/s at 30 frames/s
+
+
+def _cameras() -> PinholeCamera:
+    w2c = np.tile(np.concatenate([np.eye(3), np.zeros((3, 1))], 1), (T, 1, 1))
+    w2c[:, 2, 3] = -WALK_M_PER_FRAME * np.arange(T)  # the camera walks forward along +z
+    return PinholeCamera.from_hfov(w2c, 60.0)
+
+
+def _lift(cams: PinholeCamera, xy: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+    """[N, T, 2] pixels and [N, T] camera depth -> [N, T, 3] world points."""
+    per_frame = PinholeCamera(cams.world_to_camera[:, None], cams.fx, cams.fy)
+    return per_frame.unproject(xy.transpose(1, 0, 2), depth_m.T, SIZE, SIZE).transpose(1, 0, 2)
+
+
+def _scene():
+    """Five tracks over T frames, 2D fixed at the image centre-right, each with its depth [T]:
+    0 static facade at 12 m switching at frame 25 onto a person 2 m away (query at 5);
+    1 the same switch before its query (query at 35, on the facade from frame 15 on);
+    2 a static point at 8 m, never switching, with stereo noise and two single outliers;
+    3 a person walking towards the camera at 1.5 m/s from 6 m (no switch);
+    4 a ground point at 4 m sliding onto a far wall (18 m) at frame 30, with a stereo hole."""
+    cams = _cameras()
+    rng = np.random.default_rng(0)
+    frames = np.arange(T)
+    walked = WALK_M_PER_FRAME * frames
+    depth = np.empty((5, T))
+    depth[0] = np.where(frames < 25, 12.0 - walked, 2.0)
+    depth[1] = np.where(frames >= 15, 12.0 - walked, 2.0)
+    depth[2] = (8.0 - walked) * np.exp(rng.normal(0, 0.03, T))
+    depth[2, [10, 11 + 9]] *= 0.5  # one-frame stereo outliers
+    depth[3] = 6.0 - walked - 0.05 * frames
+    depth[4] = np.where(frames < 30, 4.0 - walked, 18.0 - walked)
+    valid = np.ones((5, T), bool)
+    valid[4, 26:30] = False  # no stereo depth just before the slide
+    xy = np.broadcast_to(np.array([40.0, 30.0]), (5, T, 2))
+    query = np.array([5, 35, 0, 20, 2])
+    return cams, _lift(cams, xy, depth), valid, query
+
+
+def test_switching_tracks_are_cut_at_the_switch_and_others_untouched():
+    cams, lifted, valid, query = _scene()
+    keep = surface_change_keep(lifted, valid, query, cams)
+    frames = np.arange(T)
+    np.testing.assert_array_equal(keep[0], frames < 25)  # cut from the first frame on the person
+    np.testing.assert_array_equal(keep[1], frames >= 15)  # backwards from the query
+    assert keep[2].all() and keep[3].all()  # noise, outliers and a walking person: untouched
+    np.testing.assert_array_equal(keep[4], frames < 26)  # from the last frame on the ground
+
+
+def test_cut_removes_frames_from_visibility_and_lifted_validity():
+    cams, lifted, valid, query = _scene()
+    visibles = np.ones_like(valid)
+    vis, lifted_valid = cut_surface_changes(visibles, lifted, valid, query, cams)
+    assert vis.sum() == T * 5 - 15 - 15 - 14 and not vis[0, 25:].any()
+    np.testing.assert_array_equal(lifted_valid, valid & vis)
+
+
+def test_a_short_jump_is_not_a_surface_change():
+    """A person crossing in front for 3 frames (fewer than ``min_persistent``) is not a cut;
+    with ``min_persistent=3`` it is."""
+    cams = _cameras()
+    depth = np.full((1, T), 10.0) - WALK_M_PER_FRAME * np.arange(T)
+    depth[0, 20:23] = 2.0
+    lifted = _lift(cams, np.full((1, T, 2), 32.0), depth)
+    valid = np.ones((1, T), bool)
+    assert surface_change_keep(lifted, valid, np.array([0]), cams).all()
+    strict = SurfaceCutSettings(min_persistent=3)
+    keep = surface_change_keep(lifted, valid, np.array([0]), cams, strict)
+    np.testing.assert_array_equal(keep[0], np.arange(T) < 20)
