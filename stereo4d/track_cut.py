@@ -18,7 +18,10 @@ the ``persistence_frames`` valid frames from it onwards lie beyond it on the sam
 surface is nearer, or farther); otherwise it is a single stereo outlier, skipped. Every frame
 from the last accepted frame onwards (away from the query) is then cut: no longer visible in 2D
 and not lifted, so the optimisation and the gap filling ignore it. Frames without valid stereo
-depth are neither accepted nor tested.
+depth are neither accepted nor tested. The walk needs an anchor: when the first frame with valid
+depth on one side of the query frame lies more than ``max_anchor_frames`` from it, that whole
+side is cut (on long clips such tracks were mostly picked up again by the tracker, after an
+occlusion, on another surface, and their depth there was all the 3D track had).
 
 The walk is a loop over frames, vectorised over tracks (``T`` steps of ``[N]`` arrays, plus a
 ``[N, window]`` look-ahead per step).
@@ -47,12 +50,16 @@ class SurfaceCutSettings:
       min_persistent: how many of them must be off the surface on the same side for a cut.
       lookahead_frames: frames searched for those valid frames (holes in the stereo depth are
         skipped; fewer valid frames than ``min_persistent`` in it: no cut).
+      max_anchor_frames: a side of the query (before / after it) whose first frame with valid
+        depth is more than this many frames from the query frame is cut whole: nothing ties
+        the depth found there to the query's surface (None: no such cut).
     """
 
     max_log_depth_jump: float = 0.3
     persistence_frames: int = 5
     min_persistent: int = 4
     lookahead_frames: int = 12
+    max_anchor_frames: int | None = 10
 
 
 def _camera_depth(cameras: PinholeCamera, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -79,6 +86,10 @@ def _sweep(points: np.ndarray, valid: np.ndarray, depth_m: np.ndarray, start: np
         if not inside.any():
             break
         f = np.clip(frame, 0, num_frames - 1)
+        if settings.max_anchor_frames is not None and k > settings.max_anchor_frames:
+            unanchored = inside & (ref_frame < 0)
+            cut[unanchored], done[unanchored] = start[unanchored] + step, True
+            inside &= ~unanchored
         here = inside & valid[rows, f]
         first = here & (ref_frame < 0)
         ref_point[first], ref_frame[first] = points[first, f[first]], f[first]
