@@ -40,6 +40,7 @@ import numpy as np
 from scipy.linalg import solveh_banded
 
 from stereo4d.geometry import PinholeCamera
+from stereo4d.track_cut import SurfaceCutSettings
 from stereo4d.track_opt import camera_centres, masked_percentile
 
 __all__ = ["FillSettings", "drop_off_track_static_frames", "fill_track_gaps", "seed_from_lifted",
@@ -70,6 +71,8 @@ class FillSettings:
       max_static_reprojection_px: with ``fill_gaps`` or ``snap_static``, see
         ``drop_off_track_static_frames`` (0: off).
       smooth_moving: the ``smoothness`` of ``smooth_moving_tracks`` (0: off).
+      surface_cut: with ``fill_gaps`` or ``snap_static``, each track is cut where it leaves
+        its query's surface before the optimisation (``stereo4d.track_cut``; None: off).
     """
 
     fill_gaps: bool = False
@@ -78,10 +81,15 @@ class FillSettings:
     snap_static: bool = False
     max_static_reprojection_px: float = 0.0
     smooth_moving: float = 0.0
+    surface_cut: SurfaceCutSettings | None = None
 
     @property
     def changes_output(self) -> bool:
         return self.fill_gaps or self.snap_static or self.smooth_moving > 0
+
+    @property
+    def cuts_surface_changes(self) -> bool:
+        return self.surface_cut is not None and (self.fill_gaps or self.snap_static)
 
 
 def static_tracks(motion_px: np.ndarray, mask: np.ndarray, threshold_px: float,

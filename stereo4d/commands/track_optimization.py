@@ -49,6 +49,17 @@ def main(argv=None):
                         help="smoothness (1/m^2) of the moving tracks' paths along their rays over "
                              "optimised, seeded and filled frames together, weighted by the "
                              "stereo depth's noise (0: off, as the reference)")
+    parser.add_argument("--surface_cut_log_depth", type=float_in_range(0.0),
+                        default=optimization.SURFACE_CUT_LOG_DEPTH,
+                        help="with --snap_static or --fill_gaps, cut a track (its later frames "
+                             "made not visible) where its stereo depth leaves the depth its "
+                             "query's surface predicts by more than this log ratio for good: the "
+                             "2D track slid onto another surface (0: off)")
+    parser.add_argument("--surface_cut_anchor_frames", type=int_in_range(-1),
+                        default=optimization.SURFACE_CUT_ANCHOR_FRAMES,
+                        help="with --snap_static or --fill_gaps, cut a track's frames on a side "
+                             "of its query frame whose first valid depth is more than this many "
+                             "frames from it (-1: off)")
     args = parser.parse_args(argv)
     optimization.run(optimization.OptimizationConfig(
         vid=args.vid, npz_folder=args.npz_folder, output_folder=args.output_folder,
@@ -56,7 +67,9 @@ def main(argv=None):
         fill_gaps=args.fill_gaps == "true", snap_static=args.snap_static == "true",
         fill_min_lifted_frames=args.fill_min_lifted_frames,
         max_static_reprojection_px=args.max_static_reprojection_px,
-        smooth_moving=args.smooth_moving,
+        smooth_moving=args.smooth_moving, surface_cut_log_depth=args.surface_cut_log_depth,
+        surface_cut_anchor_frames=(None if args.surface_cut_anchor_frames < 0
+                                   else args.surface_cut_anchor_frames),
         fill_max_extrapolation_frames=(None if args.fill_max_extrapolation_frames < 0
                                        else args.fill_max_extrapolation_frames),
         track_opt=TrackOptConfig(dynamic_edges=args.dynamic_edges),

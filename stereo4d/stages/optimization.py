@@ -49,6 +49,7 @@ from stereo4d.stages.common import (
     write_provenance,
 )
 from stereo4d.stages.health import optimization_health
+from stereo4d.track_cut import SurfaceCutSettings, cut_surface_changes
 from stereo4d.track_fill import (
     FillSettings,
     drop_off_track_static_frames,
@@ -86,6 +87,13 @@ SMOOTH_MOVING = 10.0
 """Smoothness (1 / m^2) of ``track_fill.smooth_moving_tracks``: the moving tracks' distances along
 their rays are smoothed over their optimised, seeded and filled frames together. Chosen on the
 suite's tuning clips and a scratch long tuning clip, see README ("What changed")."""
+SURFACE_CUT_LOG_DEPTH = 0.3
+"""A track is cut where its stereo depth leaves the depth its query's surface predicts by more
+than this (log ratio) for good (``track_cut``). Chosen on the suite's tuning clips and two
+scratch long tuning clips, see README ("What changed")."""
+SURFACE_CUT_ANCHOR_FRAMES = 10
+"""A side of the query frame whose first valid depth is more than this many frames away is cut
+whole (``track_cut.SurfaceCutSettings.max_anchor_frames``). Chosen as ``SURFACE_CUT_LOG_DEPTH``."""
 FILL_MIN_LIFTED_FRAMES = 3
 """Gap filling also fills tracks without an optimised frame that have at least this many frames
 of valid depth, from their lifted points. Chosen on the suite's tuning clips (on t1: 3D coverage
@@ -131,6 +139,10 @@ class OptimizationConfig:
         its frames, optimised, seeded and filled (``track_fill.smooth_moving_tracks``; the
         optimisation smooths each run of optimised frames on its own, gap filling joins them
         with kinks); 0 = off, as the reference.
+      surface_cut_log_depth, surface_cut_anchor_frames: with ``snap_static`` or ``fill_gaps``,
+        each track is cut, before the optimisation, where its stereo depth jumps off its
+        query's surface for good, and on a side of the query with no valid depth within
+        ``surface_cut_anchor_frames`` (``stereo4d.track_cut``); 0 / None = that rule off.
     """
 
     vid: str
@@ -151,14 +163,20 @@ class OptimizationConfig:
     snap_static: bool = True
     max_static_reprojection_px: float = MAX_STATIC_REPROJECTION_PX
     smooth_moving: float = SMOOTH_MOVING
+    surface_cut_log_depth: float = SURFACE_CUT_LOG_DEPTH
+    surface_cut_anchor_frames: int | None = SURFACE_CUT_ANCHOR_FRAMES
 
     @property
     def fill_settings(self) -> FillSettings:
+        cut = None
+        if self.surface_cut_log_depth > 0 or self.surface_cut_anchor_frames is not None:
+            cut = SurfaceCutSettings(max_log_depth_jump=self.surface_cut_log_depth or np.inf,
+                                     max_anchor_frames=self.surface_cut_anchor_frames)
         return FillSettings(fill_gaps=self.fill_gaps, min_lifted_frames=self.fill_min_lifted_frames,
                             max_extrapolation_frames=self.fill_max_extrapolation_frames,
                             snap_static=self.snap_static,
                             max_static_reprojection_px=self.max_static_reprojection_px,
-                            smooth_moving=self.smooth_moving)
+                            smooth_moving=self.smooth_moving, surface_cut=cut)
 
     @property
     def paths(self) -> ClipPaths:
@@ -255,12 +273,18 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
 def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tracks2D,
                       cameras: PinholeCamera, imh: int, imw: int, track_opt: TrackOptConfig,
                       fill: FillSettings):
-    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T], then what ``fill`` asks
+    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T] (first cut where they leave
+    their query's surface, if ``fill`` asks: ``track_cut``), then what ``fill`` asks
     (``track_fill``): tracks without an optimised frame seeded from their lifted points, the
     static tracks made one point, the gaps filled, and the static tracks' frames whose point
     is off the 2D track dropped; the moving tracks smoothed over their optimised, seeded and
     filled frames together. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+    if fill.cuts_surface_changes:
+        visibles, lifted_visible = cut_surface_changes(
+            tracks.visibles, lifted, lifted_visible, tracks.query_points_tyx[:, 0], cameras,
+            fill.surface_cut)
+        tracks = Tracks2D(tracks.tracks_xy, visibles, tracks.query_points_tyx)
     result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
                              imh, imw, track_opt)
     if not fill.changes_output:
