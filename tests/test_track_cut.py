@@ -98,3 +98,39 @@ def test_a_side_without_depth_near_the_query_is_cut_whole():
     assert surface_change_keep(lifted, valid, query, cams, off).all()
     valid[0, 29:36] = True
     assert surface_change_keep(lifted, valid, query, cams).all()
+
+
+def test_the_stage_cuts_by_default_and_not_in_the_reference_mode():
+    from stereo4d.stages.optimization import OptimizationConfig
+
+    default = OptimizationConfig(vid="x_1").fill_settings
+    assert default.cuts_surface_changes
+    assert default.surface_cut.max_anchor_frames == OptimizationConfig.surface_cut_anchor_frames
+    reference = OptimizationConfig(vid="x_1", fill_gaps=False, snap_static=False,
+                                   smooth_moving=0.0).fill_settings
+    assert not reference.cuts_surface_changes
+    off = OptimizationConfig(vid="x_1", surface_cut_log_depth=0.0, surface_cut_anchor_frames=None)
+    assert not off.fill_settings.cuts_surface_changes
+
+
+def test_the_optimisation_leaves_the_cut_frames_empty():
+    """Through ``optimize_and_fill``: with the cut, the switching track has no 3D point after
+    its switch (gap filling does not bring the frames back); without it, it has."""
+    from stereo4d.stages.optimization import optimize_and_fill
+    from stereo4d.track_fill import FillSettings
+    from stereo4d.track_opt import TrackOptConfig
+    from stereo4d.tracks import Tracks2D
+
+    cams, lifted, valid, query = _scene()
+    xy = np.broadcast_to(np.array([40.0, 30.0]), (5, T, 2))
+    tracks = Tracks2D(xy, np.ones((5, T), bool),
+                      np.stack([query, np.full(5, 30.0), np.full(5, 40.0)], 1))
+    config = TrackOptConfig(dynamic_edges="inside")
+    outputs = {}
+    for cut in (None, SurfaceCutSettings()):
+        fill = FillSettings(fill_gaps=True, snap_static=True, surface_cut=cut)
+        outputs[cut is None] = optimize_and_fill(lifted, valid, tracks, cams, SIZE, SIZE, config,
+                                                 fill)[2]
+    assert outputs[False][0, :25].all() and not outputs[False][0, 25:].any()
+    assert not outputs[False][1, :15].any() and outputs[False][1, 15:].all()
+    assert outputs[True][0, 25:].all() and outputs[True][1, :15].all()
