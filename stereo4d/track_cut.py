@@ -59,7 +59,7 @@ class SurfaceCutSettings:
     persistence_frames: int = 5
     min_persistent: int = 4
     lookahead_frames: int = 12
-    max_anchor_frames: int | None = 10
+    max_anchor_frames: int | None = 20
 
 
 def _camera_depth(cameras: PinholeCamera, frames: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -82,22 +82,23 @@ def test_a_short_jump_is_not_a_surface_change():
 
 
 def test_a_side_without_depth_near_the_query_is_cut_whole():
-    """No valid depth at the query frame and the 15 after it (more than ``max_anchor_frames``):
-    nothing ties the later depth to the query's surface, so every frame after the query is cut;
-    the frames before it (valid depth from the frame before the query) stay. With depth again
-    9 frames after the query, or with the rule off, nothing is cut."""
+    """No valid depth at the query frame and the 15 after it (more than ``max_anchor_frames``,
+    10 here): nothing ties the later depth to the query's surface, so every frame after the
+    query is cut; the frames before it (valid depth from the frame before the query) stay. With
+    depth again 9 frames after the query, or with the rule off, nothing is cut."""
     cams = _cameras()
     depth = np.full((1, T), 10.0) - WALK_M_PER_FRAME * np.arange(T)
     lifted = _lift(cams, np.full((1, T, 2), 32.0), depth)
     valid = np.ones((1, T), bool)
     valid[0, 20:36] = False
     query = np.array([20])
-    keep = surface_change_keep(lifted, valid, query, cams)
+    settings = SurfaceCutSettings(max_anchor_frames=10)
+    keep = surface_change_keep(lifted, valid, query, cams, settings)
     np.testing.assert_array_equal(keep[0], np.arange(T) <= 20)
     off = SurfaceCutSettings(max_anchor_frames=None)
     assert surface_change_keep(lifted, valid, query, cams, off).all()
     valid[0, 29:36] = True
-    assert surface_change_keep(lifted, valid, query, cams).all()
+    assert surface_change_keep(lifted, valid, query, cams, settings).all()
 
 
 def test_the_stage_cuts_by_default_and_not_in_the_reference_mode():

@@ -88,12 +88,11 @@ SMOOTH_MOVING = 10.0
 their rays are smoothed over their optimised, seeded and filled frames together. Chosen on the
 suite's tuning clips and a scratch long tuning clip, see README ("What changed")."""
 SURFACE_CUT_LOG_DEPTH = 0.3
-"""A track is cut where its stereo depth leaves the depth its query's surface predicts by more
-than this (log ratio) for good (``track_cut``). Chosen on the suite's tuning clips and two
-scratch long tuning clips, see README ("What changed")."""
-SURFACE_CUT_ANCHOR_FRAMES = 10
-"""A side of the query frame whose first valid depth is more than this many frames away is cut
-whole (``track_cut.SurfaceCutSettings.max_anchor_frames``). Chosen as ``SURFACE_CUT_LOG_DEPTH``."""
+"""``track_cut``: a track is cut where its stereo depth leaves its query's surface by more than
+this log ratio for good. Chosen on the tuning clips and two scratch long clips (README)."""
+SURFACE_CUT_ANCHOR_FRAMES = 20
+"""``track_cut``: a side of the query frame whose first valid depth is farther than this (frames)
+is cut whole. Chosen as ``SURFACE_CUT_LOG_DEPTH``."""
 FILL_MIN_LIFTED_FRAMES = 3
 """Gap filling also fills tracks without an optimised frame that have at least this many frames
 of valid depth, from their lifted points. Chosen on the suite's tuning clips (on t1: 3D coverage
