@@ -4,10 +4,12 @@ and on its uncompressed twin (`stereo4d.metrics.compression_floor`).
 For each suite clip named (default t4 and h4, the low-bitrate 4:2:0 ones), the twin is the
 same clip (seed, scene, camera path) rendered with the clean clips' raw video (x264 crf 10,
 4:4:4 chroma) into `--twin_root`; it is rendered, rectified and run through the stereo stage
-there when missing. On every `--frame_stride`-th frame, on the pixels the pipeline keeps on the
-compressed clip (valid depth after its checks, inside the evaluation mask), the table gives
+there when missing. On every `--frame_stride`-th frame, on the pixels the pipeline keeps on both
+versions (valid depth after its checks, inside the evaluation mask), the table gives
 the disparity EPE and depth AbsRel of:
-  * the pipeline (the stereo stage's output of each version);
+  * the pipeline (the stereo stage's output of each version), and the same with its errors
+    clipped to the oracles' search interval (+-1 px: its gross errors made no larger than an
+    oracle's can be);
   * each oracle of `ORACLE_VARIANTS`: the sub-pixel offset within +-1 px of the true disparity
     that minimises the SSD of the views minus their local mean (the images the pipeline's
     sub-pixel refinement compares; each scaled to unit RMS so an exposure or eye-gain
@@ -36,7 +38,12 @@ from stereo4d.backends.stereo_refine import remove_local_mean
 from stereo4d.depth import depth_maps_from_flows
 from stereo4d.evaluation import MAX_GT_DISPARITY_PX
 from stereo4d.io import InputError, load_json, load_stereo_flows, save_json
-from stereo4d.metrics.compression_floor import ORACLE_VARIANTS, floor_errors, oracle_frame
+from stereo4d.metrics.compression_floor import (
+    ORACLE_VARIANTS,
+    SEARCH_PX,
+    floor_errors,
+    oracle_frame,
+)
 from stereo4d.metrics.stereo import non_occluded_from_left_disparity
 from stereo4d.stages.stereo import read_stereo_pair
 from stereo4d.suite import SUITE_CLIPS, SuiteClip, clip_paths, render
@@ -106,8 +113,9 @@ def _kept_pixels(paths, truth: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def floor_clip(clip: SuiteClip, root: Path, twin_root: Path, frame_stride: int) -> dict:
     """{version: {row: {"epe_px", "depth_absrel", "pixels"}}} for the compressed clip and its
-    twin, on the compressed clip's kept pixels of every ``frame_stride``-th frame (those whose
-    match stays inside the views for every oracle: all but a few near the left edge)."""
+    twin, on the pixels of every ``frame_stride``-th frame that the pipeline keeps on both
+    (and whose match stays inside the views for every oracle: all but a few near the left
+    edge)."""
     paths = clip_paths(clip, root)
     truth = _load_truth(paths.gt)
     mask, _ = _kept_pixels(paths, truth)
@@ -117,16 +125,21 @@ def floor_clip(clip: SuiteClip, root: Path, twin_root: Path, frame_stride: int) 
     fb = float(truth["focal_px"] * truth["baseline_m"])
     offsets = {}
     for version, version_paths in (("compressed", paths), ("twin", clip_paths(twin, twin_root))):
-        _, disparity = _kept_pixels(version_paths, truth)
+        kept, disparity = _kept_pixels(version_paths, truth)
+        mask &= kept
         left, right = (matching_images(v) for v in read_stereo_pair(version_paths))
-        offsets[version] = {"pipeline": disparity[frames] - truth["disparity_px"][frames]}
+        pipeline = disparity[frames] - truth["disparity_px"][frames]
+        offsets[version] = {"pipeline": pipeline,
+                            "pipeline, errors clipped to the search": np.clip(
+                                pipeline, -SEARCH_PX, SEARCH_PX)}
         per_frame = [oracle_frame(t, left, right, truth["disparity_px"], truth["depth_m"],
                                   truth["static"], truth["camera2world"],
                                   float(truth["focal_px"]), float(truth["baseline_m"]))
                      for t in tqdm(frames, desc=f"{clip.name} {version}", leave=False)]
         offsets[version].update({name: np.stack([f[name] for f in per_frame])
                                  for name in ORACLE_VARIANTS})
-    # Every row on the same pixels: kept, and with every oracle's own pair inside the views.
+    # Every row on the same pixels: kept by both versions' pipeline, and with every oracle's
+    # own pair inside the views.
     common = mask[frames] & np.all([np.isfinite(o) for rows in offsets.values()
                                     for o in rows.values()], axis=0)
     return {version: {name: floor_errors(o, truth["disparity_px"][frames],
