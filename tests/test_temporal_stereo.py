@@ -149,7 +149,7 @@ def test_backend_refines_each_view_with_its_own_frames():
         refined = refine_sequence(
             ((d, s, single) for (d, s, _), (_, single) in zip(fused, frames)),
             np.stack([to_gray(image) for image in images]), cameras[view], FUSION_FOCAL_PX,
-            fb_px_m, settings.temporal)
+            fb_px_m, settings.temporal_for(backend.noise_px))  # the clip's (noisy or not)
         for flow, (disparity, sigma), (fused_d, _, _) in zip(flows, refined, fused):
             with np.errstate(divide="ignore", invalid="ignore"):
                 expected = backend.finish(disparity, sigma / disparity, threshold)

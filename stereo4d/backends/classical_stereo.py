@@ -41,7 +41,7 @@ float32 [H, W, 2], the format of ``<vid>-flows_stereo.pkl``.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -70,7 +70,12 @@ from stereo4d.backends.stereo_refine import (
 from stereo4d.backends.temporal_stereo import TemporalSettings, refine_sequence
 from stereo4d.depth import BASELINE_M
 
-__all__ = ["SgbmSettings", "SgbmStereo"]
+__all__ = ["NOISY_SMOOTH_BASE_PX", "NOISY_STEREO_WEIGHT_SCALE", "SgbmSettings", "SgbmStereo"]
+
+NOISY_SMOOTH_BASE_PX = 11
+"""Default ``SgbmSettings.noisy_smooth_base_px``: chosen on t4, x40, x41 (see README)."""
+NOISY_STEREO_WEIGHT_SCALE = 0.4
+"""Default ``SgbmSettings.noisy_stereo_weight_scale``: chosen on t4, x40, x41 (see README)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,8 @@ class SgbmSettings:
         default). A poor trade on compressed video: with 0.25, t4 (0.035 px) gets 0.32
         (density 0.838 -> 0.817, AbsRel 4.32 -> 4.10 %), but two scratch crf-30 clips (0.054,
         0.071 px) lose 0.12 / 0.16 of density for 0.6 / 0.8 points of AbsRel.
-      noise_clean_px: the disagreement up to which a clip counts as clean video.
+      noise_clean_px: the disagreement up to which a clip counts as clean video; above it the
+        temporal refinement uses the two ``noisy_`` settings below (clean clips never do).
       fill: fill rejected pixels with the background disparity of their row.
       fusion_radius_frames: fuse each frame's disparities with those of the frames up to
         this far before and after it, using the clip's cameras (``stereo_fusion``; 0: off,
@@ -135,6 +141,13 @@ class SgbmSettings:
       temporal_offsets_frames: frame distances of the temporal neighbours (each side).
       temporal_window_px: ZNCC window of the temporal match (odd).
       temporal_min_zncc: a temporal neighbour counts where its best ZNCC reaches this.
+      noisy_smooth_base_px: on a clip noisier than ``noise_clean_px`` (low-bitrate video), the
+        temporal sweep is centred on the stereo disparity averaged over this window
+        (``TemporalSettings.smooth_base_px``; 0: off): the sweep corrects the stereo at the
+        window's scale only, and on compressed video the stereo's pixel-scale noise is what
+        remains (README, "Compressed video: the floor").
+      noisy_stereo_weight_scale: on such a clip the stereo's weight against the temporal
+        estimate is multiplied by this (``TemporalSettings.stereo_weight_scale``).
     """
 
     max_disparity_px: int = 64
@@ -165,6 +178,8 @@ class SgbmSettings:
     temporal_offsets_frames: tuple[int, ...] = TemporalSettings.offsets
     temporal_window_px: int = TemporalSettings.window_px
     temporal_min_zncc: float = TemporalSettings.min_zncc
+    noisy_smooth_base_px: int = NOISY_SMOOTH_BASE_PX
+    noisy_stereo_weight_scale: float = NOISY_STEREO_WEIGHT_SCALE
 
     def __post_init__(self):
         if self.mode not in SGBM_MODES:
@@ -184,7 +199,7 @@ class SgbmSettings:
             raise ValueError("fusion_radius_frames must be >= 0 (0: off)")
         if self.fusion_consistency_sigmas <= 0:
             raise ValueError("fusion_consistency_sigmas must be positive")
-        _ = self.temporal  # constructing them validates the temporal settings
+        _ = self.temporal_for(np.inf)  # constructing them validates the temporal settings
 
     @property
     def temporal(self) -> TemporalSettings:
@@ -192,6 +207,14 @@ class SgbmSettings:
         return TemporalSettings(offsets=tuple(self.temporal_offsets_frames),
                                 window_px=self.temporal_window_px,
                                 min_zncc=self.temporal_min_zncc)
+
+    def temporal_for(self, disparity_noise_px: float) -> TemporalSettings:
+        """The temporal refinement's settings for a clip of this median left-right
+        disagreement (px; NaN: unknown, taken as clean)."""
+        if not disparity_noise_px > self.noise_clean_px:
+            return self.temporal
+        return replace(self.temporal, smooth_base_px=self.noisy_smooth_base_px,
+                       stereo_weight_scale=self.noisy_stereo_weight_scale)
 
     @property
     def num_disparities(self) -> int:
@@ -218,6 +241,7 @@ class SgbmStereo:
         """The settings, and the last clip's noise level and confidence threshold if measured."""
         clip = {} if np.isnan(self.noise_px) else {
             "clip_disagreement_px": self.noise_px,
+            "clip_noisy": bool(self.noise_px > self.config.noise_clean_px),
             "clip_max_relative_noise": scaled_noise_threshold(
                 self.config.max_relative_noise, self.noise_px,
                 self.config.noise_threshold_exponent, self.config.noise_clean_px)}
@@ -342,7 +366,7 @@ class SgbmStereo:
             if s.temporal_refine:
                 gray = np.stack([to_gray(image) for image in images])
                 fused = refine_sequence(_with_match_sigma(fused, match_sigma), gray, c2w,
-                                        focal_px, fb_px_m, s.temporal)
+                                        focal_px, fb_px_m, s.temporal_for(self.noise_px))
             views.append(fused)
         for (d_left, sig_left, *_), (d_right, sig_right, *_) in zip(*views):
             with np.errstate(divide="ignore", invalid="ignore"):

@@ -83,6 +83,8 @@ INTERPOLATION = cv2.INTER_LINEAR
 """Sampling of the neighbouring images."""
 _MIN_DEPTH = 1e-3
 """Points closer than this (in the neighbour's normalised depth) are not projected."""
+_NO_VALUE = 1e6
+"""Stands for a missing disparity in ``_smoothed_base``'s max / min filters (px)."""
 _MIN_VARIANCE = 1e-2
 """Windows whose grey-level variance is below this (levels^2) score no ZNCC."""
 
@@ -101,6 +103,13 @@ class TemporalSettings:
         t1 + t4: density 0.889 / 0.888 at AbsRel 4.00 / 3.91 %).
       search_sigmas: see ``SEARCH_SIGMAS``.
       half_hypotheses: see ``HALF_HYPOTHESES``.
+      stereo_weight_scale: the stereo estimate's weight in ``combine`` is multiplied by this
+        (1: weights 1 / sigma^2 as predicted; the combined noise is unchanged).
+      smooth_base_px: the sweep's centre is the stereo disparity averaged over this window
+        (odd; 0: the disparity itself) wherever its values in the window span at most
+        ``smooth_base_spread_px``: the sweep corrects the stereo at the window's scale only,
+        so without it the stereo's pixel-scale noise stays in the result.
+      smooth_base_spread_px: see ``smooth_base_px``.
     """
 
     offsets: tuple[int, ...] = (6, 12)
@@ -108,12 +117,19 @@ class TemporalSettings:
     min_zncc: float = 0.7
     search_sigmas: float = SEARCH_SIGMAS
     half_hypotheses: int = HALF_HYPOTHESES
+    stereo_weight_scale: float = 1.0
+    smooth_base_px: int = 0
+    smooth_base_spread_px: float = 1.0
 
     def __post_init__(self):
         if self.window_px % 2 == 0 or self.window_px < 3:
             raise ValueError("temporal window_px must be odd and >= 3")
         if any(k <= 0 for k in self.offsets):
             raise ValueError("temporal offsets must be positive frame counts")
+        if self.smooth_base_px < 0 or (self.smooth_base_px and self.smooth_base_px % 2 == 0):
+            raise ValueError("temporal smooth_base_px must be 0 or odd")
+        if self.stereo_weight_scale <= 0:
+            raise ValueError("temporal stereo_weight_scale must be positive")
         if self.half_hypotheses < 1 or self.search_sigmas <= 0:
             raise ValueError("temporal half_hypotheses must be >= 1 and search_sigmas > 0")
 
@@ -187,6 +203,22 @@ def _sample(image: np.ndarray, rotated_rays: np.ndarray, translation: np.ndarray
     return values, inside.astype(np.float32)
 
 
+def _smoothed_base(disparity_px: np.ndarray, has: np.ndarray, window_px: int,
+                   max_spread_px: float) -> np.ndarray:
+    """[H, W] disparities replaced by their mean over the valid pixels of the window where the
+    window's valid values span at most ``max_spread_px`` (a plane's mean is its centre value,
+    so slanted surfaces stay unbiased; depth edges keep the pixel's own value)."""
+    valid = has.astype(np.float32)
+    values = np.where(has, disparity_px, 0.0).astype(np.float32)
+    kernel = np.ones((window_px, window_px), np.uint8)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = _box(values, window_px) / _box(valid, window_px)
+    high = cv2.dilate(np.where(has, values, -_NO_VALUE).astype(np.float32), kernel)
+    low = cv2.erode(np.where(has, values, _NO_VALUE).astype(np.float32), kernel)
+    flat = has & (high - low <= max_spread_px)
+    return np.where(flat, mean, disparity_px)
+
+
 def _sweep_steps(sigma_px: np.ndarray, settings: TemporalSettings) -> np.ndarray:
     """Per-pixel hypothesis step (disparity px) [H, W] float32 from the stereo noise."""
     step = np.clip(settings.search_sigmas * np.nan_to_num(sigma_px, nan=MAX_STEP_PX)
@@ -219,6 +251,9 @@ def temporal_estimate(t: int, gray: np.ndarray, disparity_px: np.ndarray, sigma_
     d0 = np.asarray(disparity_px, np.float32)
     has = np.isfinite(d0) & (d0 > 0) & np.isfinite(sigma_px) & (sigma_px > 0)
     d_base = np.where(has, d0, 0.0).astype(np.float64)
+    if settings.smooth_base_px:
+        d_base = _smoothed_base(d_base, has, settings.smooth_base_px,
+                                settings.smooth_base_spread_px)
     window = settings.window_px
     reference = gray[t].astype(np.float32)
     ref_mean = _box(reference, window)
@@ -262,15 +297,21 @@ def temporal_estimate(t: int, gray: np.ndarray, disparity_px: np.ndarray, sigma_
 
 
 def combine(disparity_px: np.ndarray, sigma_px: np.ndarray, temporal_px: np.ndarray,
-            temporal_sigma_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Stereo and temporal estimates [H, W] (px) combined with weights 1 / sigma^2 (step 4).
+            temporal_sigma_px: np.ndarray, stereo_weight_scale: float = 1.0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Stereo and temporal estimates [H, W] (px) combined with weights 1 / sigma^2 (step 4),
+    the stereo's weight multiplied by ``stereo_weight_scale`` for the disparity only.
 
     Returns (disparity, sigma) float32 [H, W]; the stereo values where there is no temporal one.
     """
     usable = np.isfinite(temporal_px) & np.isfinite(disparity_px) & (sigma_px > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         w0, w1 = 1.0 / sigma_px**2, 1.0 / temporal_sigma_px**2
-        combined = (disparity_px * w0 + temporal_px * w1) / (w0 + w1)
+        if stereo_weight_scale == 1.0:
+            combined = (disparity_px * w0 + temporal_px * w1) / (w0 + w1)
+        else:
+            scaled = w0 * stereo_weight_scale
+            combined = (disparity_px * scaled + temporal_px * w1) / (scaled + w1)
         combined_sigma = np.minimum(np.sqrt((1.0 + NOISE_CORRELATION) / (w0 + w1)), sigma_px)
     return (np.where(usable, combined, disparity_px).astype(np.float32),
             np.where(usable, combined_sigma, sigma_px).astype(np.float32))
@@ -285,7 +326,8 @@ def temporal_refine_frame(t: int, gray: np.ndarray, disparity_px: np.ndarray,
     [H, W] px and the neighbours counted int32 [H, W] (arguments as ``temporal_estimate``)."""
     temporal, temporal_sigma, views = temporal_estimate(
         t, gray, disparity_px, sigma_px, match_sigma_px, camera2world, focal_px, fb_px_m, settings)
-    return (*combine(disparity_px, sigma_px, temporal, temporal_sigma), views)
+    return (*combine(disparity_px, sigma_px, temporal, temporal_sigma,
+                     settings.stereo_weight_scale), views)
 
 
 def refine_sequence(fused: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], gray: np.ndarray,

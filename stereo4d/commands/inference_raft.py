@@ -47,6 +47,11 @@ def main(argv=None):
                         help="sgbm: after the fusion, refine each frame's disparities with the "
                              "frames 6 and 12 before and after it (the camera's own motion as "
                              "a wider baseline; static surfaces, needs the clip's cameras)")
+    parser.add_argument("--noisy_smooth_base", type=int_in_range(0),
+                        default=defaults.noisy_smooth_base_px,
+                        help="sgbm: on a clip whose median left-right disagreement exceeds "
+                             "clean video's (low-bitrate video), centre the temporal sweep on "
+                             "the stereo disparity averaged over this window, px (odd; 0: off)")
     parser.add_argument("--stereo_format", default=stereo.StereoConfig.stereo_format,
                         choices=list(stereo.STEREO_FORMATS),
                         help="compact: <vid>-stereo.npz (forward flow to 1/1024 px and the "
@@ -62,7 +67,8 @@ def main(argv=None):
                             max_relative_noise=args.max_relative_noise, fill=args.fill,
                             noise_threshold_exponent=args.noise_threshold_exponent,
                             fusion_radius_frames=args.fusion_radius,
-                            temporal_refine=args.temporal_refine == "true")
+                            temporal_refine=args.temporal_refine == "true",
+                            noisy_smooth_base_px=args.noisy_smooth_base)
     except ValueError as exc:
         parser.error(str(exc))
     stereo.run(stereo.StereoConfig(
