@@ -18,7 +18,9 @@ whose disagreement exceeds clean video's, so compressed clips reject what they c
 measure. Clean clips (disagreement below the reference) keep the threshold exactly. The
 scaling is off by default (``SgbmSettings.noise_threshold_exponent`` = 0): on compressed
 clips it costs 0.1-0.15 of density per point of depth AbsRel (README, "Stereo on compressed
-video"); the disagreement is still measured and recorded.
+video"); the disagreement is still measured and recorded, and above ``CLEAN_DISAGREEMENT_PX``
+it switches the temporal refinement to its settings for noisy clips
+(``SgbmSettings.temporal_for``: README, "Compressed video: the floor").
 """
 
 from __future__ import annotations
