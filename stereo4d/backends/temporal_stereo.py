@@ -313,11 +313,8 @@ def combine(disparity_px: np.ndarray, sigma_px: np.ndarray, temporal_px: np.ndar
     usable = np.isfinite(temporal_px) & np.isfinite(disparity_px) & (sigma_px > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         w0, w1 = 1.0 / sigma_px**2, 1.0 / temporal_sigma_px**2
-        if stereo_weight_scale == 1.0:
-            combined = (disparity_px * w0 + temporal_px * w1) / (w0 + w1)
-        else:
-            scaled = w0 * stereo_weight_scale
-            combined = (disparity_px * scaled + temporal_px * w1) / (scaled + w1)
+        scaled = w0 * stereo_weight_scale  # exactly w0 at 1.0 (clean clips unchanged)
+        combined = (disparity_px * scaled + temporal_px * w1) / (scaled + w1)
         combined_sigma = np.minimum(np.sqrt((1.0 + NOISE_CORRELATION) / (w0 + w1)), sigma_px)
     return (np.where(usable, combined, disparity_px).astype(np.float32),
             np.where(usable, combined_sigma, sigma_px).astype(np.float32))
