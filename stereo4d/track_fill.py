@@ -71,6 +71,8 @@ class FillSettings:
       max_static_reprojection_px: with ``fill_gaps`` or ``snap_static``, see
         ``drop_off_track_static_frames`` (0: off).
       smooth_moving: the ``smoothness`` of ``smooth_moving_tracks`` (0: off).
+      smooth_lateral: with ``smooth_moving``, the ``smoothness`` of
+        ``track_smooth.smooth_moving_lateral``, run after it (0: off).
       surface_cut: with ``fill_gaps`` or ``snap_static``, each track is cut where it leaves
         its query's surface before the optimisation (``stereo4d.track_cut``; None: off).
     """
@@ -81,6 +83,7 @@ class FillSettings:
     snap_static: bool = False
     max_static_reprojection_px: float = 0.0
     smooth_moving: float = 0.0
+    smooth_lateral: float = 0.0
     surface_cut: SurfaceCutSettings | None = None
 
     @property

@@ -49,6 +49,11 @@ def main(argv=None):
                         help="smoothness (1/m^2) of the moving tracks' paths along their rays over "
                              "optimised, seeded and filled frames together, weighted by the "
                              "stereo depth's noise (0: off, as the reference)")
+    parser.add_argument("--smooth_lateral", type=float_in_range(0.0),
+                        default=optimization.SMOOTH_LATERAL,
+                        help="with --smooth_moving, smoothness (1/m^2) of the moving tracks' "
+                             "paths across their rays (the 2D tracker's noise; each point's "
+                             "distance along its ray kept), weighted by 1/distance^2 (0: off)")
     parser.add_argument("--surface_cut_log_depth", type=float_in_range(0.0),
                         default=optimization.SURFACE_CUT_LOG_DEPTH,
                         help="with --snap_static or --fill_gaps, cut a track (its later frames "
@@ -67,7 +72,8 @@ def main(argv=None):
         fill_gaps=args.fill_gaps == "true", snap_static=args.snap_static == "true",
         fill_min_lifted_frames=args.fill_min_lifted_frames,
         max_static_reprojection_px=args.max_static_reprojection_px,
-        smooth_moving=args.smooth_moving, surface_cut_log_depth=args.surface_cut_log_depth,
+        smooth_moving=args.smooth_moving, smooth_lateral=args.smooth_lateral,
+        surface_cut_log_depth=args.surface_cut_log_depth,
         surface_cut_anchor_frames=(None if args.surface_cut_anchor_frames < 0
                                    else args.surface_cut_anchor_frames),
         fill_max_extrapolation_frames=(None if args.fill_max_extrapolation_frames < 0

@@ -60,6 +60,7 @@ from stereo4d.track_fill import (
     static_tracks,
 )
 from stereo4d.track_opt import TrackOptConfig, optimize_tracks
+from stereo4d.track_smooth import smooth_moving_lateral
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, select_dynamic_tracks
 from stereo4d.videoio import VideoWriter, read_video
 from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_range
@@ -87,6 +88,11 @@ SMOOTH_MOVING = 10.0
 """Smoothness (1 / m^2) of ``track_fill.smooth_moving_tracks``: the moving tracks' distances along
 their rays are smoothed over their optimised, seeded and filled frames together. Chosen on the
 suite's tuning clips and a scratch long tuning clip, see README ("What changed")."""
+SMOOTH_LATERAL = 0.3
+"""Smoothness (1 / m^2) of ``track_smooth.smooth_moving_lateral``, run after the along-ray
+smoothing: the moving tracks' points are moved across their rays (the 2D tracker's noise) to a
+smoother path. Chosen on the suite's tuning clips and two scratch long clips, see README
+("What changed")."""
 SURFACE_CUT_LOG_DEPTH = 0.3
 """``track_cut``: a track is cut where its stereo depth leaves its query's surface by more than
 this log ratio for good. Chosen on the tuning clips and two scratch long clips (README)."""
@@ -138,6 +144,9 @@ class OptimizationConfig:
         its frames, optimised, seeded and filled (``track_fill.smooth_moving_tracks``; the
         optimisation smooths each run of optimised frames on its own, gap filling joins them
         with kinks); 0 = off, as the reference.
+      smooth_lateral: with ``smooth_moving``, the moving tracks' points then move across their
+        rays (their distance along each ray kept) to a smoother path: the 2D tracker's noise
+        (``track_smooth.smooth_moving_lateral``); 0 = off.
       surface_cut_log_depth, surface_cut_anchor_frames: with ``snap_static`` or ``fill_gaps``,
         each track is cut, before the optimisation, where its stereo depth jumps off its
         query's surface for good, and on a side of the query with no valid depth within
@@ -162,6 +171,7 @@ class OptimizationConfig:
     snap_static: bool = True
     max_static_reprojection_px: float = MAX_STATIC_REPROJECTION_PX
     smooth_moving: float = SMOOTH_MOVING
+    smooth_lateral: float = SMOOTH_LATERAL
     surface_cut_log_depth: float = SURFACE_CUT_LOG_DEPTH
     surface_cut_anchor_frames: int | None = SURFACE_CUT_ANCHOR_FRAMES
 
@@ -175,7 +185,8 @@ class OptimizationConfig:
                             max_extrapolation_frames=self.fill_max_extrapolation_frames,
                             snap_static=self.snap_static,
                             max_static_reprojection_px=self.max_static_reprojection_px,
-                            smooth_moving=self.smooth_moving, surface_cut=cut)
+                            smooth_moving=self.smooth_moving,
+                            smooth_lateral=self.smooth_lateral, surface_cut=cut)
 
     @property
     def paths(self) -> ClipPaths:
@@ -277,7 +288,7 @@ def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tr
     (``track_fill``): tracks without an optimised frame seeded from their lifted points, the
     static tracks made one point, the gaps filled, and the static tracks' frames whose point
     is off the 2D track dropped; the moving tracks smoothed over their optimised, seeded and
-    filled frames together. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
+    filled frames together, along their rays and then across them. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
     intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
     if fill.cuts_surface_changes:
         visibles, lifted_visible = cut_surface_changes(
@@ -304,6 +315,9 @@ def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tr
     if fill.smooth_moving > 0:
         track3d = smooth_moving_tracks(track3d, visible, measured, static, cameras,
                                        fill.smooth_moving)
+        if fill.smooth_lateral > 0:
+            track3d = smooth_moving_lateral(track3d, visible, static, cameras,
+                                            fill.smooth_lateral)
     track3d, visible = drop_off_track_static_frames(track3d, visible, tracks.tracks_xy, static,
                                                     cameras, imh, imw,
                                                     fill.max_static_reprojection_px)
