@@ -84,7 +84,7 @@ FILL_MAX_EXTRAPOLATION_FRAMES = 8
 """Gap filling extends a moving track's depth at most this many frames before its first or
 after its last optimised frame. Chosen on the suite's tuning clips and a scratch long tuning
 clip, see README ("What changed")."""
-SMOOTH_MOVING = 10.0
+SMOOTH_MOVING = 80.0
 """Smoothness (1 / m^2) of ``track_fill.smooth_moving_tracks``: the moving tracks' distances along
 their rays are smoothed over their optimised, seeded and filled frames together. Chosen on the
 suite's tuning clips and a scratch long tuning clip, see README ("What changed")."""
