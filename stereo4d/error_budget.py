@@ -32,7 +32,8 @@ from stereo4d.metrics.segmentation import bad_track_mask
 from stereo4d.metrics.tracks3d import score_against_truth
 from stereo4d.motion import scene_motion_displacement_px
 from stereo4d.stages.filtering import FilteringConfig
-from stereo4d.stages.optimization import OptimizationConfig, optimize_and_fill
+from stereo4d.stages.optimization import OptimizationConfig
+from stereo4d.track_3d import optimize_and_fill
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d
 from stereo4d.videoio import read_video
 

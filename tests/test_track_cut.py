@@ -117,7 +117,7 @@ def test_the_stage_cuts_by_default_and_not_in_the_reference_mode():
 def test_the_optimisation_leaves_the_cut_frames_empty():
     """Through ``optimize_and_fill``: with the cut, the switching track has no 3D point after
     its switch (gap filling does not bring the frames back); without it, it has."""
-    from stereo4d.stages.optimization import optimize_and_fill
+    from stereo4d.track_3d import optimize_and_fill
     from stereo4d.track_fill import FillSettings
     from stereo4d.track_opt import TrackOptConfig
     from stereo4d.tracks import Tracks2D

@@ -102,7 +102,7 @@ def test_snapping_static_tracks_removes_tracking_noise_jitter():
     """Static points get one point: jitter falls from the tracking noise's to zero and the mean
     error falls (the noise averages out); the moving track is left as optimised."""
     from stereo4d.metrics.tracks3d import jitter_m, mean_error_m
-    from stereo4d.stages.optimization import optimize_and_fill
+    from stereo4d.track_3d import optimize_and_fill
     from stereo4d.track_opt import TrackOptConfig
 
     truth, tracks, lifted, cams, moving = _scene_with_tracking_noise()

@@ -49,18 +49,10 @@ from stereo4d.stages.common import (
     write_provenance,
 )
 from stereo4d.stages.health import optimization_health
-from stereo4d.track_cut import SurfaceCutSettings, cut_surface_changes
-from stereo4d.track_fill import (
-    FillSettings,
-    drop_off_track_static_frames,
-    fill_track_gaps,
-    seed_from_lifted,
-    smooth_moving_tracks,
-    snap_static_tracks,
-    static_tracks,
-)
-from stereo4d.track_opt import TrackOptConfig, optimize_tracks
-from stereo4d.track_smooth import smooth_moving_lateral
+from stereo4d.track_3d import optimize_and_fill
+from stereo4d.track_cut import SurfaceCutSettings
+from stereo4d.track_fill import FillSettings
+from stereo4d.track_opt import TrackOptConfig
 from stereo4d.tracks import Tracks2D, lift_tracks_to_3d, sample_colors, select_dynamic_tracks
 from stereo4d.videoio import VideoWriter, read_video
 from stereo4d.viz.depth import colorize_depth, depth_from_tracks, inverse_depth_range
@@ -278,50 +270,6 @@ def _write_track_videos(paths: ClipPaths, tag: str, config: OptimizationConfig,
             w3d.append(frame_3d)
             wcat.append(np.concatenate([frame_2d, frame_3d], axis=1))
     return len(shown)
-
-
-def optimize_and_fill(lifted: np.ndarray, lifted_visible: np.ndarray, tracks: Tracks2D,
-                      cameras: PinholeCamera, imh: int, imw: int, track_opt: TrackOptConfig,
-                      fill: FillSettings):
-    """``optimize_tracks`` on the lifted tracks [N, T, 3] / [N, T] (first cut where they leave
-    their query's surface, if ``fill`` asks: ``track_cut``), then what ``fill`` asks
-    (``track_fill``): tracks without an optimised frame seeded from their lifted points, the
-    static tracks made one point, the gaps filled, and the static tracks' frames whose point
-    is off the 2D track dropped; the moving tracks smoothed over their optimised, seeded and
-    filled frames together, along their rays and then across them. Returns (TrackOptResult, track3d [N, T, 3], visible [N, T])."""
-    intr = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
-    if fill.cuts_surface_changes:
-        visibles, lifted_visible = cut_surface_changes(
-            tracks.visibles, lifted, lifted_visible, tracks.query_points_tyx[:, 0], cameras,
-            fill.surface_cut)
-        tracks = Tracks2D(tracks.tracks_xy, visibles, tracks.query_points_tyx)
-    result = optimize_tracks(lifted, lifted_visible, np.asarray(cameras.world_to_camera), intr,
-                             imh, imw, track_opt)
-    if not fill.changes_output:
-        return result, result.track3d, result.visible
-    track3d, visible = result.track3d, result.visible
-    if fill.fill_gaps and fill.min_lifted_frames > 0:
-        track3d, visible = seed_from_lifted(track3d, visible, lifted, lifted_visible,
-                                            fill.min_lifted_frames)
-    static = static_tracks(result.motion_px, visible, track_opt.motion_threshold_px,
-                           track_opt.motion_percentile)
-    if fill.snap_static:
-        track3d = snap_static_tracks(track3d, visible, static)
-    measured = visible
-    if fill.fill_gaps:
-        track3d, visible = fill_track_gaps(track3d, visible, tracks.tracks_xy, tracks.visibles,
-                                           cameras, static, imh, imw,
-                                           fill.max_extrapolation_frames)
-    if fill.smooth_moving > 0:
-        track3d = smooth_moving_tracks(track3d, visible, measured, static, cameras,
-                                       fill.smooth_moving)
-        if fill.smooth_lateral > 0:
-            track3d = smooth_moving_lateral(track3d, visible, static, cameras,
-                                            fill.smooth_lateral)
-    track3d, visible = drop_off_track_static_frames(track3d, visible, tracks.tracks_xy, static,
-                                                    cameras, imh, imw,
-                                                    fill.max_static_reprojection_px)
-    return result, track3d, visible
 
 
 # ------------------------------------------------------------------------------------- run
