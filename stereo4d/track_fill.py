@@ -43,9 +43,9 @@ from stereo4d.geometry import PinholeCamera
 from stereo4d.track_cut import SurfaceCutSettings
 from stereo4d.track_opt import camera_centres, masked_percentile
 
-__all__ = ["FillSettings", "drop_off_track_static_frames", "fill_track_gaps", "seed_from_lifted",
-           "smooth_moving_tracks", "snap_static_tracks", "static_reprojection_px", "static_tracks",
-           "track_mean_points"]
+__all__ = ["FillSettings", "drop_off_track_static_frames", "fill_track_gaps", "moving_track_rays",
+           "seed_from_lifted", "smooth_moving_tracks", "snap_static_tracks", "static_reprojection_px",
+           "static_tracks", "track_mean_points"]
 
 SMOOTH_FILLED_WEIGHT = 0.05
 """``smooth_moving_tracks``: weight of a gap-filled frame's distance along its ray, relative to a
@@ -263,6 +263,31 @@ def drop_off_track_static_frames(track3d_world: np.ndarray, visible: np.ndarray,
     return np.where(keep[..., None], out, np.nan).astype(np.float32), keep
 
 
+def moving_track_rays(track3d_world: np.ndarray, visible: np.ndarray, static: np.ndarray,
+                      cameras: PinholeCamera):
+    """What the moving tracks' smoothing steps (``smooth_moving_tracks``, ``track_smooth``)
+    start from.
+
+    Args:
+      track3d_world: [N, T, 3] metres; visible: [N, T] bool; static: [N] bool.
+      cameras: per-frame world-to-camera [T, 3, 4].
+    Returns:
+      out: [N, T, 3] float64, the points, NaN off ``visible``;
+      todo: [n] int, the moving tracks with at least three consecutive visible frames;
+      triple: [N, T-2] bool, frames t, t+1, t+2 all visible (indexed by t);
+      ray: [n, T, 3] metres, camera centre to point for ``todo`` (0 off ``visible``);
+      centres: [T, 3] metres, the camera centres.
+    """
+    points = np.asarray(track3d_world, np.float64)
+    visible = np.asarray(visible, bool)
+    out = np.where(visible[..., None], points, np.nan)
+    triple = visible[:, 2:] & visible[:, 1:-1] & visible[:, :-2]
+    todo = np.flatnonzero(~np.asarray(static, bool) & triple.any(axis=1))
+    centres = camera_centres(np.asarray(cameras.world_to_camera))  # [T, 3]
+    ray = np.where(visible[todo][..., None], points[todo] - centres, 0.0)
+    return out, todo, triple, ray, centres
+
+
 def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measured: np.ndarray,
                          static: np.ndarray, cameras: PinholeCamera,
                          smoothness: float) -> np.ndarray:
@@ -298,17 +323,11 @@ def smooth_moving_tracks(track3d_world: np.ndarray, visible: np.ndarray, measure
     Returns:
       [N, T, 3] float32, NaN off ``visible``.
     """
-    points = np.asarray(track3d_world, np.float64)
-    visible = np.asarray(visible, bool)
-    out = np.where(visible[..., None], points, np.nan)
-    num_frames = visible.shape[1]
-    triple = visible[:, 2:] & visible[:, 1:-1] & visible[:, :-2]  # [N, T-2], centred at t + 1
-    todo = np.flatnonzero(~np.asarray(static, bool) & triple.any(axis=1))
+    out, todo, triple, ray, centres = moving_track_rays(track3d_world, visible, static, cameras)
     if smoothness <= 0 or todo.size == 0:
         return out.astype(np.float32)
-    centres = camera_centres(np.asarray(cameras.world_to_camera))  # [T, 3]
-    vis = visible[todo]
-    ray = np.where(vis[..., None], points[todo] - centres, 0.0)
+    num_frames = out.shape[1]
+    vis = np.asarray(visible, bool)[todo]
     dist = np.linalg.norm(ray, axis=-1)  # [n, T] s0
     unit = ray / np.where(vis & (dist > 0), dist, 1.0)[..., None]
     typical = np.nanmedian(np.where(vis, dist, np.nan), axis=1)[:, None]  # [n, 1] metres

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.linalg import solveh_banded
 
 from stereo4d.geometry import PinholeCamera
-from stereo4d.track_opt import camera_centres
+from stereo4d.track_fill import moving_track_rays
 
 __all__ = ["smooth_moving_lateral"]
 
@@ -71,18 +71,12 @@ def smooth_moving_lateral(track3d_world: np.ndarray, visible: np.ndarray, static
     Returns:
       [N, T, 3] float32, NaN off ``visible``.
     """
-    points = np.asarray(track3d_world, np.float64)
-    visible = np.asarray(visible, bool)
-    out = np.where(visible[..., None], points, np.nan)
-    num_frames = visible.shape[1]
-    triple = visible[:, 2:] & visible[:, 1:-1] & visible[:, :-2]  # [N, T-2], centred at t + 1
-    todo = np.flatnonzero(~np.asarray(static, bool) & triple.any(axis=1))
+    out, todo, triple, ray, _ = moving_track_rays(track3d_world, visible, static, cameras)
     if smoothness <= 0 or todo.size == 0:
         return out.astype(np.float32)
-    centres = camera_centres(np.asarray(cameras.world_to_camera))  # [T, 3]
-    vis = visible[todo]
-    pts = np.where(vis[..., None], points[todo], 0.0)  # [n, T, 3]
-    ray = np.where(vis[..., None], pts - centres, 0.0)
+    num_frames = out.shape[1]
+    vis = np.asarray(visible, bool)[todo]
+    pts = np.where(vis[..., None], out[todo], 0.0)  # [n, T, 3]
     dist = np.linalg.norm(ray, axis=-1)  # [n, T]
     unit = np.where(vis[..., None], ray / np.where(vis & (dist > 0), dist, 1.0)[..., None],
                     np.array([0.0, 0.0, 1.0]))  # off-track frames: any unit vector
