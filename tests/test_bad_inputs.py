@@ -300,6 +300,7 @@ def test_baseline_is_valid(baseline):
 
 def test_optimiser_refuses_non_finite_output(baseline, tmp_path, monkeypatch):
     """Finding 2: output that is not finite where it claims to be is never written."""
+    from stereo4d import track_3d
     from stereo4d.stages import optimization
     from stereo4d.track_opt import optimize_tracks
 
@@ -312,7 +313,7 @@ def test_optimiser_refuses_non_finite_output(baseline, tmp_path, monkeypatch):
         result.track3d[result.visible.nonzero()[0][:3], result.visible.nonzero()[1][:3]] = np.nan
         return result
 
-    monkeypatch.setattr(optimization, "optimize_tracks", poisoned)
+    monkeypatch.setattr(track_3d, "optimize_tracks", poisoned)
     paths = _paths(root)
     # The 3 poisoned points, and whatever gap filling derives from those tracks, are refused.
     with pytest.raises(InputError, match="refusing to write .*points marked visible are not "
