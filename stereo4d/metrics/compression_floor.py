@@ -34,7 +34,7 @@ from scipy import ndimage
 from stereo4d.geometry import invert_rigid
 
 __all__ = [
-        "ORACLE_VARIANTS",
+    "ORACLE_VARIANTS",
     "SEARCH_PX",
     "SPLINE_ORDER",
     "STEP_PX",
