@@ -64,8 +64,7 @@ class SurfaceCutSettings:
 
 def _camera_depth(cameras: PinholeCamera, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Camera z of world ``points`` [..., 3] in the frames ``frames`` [...] (int)."""
-    ext = np.asarray(cameras.world_to_camera, np.float64)[frames]  # [..., 3, 4]
-    return np.einsum("...j,...j->...", ext[..., 2, :3], points) + ext[..., 2, 3]
+    return cameras.at(frames).to_camera(points)[..., 2]
 
 
 def _sweep(points: np.ndarray, valid: np.ndarray, depth_m: np.ndarray, start: np.ndarray,
@@ -148,7 +147,9 @@ def surface_change_keep(lifted_world: np.ndarray, lifted_valid: np.ndarray,
     num_frames = valid.shape[1]
     start = np.clip(np.asarray(query_frames).astype(np.int64), 0, num_frames - 1)
     frames = np.broadcast_to(np.arange(num_frames), valid.shape)
-    depth_m = _camera_depth(cameras, frames, lifted_world)  # the sampled stereo depth
+    # The sampled stereo depth [N, T]: the per-frame cameras broadcast over the tracks (no
+    # [N, T, 3, 4] gather of the cameras).
+    depth_m = cameras.to_camera(lifted_world)[..., 2]
     after = _sweep(lifted_world, valid, depth_m, start, 1, cameras, settings)
     before = _sweep(lifted_world, valid, depth_m, start, -1, cameras, settings)
     keep = np.ones(valid.shape, bool)
