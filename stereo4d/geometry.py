@@ -44,6 +44,7 @@ __all__ = [
     "rectification_map",
     "rectified_camera2world_from_rig",
     "rectifying_rotations",
+    "relative_pose",
     "relative_pose_from_rectified",
     "rig_cam_from_world_from_rectified",
     "rotation_xyz_deg",
@@ -195,6 +196,14 @@ def invert_rigid(matrix: np.ndarray) -> np.ndarray:
     trans = m[..., :3, 3:]
     rot_inv = np.swapaxes(rot, -1, -2)
     return np.concatenate([rot_inv, -rot_inv @ trans], axis=-1)
+
+
+def relative_pose(c2w_from: np.ndarray, c2w_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R [3, 3], t [3]) with X_to = R X_from + t (camera coordinates)."""
+    w2c_to = invert_rigid(np.asarray(c2w_to, np.float64)[:3, :4])
+    rotation = w2c_to[:3, :3] @ c2w_from[:3, :3]
+    translation = w2c_to[:3, :3] @ c2w_from[:3, 3] + w2c_to[:3, 3]
+    return rotation, translation
 
 
 @dataclass(frozen=True)

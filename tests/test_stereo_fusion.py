@@ -60,7 +60,7 @@ def test_reprojection_is_exact_for_a_static_wall():
 
 
 def _pose(c2w_from, c2w_to):
-    from stereo4d.backends.stereo_fusion import relative_pose
+    from stereo4d.geometry import relative_pose
 
     return relative_pose(c2w_from, c2w_to)
 

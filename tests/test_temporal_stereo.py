@@ -68,8 +68,8 @@ def _noisy_stereo(truth: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def test_parallax_ratio_matches_a_finite_difference():
     _, c2w, truth, _ = _render()
-    from stereo4d.backends.stereo_fusion import relative_pose
     from stereo4d.backends.temporal_stereo import _rays, _sample
+    from stereo4d.geometry import relative_pose
 
     rotation, translation = relative_pose(c2w[FRAME], c2w[FRAME + 6])
     rays = np.einsum("ij,jhw->ihw", rotation, _rays(HEIGHT, WIDTH, FOCAL_PX))

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 import cv2
 import numpy as np
 
-from stereo4d.geometry import invert_rigid
+from stereo4d.geometry import relative_pose
 
 __all__ = [
     "CONSISTENCY_FLOOR_PX",
@@ -43,7 +43,6 @@ __all__ = [
     "forward_splat_disparity",
     "fuse_frame",
     "fuse_sequence",
-    "relative_pose",
     "reprojected_disparity",
     "right_camera2world",
 ]
@@ -74,14 +73,6 @@ def right_camera2world(camera2world: np.ndarray, baseline_m: float) -> np.ndarra
     c2w = np.array(camera2world, dtype=np.float64)[..., :3, :4]
     c2w[..., 3] += c2w[..., :3, 0] * baseline_m
     return c2w
-
-
-def relative_pose(c2w_from: np.ndarray, c2w_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R [3, 3], t [3]) with X_to = R X_from + t (camera coordinates)."""
-    w2c_to = invert_rigid(np.asarray(c2w_to, np.float64)[:3, :4])
-    rotation = w2c_to[:3, :3] @ c2w_from[:3, :3]
-    translation = w2c_to[:3, :3] @ c2w_from[:3, 3] + w2c_to[:3, 3]
-    return rotation, translation
 
 
 def _pixel_rays(height: int, width: int, focal_px: float) -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stereo4d.backends.stereo_fusion import relative_pose
+from stereo4d.geometry import relative_pose
 
 __all__ = [
     "HALF_HYPOTHESES",

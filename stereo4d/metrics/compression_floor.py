@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from stereo4d.geometry import invert_rigid
+from stereo4d.geometry import relative_pose
 
 __all__ = [
     "ORACLE_VARIANTS",
@@ -164,9 +164,7 @@ def _hypotheses_in(disparity_px, static, c2w_ref, c2w_other, depth_other_m, foca
     fb = focal_px * baseline_m
     surface = np.isfinite(disparity_px) & (disparity_px > 0) & static
     d = np.where(surface, disparity_px, 1.0)
-    w2c_other = invert_rigid(np.asarray(c2w_other, np.float64)[:3, :4])
-    rotation = w2c_other[:3, :3] @ np.asarray(c2w_ref, np.float64)[:3, :3]
-    translation = w2c_other[:3, :3] @ np.asarray(c2w_ref, np.float64)[:3, 3] + w2c_other[:3, 3]
+    rotation, translation = relative_pose(np.asarray(c2w_ref, np.float64), c2w_other)
     rays = _rays(height, width, focal_px)
 
     def positions(offset):
