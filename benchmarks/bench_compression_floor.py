@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import sys
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ from stereo4d.metrics.compression_floor import (
 )
 from stereo4d.metrics.stereo import non_occluded_from_left_disparity
 from stereo4d.stages.stereo import read_stereo_pair
-from stereo4d.suite import SUITE_CLIPS, SuiteClip, clip_paths, render
+from stereo4d.suite import SUITE_CLIPS, SuiteClip, clip_paths, render, stage_runs
 
 #: Horizontal FoV of the suite's rectified views (degrees).
 HFOV_DEG = 60.0
@@ -66,20 +65,15 @@ def twin_of(clip: SuiteClip) -> SuiteClip:
 
 
 def ensure_stereo(clip: SuiteClip, root: Path) -> None:
-    """Renders, rectifies and runs the stereo stage of ``clip`` under ``root`` if missing."""
-    from stereo4d.stages import rectify, stereo
-
+    """Renders ``clip`` under ``root`` and runs its rectify and stereo stages (the suite's
+    settings, ``suite.stage_runs``) where their outputs are missing."""
     paths = clip_paths(clip, root)
     render(clip, paths)
-    common = {"vid": paths.vid, "npz_folder": str(paths.npz_folder),
-              "output_folder": str(paths.output_folder)}
-    if not paths.right_video.is_file():
-        size = clip.config.gt_size_px
-        rectify.run(rectify.RectifyConfig(
-            **common, raw_video_folder=str(paths.raw_video_folder), min_equirect_height=0,
-            write_equirect=False, output_height=size, output_width=size))
-    if not paths.stereo_output.is_file():
-        stereo.run(stereo.StereoConfig(**common, backend="sgbm"))
+    for name, _, outputs, run in stage_runs(paths, clip.config.gt_size_px, progress=False):
+        if not all(path.is_file() for path in outputs):
+            run()
+        if name == "stereo":
+            break
 
 
 def matching_images(frames_uint8: np.ndarray) -> np.ndarray:
@@ -89,20 +83,30 @@ def matching_images(frames_uint8: np.ndarray) -> np.ndarray:
 
 
 def _load_truth(gt_path: Path) -> dict:
+    """The ground truth the oracles need, and ``static`` [T, H, W]: pixels on an object the
+    clip's scene does not move (``SyntheticOracle``'s scene)."""
+    from stereo4d.synthetic import SyntheticOracle
+
     with np.load(gt_path, allow_pickle=False) as z:
         truth = {k: z[k] for k in ("disparity_px", "depth_m", "object_id", "camera2world",
                                    "focal_px", "baseline_m")}
-        description = str(z["scene_description"])
-    moving = [int(m.group(1))
-              for m in re.finditer(r"^(\d+): .*dynamic=True", description, re.MULTILINE)]
-    truth["static"] = (truth["object_id"] >= 0) & ~np.isin(truth["object_id"], moving)
+    dynamic = SyntheticOracle.from_gt_file(gt_path).scene.is_dynamic  # [objects] bool
+    object_id = truth["object_id"]
+    hit = object_id >= 0
+    truth["static"] = hit & ~dynamic[np.where(hit, object_id, 0)]
     return truth
+
+
+def _check_processed(paths) -> None:
+    """InputError unless the clip's ground truth and stereo output exist."""
+    for path in (paths.gt, paths.stereo_output):
+        if not path.is_file():
+            raise InputError(f"{paths.vid}: {path} is missing (run bench_suite.py)")
 
 
 def _kept_pixels(paths, truth: dict) -> tuple[np.ndarray, np.ndarray]:
     """(mask bool [T, H, W] of the evaluation pixels with a valid stage depth, disparity [T, H, W])."""
-    if not paths.stereo_output.is_file():
-        raise InputError(f"{paths.vid}: {paths.stereo_output} is missing (run bench_suite.py)")
+    _check_processed(paths)
     flows = load_stereo_flows(paths.stereo_output)
     depth = depth_maps_from_flows(flows, HFOV_DEG, remove_floaters=False)
     disparity_gt = truth["disparity_px"]
@@ -118,15 +122,15 @@ def floor_clip(clip: SuiteClip, root: Path, twin_root: Path, frame_stride: int) 
     edge)."""
     paths = clip_paths(clip, root)
     truth = _load_truth(paths.gt)
-    mask, _ = _kept_pixels(paths, truth)
+    mask = None
     twin = twin_of(clip)
     ensure_stereo(twin, twin_root)
-    frames = list(range(0, len(mask), frame_stride))
+    frames = list(range(0, len(truth["disparity_px"]), frame_stride))
     fb = float(truth["focal_px"] * truth["baseline_m"])
     offsets = {}
     for version, version_paths in (("compressed", paths), ("twin", clip_paths(twin, twin_root))):
         kept, disparity = _kept_pixels(version_paths, truth)
-        mask &= kept
+        mask = kept if mask is None else mask & kept
         left, right = (matching_images(v) for v in read_stereo_pair(version_paths))
         pipeline = disparity[frames] - truth["disparity_px"][frames]
         offsets[version] = {"pipeline": pipeline,
@@ -191,8 +195,7 @@ def main(argv=None) -> int:
             mean = load_json(Path(args.suite_json))["summary"]["heldout"]["mean"]
             line = {k: mean[key] / CLIP_FRACTION for k, key in _SUITE_KEYS.items()}
         for name in names:  # checked before any long work
-            _kept_pixels(clip_paths(every[name], root), _load_truth(clip_paths(every[name],
-                                                                               root).gt))
+            _check_processed(clip_paths(every[name], root))
         t0 = time.perf_counter()
         reports = {n: floor_clip(every[n], root, twin_root, args.frame_stride) for n in names}
     except (InputError, FileNotFoundError, KeyError) as exc:

@@ -30,7 +30,7 @@ from stereo4d.synthetic.writer import RENDERER_VERSION
 STAGES = ("rectify", "stereo", "tracking", "filtering", "optimization")
 
 __all__ = ["DEMO_CLIP", "HALVES", "STAGES", "SUITE_CLIPS", "SUITE_METRICS", "SuiteClip", "format_suite_table",
-           "run_clip", "run_suite", "summarise"]
+           "run_clip", "run_suite", "stage_runs", "summarise"]
 
 #: Timestamp (microseconds) of every suite clip: its first frame is video frame 2.
 SUITE_TIMESTAMP_US = 66667
@@ -141,7 +141,7 @@ def render(clip: SuiteClip, paths: ClipPaths) -> bool:
     return True
 
 
-def _stage_runs(paths: ClipPaths, size_px: int, progress: bool
+def stage_runs(paths: ClipPaths, size_px: int, progress: bool
                 ) -> list[tuple[str, list, list, Callable]]:
     """(name, inputs, outputs, run) of the five stages with the suite's settings (rectified
     views ``size_px`` square, the size of the clip's ground-truth view)."""
@@ -185,7 +185,7 @@ def run_clip(clip: SuiteClip, root: Path, force: bool = False, progress: bool = 
     rendered = render(clip, paths) or force
     timings["render"] = time.perf_counter() - t0
     stale = rendered
-    for name, inputs, outputs, run in _stage_runs(paths, clip.config.gt_size_px, progress):
+    for name, inputs, outputs, run in stage_runs(paths, clip.config.gt_size_px, progress):
         marker = paths.provenance(name)
         t0 = time.perf_counter()
         stale = stale or name == from_stage
